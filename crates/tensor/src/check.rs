@@ -1,0 +1,148 @@
+//! Shape and dtype preconditions of every verb, shared by all backends so that each verb
+//! has exactly one definition of what it accepts. Each check panics with the caller's
+//! location (`#[track_caller]`): a violation is a bug in model or runner code.
+
+use crate::{AttentionMeta, Backend, DType, Tensor};
+
+#[track_caller]
+fn rank<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, r: usize) {
+    assert_eq!(t.shape().rank(), r, "{what}: expected rank {r}, got {}", t.shape());
+}
+
+#[track_caller]
+fn dtype<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, d: DType) {
+    assert_eq!(t.dtype(), d, "{what}: expected {d}, got {}", t.dtype());
+}
+
+#[track_caller]
+fn float<B: Backend + ?Sized>(what: &str, t: &Tensor<B>) {
+    assert!(t.dtype().is_float(), "{what}: expected a float tensor, got {}", t.dtype());
+}
+
+#[track_caller]
+pub fn embedding<B: Backend + ?Sized>(table: &Tensor<B>, ids: &Tensor<B>) {
+    rank("embedding table", table, 2);
+    float("embedding table", table);
+    rank("embedding ids", ids, 1);
+    dtype("embedding ids", ids, DType::U32);
+}
+
+#[track_caller]
+pub fn rms_norm<B: Backend + ?Sized>(x: &Tensor<B>, residual: Option<&Tensor<B>>, w: &Tensor<B>) {
+    rank("rms_norm x", x, 2);
+    float("rms_norm x", x);
+    rank("rms_norm weight", w, 1);
+    assert_eq!(w.dims()[0], x.dims()[1], "rms_norm: weight {} vs x {}", w.shape(), x.shape());
+    if let Some(r) = residual {
+        assert_eq!(r.shape(), x.shape(), "rms_norm: residual {} vs x {}", r.shape(), x.shape());
+        assert_eq!(r.dtype(), x.dtype(), "rms_norm: residual dtype differs from x");
+    }
+}
+
+#[track_caller]
+pub fn matmul<B: Backend + ?Sized>(x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>) {
+    rank("matmul x", x, 2);
+    float("matmul x", x);
+    rank("matmul w", w, 2);
+    float("matmul w", w);
+    assert_eq!(x.dims()[1], w.dims()[1], "matmul: x {} vs w {} (W is [N, K])", x.shape(), w.shape());
+    if let Some(b) = bias {
+        rank("matmul bias", b, 1);
+        assert_eq!(b.dims()[0], w.dims()[0], "matmul: bias {} vs w {}", b.shape(), w.shape());
+    }
+}
+
+#[track_caller]
+pub fn rope<B: Backend + ?Sized>(
+    q: &Tensor<B>,
+    k: &Tensor<B>,
+    positions: &Tensor<B>,
+    inv_freq: &Tensor<B>,
+) {
+    rank("rope q", q, 3);
+    rank("rope k", k, 3);
+    float("rope q", q);
+    float("rope k", k);
+    rank("rope positions", positions, 1);
+    dtype("rope positions", positions, DType::U32);
+    rank("rope inv_freq", inv_freq, 1);
+    dtype("rope inv_freq", inv_freq, DType::F32);
+    let (t, d) = (q.dims()[0], q.dims()[2]);
+    assert_eq!(k.dims()[0], t, "rope: q {} vs k {}", q.shape(), k.shape());
+    assert_eq!(k.dims()[2], d, "rope: q {} vs k {}", q.shape(), k.shape());
+    assert_eq!(positions.dims()[0], t, "rope: positions {} vs q {}", positions.shape(), q.shape());
+    assert!(2 * inv_freq.dims()[0] <= d, "rope: inv_freq {} too long for head dim {d}", inv_freq.shape());
+}
+
+#[track_caller]
+pub fn kv_write<B: Backend + ?Sized>(
+    k: &Tensor<B>,
+    v: &Tensor<B>,
+    k_cache: &Tensor<B>,
+    v_cache: &Tensor<B>,
+    slot_mapping: &Tensor<B>,
+) {
+    rank("kv_write k", k, 3);
+    assert_eq!(k.shape(), v.shape(), "kv_write: k {} vs v {}", k.shape(), v.shape());
+    rank("kv_write k_cache", k_cache, 4);
+    assert_eq!(k_cache.shape(), v_cache.shape(), "kv_write: k_cache vs v_cache shapes");
+    assert_eq!(k_cache.dtype(), v_cache.dtype(), "kv_write: k_cache vs v_cache dtypes");
+    let (hk, d) = (k.dims()[1], k.dims()[2]);
+    assert_eq!(k_cache.dims()[1], hk, "kv_write: cache {} vs k {}", k_cache.shape(), k.shape());
+    assert_eq!(k_cache.dims()[3], d, "kv_write: cache {} vs k {}", k_cache.shape(), k.shape());
+    rank("kv_write slot_mapping", slot_mapping, 1);
+    dtype("kv_write slot_mapping", slot_mapping, DType::U32);
+    assert_eq!(slot_mapping.dims()[0], k.dims()[0], "kv_write: slot_mapping vs k tokens");
+}
+
+#[track_caller]
+pub fn paged_attention<B: Backend + ?Sized>(
+    q: &Tensor<B>,
+    k_cache: &Tensor<B>,
+    v_cache: &Tensor<B>,
+    meta: &AttentionMeta<'_, B>,
+) {
+    rank("paged_attention q", q, 3);
+    float("paged_attention q", q);
+    rank("paged_attention k_cache", k_cache, 4);
+    assert_eq!(k_cache.shape(), v_cache.shape(), "paged_attention: k_cache vs v_cache");
+    let (hq, d) = (q.dims()[1], q.dims()[2]);
+    let hk = k_cache.dims()[1];
+    assert_eq!(k_cache.dims()[3], d, "paged_attention: cache {} vs q {}", k_cache.shape(), q.shape());
+    assert!(hk > 0 && hq % hk == 0, "paged_attention: {hq} query heads not a multiple of {hk} KV heads");
+    rank("block_tables", meta.block_tables, 2);
+    dtype("block_tables", meta.block_tables, DType::U32);
+    rank("seq_lens", meta.seq_lens, 1);
+    dtype("seq_lens", meta.seq_lens, DType::U32);
+    rank("query_start_loc", meta.query_start_loc, 1);
+    dtype("query_start_loc", meta.query_start_loc, DType::U32);
+    let s = meta.seq_lens.dims()[0];
+    assert_eq!(meta.block_tables.dims()[0], s, "paged_attention: block_tables rows vs seq_lens");
+    assert_eq!(meta.query_start_loc.dims()[0], s + 1, "paged_attention: query_start_loc must be [S + 1]");
+    let block_size = k_cache.dims()[2];
+    assert!(
+        meta.max_seq_len <= meta.block_tables.dims()[1] * block_size,
+        "paged_attention: max_seq_len {} exceeds block table capacity",
+        meta.max_seq_len
+    );
+}
+
+#[track_caller]
+pub fn silu_mul<B: Backend + ?Sized>(x: &Tensor<B>) {
+    rank("silu_mul x", x, 2);
+    float("silu_mul x", x);
+    assert!(x.dims()[1] % 2 == 0, "silu_mul: last dim {} is odd", x.dims()[1]);
+}
+
+#[track_caller]
+pub fn gather_rows<B: Backend + ?Sized>(x: &Tensor<B>, idx: &Tensor<B>) {
+    rank("gather_rows x", x, 2);
+    rank("gather_rows idx", idx, 1);
+    dtype("gather_rows idx", idx, DType::U32);
+}
+
+#[track_caller]
+pub fn add<B: Backend + ?Sized>(a: &Tensor<B>, b: &Tensor<B>) {
+    assert_eq!(a.shape(), b.shape(), "add: {} vs {}", a.shape(), b.shape());
+    assert_eq!(a.dtype(), b.dtype(), "add: {} vs {}", a.dtype(), b.dtype());
+}
