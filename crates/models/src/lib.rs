@@ -1,1 +1,3 @@
-//! placeholder
+//! Model configs, weight loaders, the Llama-family decoder and the architecture registry.
+
+pub mod loader;

@@ -1,0 +1,43 @@
+//! Weight files: GGUF (`gguf`, with `dequant` for its block formats) and safetensors
+//! (`safetensors`). Both are memory-mapped and expose the same [`WeightSource`] view, so the
+//! model code that names tensors never cares which format it reads.
+//!
+//! Every failure is a [`LoadError`] naming the file and, where one is involved, the tensor.
+
+use std::path::{Path, PathBuf};
+
+/// A set of named tensors backed by one or more files.
+pub trait WeightSource {
+    /// The file (or directory) the weights come from, for error messages.
+    fn path(&self) -> &Path;
+    /// Names of every tensor, in file order.
+    fn tensor_names(&self) -> Vec<String>;
+    fn contains(&self, name: &str) -> bool;
+    /// Row-major shape, outermost dimension first (GGUF's `ne` order reversed).
+    fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError>;
+    /// The tensor's elements as f32, dequantized or converted as needed.
+    fn load_f32(&self, name: &str) -> Result<Vec<f32>, LoadError>;
+}
+
+/// What went wrong while reading a model file. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not what it claims to be: bad magic, truncated, inconsistent header.
+    #[error("{path}: {message}")]
+    Malformed { path: PathBuf, message: String },
+    /// A problem with one tensor: unknown dtype, data out of bounds, wrong shape.
+    #[error("{path}: tensor '{tensor}': {message}")]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
+    #[error("{path}: no tensor named '{tensor}'")]
+    MissingTensor { path: PathBuf, tensor: String },
+}
