@@ -1,0 +1,17 @@
+//! Bookkeeping of the paged KV cache, with automatic prefix caching (DESIGN.md §6). No
+//! tensors live here: blocks are ids into the caches the backend owns.
+//!
+//! - [`pool::BlockPool`]: every block with its reference count and (when full and cached) its
+//!   hash; a free queue ordered so the least recently freed cached block is evicted first;
+//!   a hash -> block map of cached blocks.
+//! - [`hash`]: a full block's hash chains its parent's hash, its token ids and extra keys.
+//! - [`manager::KvCacheManager`]: per-request allocation, longest cached prefix on admission,
+//!   growth as a request generates, freeing, and the usage and hit counters.
+
+pub mod hash;
+pub mod manager;
+pub mod pool;
+
+pub use hash::BlockHash;
+pub use manager::{KvCacheBlocks, KvCacheManager, KvCacheStats};
+pub use pool::BlockId;

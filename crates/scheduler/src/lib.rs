@@ -1,0 +1,12 @@
+//! Request states, the waiting and running queues, and the step scheduler. Talks to the KV
+//! cache manager for blocks and to the runner only through [`SchedulerOutput`].
+
+pub mod output;
+pub mod request;
+pub mod sampling_params;
+pub mod scheduler;
+
+pub use output::{NewRequest, ScheduledRequest, SchedulerOutput};
+pub use request::{FinishReason, Request, RequestId, RequestStatus};
+pub use sampling_params::{SamplingParams, SamplingParamsError, MAX_LOGPROBS};
+pub use scheduler::{AddError, Scheduler, SchedulerConfig, StepResult};

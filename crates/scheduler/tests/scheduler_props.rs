@@ -1,0 +1,191 @@
+//! Property tests of the scheduler and KV cache manager, driven by a fake runner that
+//! samples a token derived from the request and its length. Random mixes of arrivals,
+//! prompt lengths (with shared prefixes, so the prefix cache is exercised), output lengths,
+//! aborts, tight KV budgets (forcing preemption) and token budgets (forcing chunking).
+
+use std::collections::{HashMap, HashSet};
+
+use ingot_scheduler::{FinishReason, Request, SamplingParams, Scheduler, SchedulerConfig};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct Arrival {
+    step: usize,
+    prefix: usize,
+    prompt_len: usize,
+    max_tokens: usize,
+    abort_at: Option<usize>,
+}
+
+fn arrival() -> impl Strategy<Value = Arrival> {
+    (0usize..30, 0usize..3, 1usize..70, 1usize..24, proptest::option::weighted(0.2, 0usize..40))
+        .prop_map(|(step, prefix, prompt_len, max_tokens, abort_at)| Arrival {
+            step,
+            prefix,
+            prompt_len,
+            max_tokens,
+            abort_at,
+        })
+}
+
+fn fake_token(id: u64, len: usize) -> u32 {
+    ((id * 31 + len as u64 * 7) % 1000) as u32 + 10
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bookkeeping_holds(
+        arrivals in proptest::collection::vec(arrival(), 1..25),
+        num_blocks in 8usize..64,
+        block_size in prop_oneof![Just(4usize), Just(16)],
+        budget in prop_oneof![Just(8usize), Just(32), Just(512)],
+        max_num_seqs in 1usize..12,
+    ) {
+        let cfg = SchedulerConfig {
+            max_num_seqs,
+            max_num_batched_tokens: budget,
+            max_model_len: 256,
+            num_blocks,
+            block_size,
+            enable_prefix_caching: true,
+        };
+        let mut s = Scheduler::new(cfg);
+        let mut accepted = HashSet::new();
+        let mut finished: HashMap<u64, FinishReason> = HashMap::new();
+        let mut aborts: HashMap<usize, Vec<u64>> = HashMap::new();
+        let mut step = 0;
+        loop {
+            for (i, a) in arrivals.iter().enumerate().filter(|(_, a)| a.step == step) {
+                let id = i as u64;
+                // Prompts share one of three prefixes of 40 tokens.
+                let prompt: Vec<u32> = (0..a.prompt_len)
+                    .map(|j| if j < 40 { (a.prefix * 1000 + j) as u32 } else { (id * 100 + j as u64) as u32 })
+                    .collect();
+                let params = SamplingParams { max_tokens: a.max_tokens, ..SamplingParams::greedy(a.max_tokens) };
+                if s.add_request(Request::new(id, prompt, params, vec![1])).is_ok() {
+                    accepted.insert(id);
+                    if let Some(at) = a.abort_at {
+                        aborts.entry(step + at).or_default().push(id);
+                    }
+                }
+            }
+            for id in aborts.remove(&step).unwrap_or_default() {
+                if s.finish_request(id, FinishReason::Abort) {
+                    prop_assert!(finished.insert(id, FinishReason::Abort).is_none());
+                }
+            }
+            let out = s.schedule();
+            prop_assert!(out.num_batched_tokens <= budget);
+            prop_assert!(out.scheduled.len() <= max_num_seqs);
+            let total: usize = out.scheduled.iter().map(|r| r.new_token_ids.len()).sum();
+            prop_assert_eq!(total, out.num_batched_tokens);
+            s.check_invariants();
+            // No block in two requests' tables unless it is a shared (prefix-cached) block.
+            let mut owners: HashMap<u32, usize> = HashMap::new();
+            for r in &out.scheduled {
+                for &b in &r.block_ids {
+                    *owners.entry(b).or_default() += 1;
+                }
+                prop_assert!(r.block_ids.len() * block_size >= r.num_computed_tokens + r.new_token_ids.len());
+            }
+            for (b, n) in owners {
+                prop_assert_eq!(n as u32, s.kv().pool().ref_cnt(ingot_kv_cache::BlockId(b)));
+            }
+            let sampled: HashMap<u64, u32> = out
+                .scheduled
+                .iter()
+                .filter(|r| r.sample)
+                .map(|r| (r.id, fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len())))
+                .collect();
+            for r in s.update(&out, &sampled) {
+                if let Some(reason) = r.finished {
+                    prop_assert!(finished.insert(r.id, reason).is_none(), "request {} finished twice", r.id);
+                }
+            }
+            s.check_invariants();
+            step += 1;
+            let arrivals_left = arrivals.iter().any(|a| a.step >= step);
+            if !arrivals_left && !s.has_unfinished() {
+                break;
+            }
+            prop_assert!(step < 5000, "no progress");
+        }
+        // Every accepted request finished exactly once; every block is free again.
+        prop_assert_eq!(finished.keys().copied().collect::<HashSet<_>>(), accepted);
+        prop_assert_eq!(s.kv().num_free_blocks(), num_blocks);
+    }
+}
+
+#[test]
+fn second_request_computes_only_past_the_cached_prefix() {
+    let cfg = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 2048,
+        max_model_len: 4096,
+        num_blocks: 200,
+        block_size: 16,
+        enable_prefix_caching: true,
+    };
+    let mut s = Scheduler::new(cfg);
+    let prefix: Vec<u32> = (0..512).map(|i| i % 900 + 5).collect();
+    let run = |s: &mut Scheduler, id: u64, tail: &[u32]| -> usize {
+        let prompt: Vec<u32> = prefix.iter().chain(tail).copied().collect();
+        s.add_request(Request::new(id, prompt, SamplingParams::greedy(2), vec![])).unwrap();
+        let mut computed = 0;
+        while s.has_unfinished() {
+            let out = s.schedule();
+            computed += out.num_batched_tokens;
+            let sampled = out.scheduled.iter().filter(|r| r.sample).map(|r| (r.id, 7)).collect();
+            s.update(&out, &sampled);
+        }
+        computed
+    };
+    let first = run(&mut s, 1, &[1, 2, 3]);
+    assert_eq!(first, 515 + 1);
+    let second = run(&mut s, 2, &[4, 5, 6, 7]);
+    // 512 tokens from the cache; computes its 4 new prompt tokens and 1 decode step.
+    assert_eq!(second, 4 + 1);
+    assert_eq!(s.kv_stats().prefix_cache_hits, 512);
+}
+
+#[test]
+fn preemption_recomputes_and_loses_nothing() {
+    // Room for 6 blocks of 4 tokens; each request needs 5 blocks at its end.
+    let cfg = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 64,
+        max_model_len: 64,
+        num_blocks: 6,
+        block_size: 4,
+        enable_prefix_caching: false,
+    };
+    let mut s = Scheduler::new(cfg);
+    for id in 0..2u64 {
+        let prompt: Vec<u32> = (0..8).map(|j| (id * 10 + j) as u32).collect();
+        s.add_request(Request::new(id, prompt, SamplingParams::greedy(12), vec![])).unwrap();
+    }
+    let mut preempted = 0;
+    let mut outputs: HashMap<u64, Vec<u32>> = HashMap::new();
+    while s.has_unfinished() {
+        let out = s.schedule();
+        preempted += out.preempted.len();
+        let sampled: HashMap<u64, u32> = out
+            .scheduled
+            .iter()
+            .filter(|r| r.sample)
+            .map(|r| (r.id, fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len())))
+            .collect();
+        for r in s.update(&out, &sampled) {
+            outputs.entry(r.id).or_default().push(r.token.unwrap());
+        }
+        s.check_invariants();
+    }
+    assert!(preempted > 0, "the cache is too small for both, so one must be preempted");
+    for id in 0..2u64 {
+        let expect: Vec<u32> = (8..20).map(|len| fake_token(id, len)).collect();
+        assert_eq!(outputs[&id], expect, "request {id}");
+    }
+    assert_eq!(s.kv().num_free_blocks(), 6);
+}
