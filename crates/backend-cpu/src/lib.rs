@@ -1,1 +1,474 @@
-//! placeholder
+//! The CPU backend: host-memory tensors and f32 kernels for every verb of
+//! [`ingot_tensor::Backend`]. It is the numerical reference every other backend is tested
+//! against (DESIGN.md §5), and fast enough to serve small models.
+//!
+//! Storage is a plain `Vec` per tensor ([`CpuStorage`]). Activations are f32; matmul and
+//! embedding weights may also be f16 or bf16, widened to f32 on the fly. Every output is
+//! allocated filled with NaN (u32::MAX for integers) before a kernel writes it, so an
+//! element a kernel forgets to write shows up in the tests.
+//!
+//! Batch invariance is a hard rule here: every reduction (matmul dot products, attention
+//! over context positions, rms_norm's sum of squares) has one fixed order that depends only
+//! on the reduction's length, never on the batch, the tiling or the thread count (see
+//! `lanes.rs`, `matmul.rs`, `attention.rs`). Work is parallel over independent outputs on
+//! rayon: the global pool by default, or a private pool ([`CpuBackend::with_threads`]).
+
+mod attention;
+mod gather;
+mod lanes;
+mod matmul;
+mod norm;
+mod pointwise;
+mod rope;
+
+pub use matmul::Isa;
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use ingot_tensor::backend::Result;
+use ingot_tensor::{
+    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, RopeStyle, Shape, Tensor,
+    check,
+};
+use std::sync::Arc;
+
+/// A CPU tensor's elements, row-major.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    U32(Vec<u32>),
+}
+
+impl CpuStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::U32(_) => DType::U32,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F16(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
+            CpuStorage::U32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_f32_mut(&mut self) -> Option<&mut [f32]> {
+        match self {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_f16(&self) -> Option<&[f16]> {
+        match self {
+            CpuStorage::F16(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bf16(&self) -> Option<&[bf16]> {
+        match self {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_u32(&self) -> Option<&[u32]> {
+        match self {
+            CpuStorage::U32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The CPU backend. Cheap to clone (the private pool, if any, is shared).
+#[derive(Clone)]
+pub struct CpuBackend {
+    isa: Isa,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("isa", &self.isa)
+            .field("threads", &self.num_threads())
+            .finish()
+    }
+}
+
+impl CpuBackend {
+    /// Uses rayon's global pool and the fastest kernels this CPU supports.
+    pub fn new() -> Self {
+        Self {
+            isa: Isa::detect(),
+            pool: None,
+        }
+    }
+
+    /// Uses a private pool of `threads` threads.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ingot-cpu-{i}"))
+            .build()
+            .map_err(|e| {
+                BackendError::Device(format!("cannot start {threads} CPU threads: {e}"))
+            })?;
+        Ok(Self {
+            isa: Isa::detect(),
+            pool: Some(Arc::new(pool)),
+        })
+    }
+
+    /// The same backend restricted to the portable (auto-vectorised) kernels. Results may
+    /// differ from the SIMD path in the last bits; never mix the two within one run.
+    pub fn with_portable_kernels(self) -> Self {
+        Self {
+            isa: Isa::Portable,
+            ..self
+        }
+    }
+
+    /// The instruction set the kernels use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn num_threads(&self) -> usize {
+        match &self.pool {
+            Some(p) => p.current_num_threads(),
+            None => rayon::current_num_threads(),
+        }
+    }
+
+    /// Runs `f` on this backend's pool.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+
+    fn simd(&self) -> bool {
+        self.isa == Isa::Avx2Fma
+    }
+}
+
+type T = Tensor<CpuBackend>;
+
+fn tensor(storage: CpuStorage, shape: Shape) -> T {
+    debug_assert_eq!(storage.len(), shape.numel());
+    let dtype = storage.dtype();
+    Tensor::from_parts(storage, shape, dtype)
+}
+
+fn unsupported(op: Op, dtype: DType) -> BackendError {
+    BackendError::Unsupported {
+        op,
+        dtype,
+        backend: "cpu",
+    }
+}
+
+/// The f32 elements of an activation, or `Unsupported` for another dtype.
+fn f32s(t: &T, op: Op) -> Result<&[f32]> {
+    match t.storage() {
+        CpuStorage::F32(v) => Ok(v),
+        s => Err(unsupported(op, s.dtype())),
+    }
+}
+
+fn f32s_mut(t: &mut T, op: Op) -> Result<&mut [f32]> {
+    match t.storage_mut() {
+        CpuStorage::F32(v) => Ok(v),
+        s => Err(unsupported(op, s.dtype())),
+    }
+}
+
+/// The u32 elements of an index tensor whose dtype the checks already asserted.
+#[track_caller]
+fn u32s(t: &T) -> &[u32] {
+    match t.storage() {
+        CpuStorage::U32(v) => v,
+        s => panic!("tensor {t:?} holds {} storage", s.dtype()),
+    }
+}
+
+impl Backend for CpuBackend {
+    type Storage = CpuStorage;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn supports(&self, op: Op, dtype: DType) -> bool {
+        match op {
+            Op::Matmul | Op::Embedding => dtype.is_float(),
+            Op::GatherRows => true,
+            Op::RmsNorm | Op::Rope | Op::KvWrite | Op::PagedAttention | Op::SiluMul | Op::Add => {
+                dtype == DType::F32
+            }
+        }
+    }
+
+    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
+        assert_eq!(
+            data.len(),
+            shape.numel(),
+            "from_f32: {} values for shape {shape}",
+            data.len()
+        );
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(data.to_vec()),
+            DType::F16 => {
+                let mut v = vec![f16::ZERO; data.len()];
+                v.convert_from_f32_slice(data);
+                CpuStorage::F16(v)
+            }
+            DType::BF16 => {
+                let mut v = vec![bf16::ZERO; data.len()];
+                v.convert_from_f32_slice(data);
+                CpuStorage::BF16(v)
+            }
+            DType::U32 => panic!("from_f32: cannot make a u32 tensor from floats (use from_u32)"),
+        };
+        Ok(tensor(storage, shape))
+    }
+
+    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
+        assert_eq!(
+            data.len(),
+            shape.numel(),
+            "from_u32: {} values for shape {shape}",
+            data.len()
+        );
+        Ok(tensor(CpuStorage::U32(data.to_vec()), shape))
+    }
+
+    fn zeros(&self, shape: Shape, dtype: DType) -> Result<T> {
+        let n = shape.numel();
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(vec![0.0; n]),
+            DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
+            DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+            DType::U32 => CpuStorage::U32(vec![0; n]),
+        };
+        Ok(tensor(storage, shape))
+    }
+
+    fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
+        Ok(match t.storage() {
+            CpuStorage::F32(v) => v.clone(),
+            CpuStorage::F16(v) => v.to_f32_vec(),
+            CpuStorage::BF16(v) => v.to_f32_vec(),
+            CpuStorage::U32(_) => panic!("to_f32: {t:?} is not a float tensor (use to_u32)"),
+        })
+    }
+
+    fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
+        match t.storage() {
+            CpuStorage::U32(v) => Ok(v.clone()),
+            _ => panic!("to_u32: {t:?} is not a u32 tensor"),
+        }
+    }
+
+    fn embedding(&self, table: &T, ids: &T) -> Result<T> {
+        check::embedding(table, ids);
+        let h = table.dims()[1];
+        let ids_v = u32s(ids);
+        let out = match table.storage() {
+            CpuStorage::F32(v) => gather::embedding(v, h, ids_v),
+            CpuStorage::F16(v) => gather::embedding(v, h, ids_v),
+            CpuStorage::BF16(v) => gather::embedding(v, h, ids_v),
+            CpuStorage::U32(_) => return Err(unsupported(Op::Embedding, DType::U32)),
+        };
+        Ok(tensor(CpuStorage::F32(out), Shape::new([ids_v.len(), h])))
+    }
+
+    fn rms_norm(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
+        check::rms_norm(x, residual.as_deref(), weight);
+        let xv = f32s(x, Op::RmsNorm)?;
+        let wv = f32s(weight, Op::RmsNorm)?;
+        let res = match residual {
+            Some(r) => Some(f32s_mut(r, Op::RmsNorm)?),
+            None => None,
+        };
+        let out = self.run(|| norm::rms_norm(xv, res, wv, eps));
+        Ok(tensor(CpuStorage::F32(out), x.shape().clone()))
+    }
+
+    fn matmul(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
+        check::matmul(x, w, bias);
+        let (t, k, n) = (x.dims()[0], x.dims()[1], w.dims()[0]);
+        let xv = f32s(x, Op::Matmul)?;
+        let bv = bias.map(|b| f32s(b, Op::Matmul)).transpose()?;
+        let isa = self.isa;
+        let out = match w.storage() {
+            CpuStorage::F32(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
+            CpuStorage::F16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
+            CpuStorage::BF16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
+            CpuStorage::U32(_) => return Err(unsupported(Op::Matmul, DType::U32)),
+        };
+        Ok(tensor(CpuStorage::F32(out), Shape::new([t, n])))
+    }
+
+    fn rope(
+        &self,
+        q: &mut T,
+        k: &mut T,
+        positions: &T,
+        inv_freq: &T,
+        style: RopeStyle,
+    ) -> Result<()> {
+        check::rope(q, k, positions, inv_freq);
+        let d = q.dims()[2];
+        let pos = u32s(positions);
+        let freq = f32s(inv_freq, Op::Rope)?;
+        let qv = f32s_mut(q, Op::Rope)?;
+        let kv = f32s_mut(k, Op::Rope)?;
+        self.run(|| rope::rope(qv, kv, d, pos, freq, style));
+        Ok(())
+    }
+
+    fn kv_write(
+        &self,
+        k: &T,
+        v: &T,
+        k_cache: &mut T,
+        v_cache: &mut T,
+        slot_mapping: &T,
+    ) -> Result<()> {
+        check::kv_write(k, v, k_cache, v_cache, slot_mapping);
+        let dims = cache_dims(k_cache);
+        let (kv, vv) = (f32s(k, Op::KvWrite)?, f32s(v, Op::KvWrite)?);
+        let slots = u32s(slot_mapping);
+        let kc = f32s_mut(k_cache, Op::KvWrite)?;
+        let vc = f32s_mut(v_cache, Op::KvWrite)?;
+        attention::kv_write(dims, kv, vv, kc, vc, slots);
+        Ok(())
+    }
+
+    fn paged_attention(
+        &self,
+        q: &T,
+        k_cache: &T,
+        v_cache: &T,
+        meta: &AttentionMeta<'_, Self>,
+        params: AttentionParams,
+    ) -> Result<T> {
+        check::paged_attention(q, k_cache, v_cache, meta);
+        assert!(
+            params.sliding_window != Some(0),
+            "paged_attention: sliding window of 0 positions"
+        );
+        let dims = cache_dims(k_cache);
+        let qv = f32s(q, Op::PagedAttention)?;
+        let kc = f32s(k_cache, Op::PagedAttention)?;
+        let vc = f32s(v_cache, Op::PagedAttention)?;
+        let varlen = attention::Varlen {
+            block_tables: u32s(meta.block_tables),
+            max_blocks: meta.block_tables.dims()[1],
+            seq_lens: u32s(meta.seq_lens),
+            query_start_loc: u32s(meta.query_start_loc),
+            max_seq_len: meta.max_seq_len,
+        };
+        let hq = q.dims()[1];
+        let simd = self.simd();
+        let out = self.run(|| {
+            attention::paged_attention(
+                simd,
+                dims,
+                qv,
+                hq,
+                kc,
+                vc,
+                &varlen,
+                params.scale,
+                params.sliding_window,
+            )
+        });
+        Ok(tensor(CpuStorage::F32(out), q.shape().clone()))
+    }
+
+    fn silu_mul(&self, x: &T) -> Result<T> {
+        check::silu_mul(x);
+        let (t, two_i) = (x.dims()[0], x.dims()[1]);
+        let xv = f32s(x, Op::SiluMul)?;
+        let out = self.run(|| pointwise::silu_mul(xv, two_i));
+        Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
+    }
+
+    fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {
+        check::gather_rows(x, idx);
+        let h = x.dims()[1];
+        let iv = u32s(idx);
+        let storage = match x.storage() {
+            CpuStorage::F32(v) => CpuStorage::F32(gather::gather_rows(v, h, iv, f32::NAN)),
+            CpuStorage::F16(v) => CpuStorage::F16(gather::gather_rows(v, h, iv, f16::NAN)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(gather::gather_rows(v, h, iv, bf16::NAN)),
+            CpuStorage::U32(v) => CpuStorage::U32(gather::gather_rows(v, h, iv, u32::MAX)),
+        };
+        Ok(tensor(storage, Shape::new([iv.len(), h])))
+    }
+
+    fn add(&self, a: &T, b: &T) -> Result<T> {
+        check::add(a, b);
+        let (av, bv) = (f32s(a, Op::Add)?, f32s(b, Op::Add)?);
+        let out = self.run(|| pointwise::add(av, bv));
+        Ok(tensor(CpuStorage::F32(out), a.shape().clone()))
+    }
+}
+
+/// The geometry of a `[num_blocks, num_kv_heads, block_size, head_dim]` cache.
+fn cache_dims(cache: &T) -> attention::CacheDims {
+    let d = cache.dims();
+    attention::CacheDims {
+        num_blocks: d[0],
+        num_kv_heads: d[1],
+        block_size: d[2],
+        head_dim: d[3],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lanes;
+
+    /// The portable lane order matches its documented tree on a hand-checkable case.
+    #[test]
+    fn hsum_tree_order() {
+        // Values chosen so that the sum depends on association: 1e8 + 1 - 1e8.
+        let a = [1e8, 1.0, 0.0, 0.0, -1e8, 0.0, 0.0, 0.0];
+        // (a0 + a4) = 0 exactly, then + a1 = 1; a left-to-right sum would give 0.
+        assert_eq!(lanes::hsum(a), 1.0);
+        let x: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
+        let naive: f32 = x.iter().map(|v| v * v).sum();
+        assert!((lanes::sum_sq(&x) - naive).abs() <= 1e-5 * naive);
+    }
+}

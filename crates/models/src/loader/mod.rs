@@ -6,6 +6,16 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod dequant;
+pub mod ggml_type;
+pub mod gguf;
+pub mod safetensors;
+
+pub use dequant::{DequantError, dequantize};
+pub use ggml_type::GgmlType;
+pub use gguf::{GgufFile, GgufTensorInfo, MetaValue};
+pub use safetensors::SafetensorsDir;
+
 /// A set of named tensors backed by one or more files.
 pub trait WeightSource {
     /// The file (or directory) the weights come from, for error messages.

@@ -1,0 +1,40 @@
+//! Elementwise verbs: `silu_mul` (the gated MLP's `silu(gate) * up`) and `add`. No
+//! reductions, so batch invariance is automatic; rows run in parallel when large.
+
+use rayon::prelude::*;
+
+/// Elements per rayon task.
+const MIN_TASK: usize = 16 * 1024;
+
+/// `x` [T, 2I] = [gate | up] -> `silu(gate) * up` [T, I].
+pub(crate) fn silu_mul(x: &[f32], two_i: usize) -> Vec<f32> {
+    let i = two_i / 2;
+    let mut out = vec![f32::NAN; x.len() / 2]; // [T, I], poisoned
+    if i == 0 {
+        return out;
+    }
+    out.par_chunks_mut(i)
+        .zip(x.par_chunks(two_i))
+        .with_min_len((MIN_TASK / two_i).max(1))
+        .for_each(|(y, x)| {
+            let (gate, up) = x.split_at(i);
+            for ((y, &g), &u) in y.iter_mut().zip(gate).zip(up) {
+                // silu(g) = g * sigmoid(g) = g / (1 + e^-g); e^-g = inf gives -0, as it should.
+                *y = g / (1.0 + (-g).exp()) * u;
+            }
+        });
+    out
+}
+
+/// `a + b`, same lengths.
+pub(crate) fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut out = vec![f32::NAN; a.len()]; // poisoned
+    out.par_chunks_mut(MIN_TASK)
+        .zip(a.par_chunks(MIN_TASK).zip(b.par_chunks(MIN_TASK)))
+        .for_each(|(y, (a, b))| {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *y = a + b;
+            }
+        });
+    out
+}

@@ -1,0 +1,470 @@
+//! kv_write + paged_attention against plain contiguous causal attention (f64), and the
+//! batch invariance of attention (bit-identical rows alone vs batched, whole prompt vs
+//! chunked prefill + decode, any thread count, SIMD vs portable build).
+//!
+//! Tolerance: |got − ref| ≤ 1e-5 with q, k, v uniform in [-1, 1) (outputs are convex
+//! combinations of V rows, so this is 1e-5 relative to the V scale). Caches start filled
+//! with NaN, so reading any slot that was not written shows up as NaN in the output.
+
+mod common;
+
+use common::*;
+use ingot_backend_cpu::CpuBackend;
+use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape};
+
+/// Geometry of one test scene.
+#[derive(Clone, Copy)]
+struct Geo {
+    hq: usize,
+    hk: usize,
+    d: usize,
+    bs: usize,
+}
+
+/// Per-sequence data: all `len` tokens' q, k, v and the block table.
+struct Seq {
+    q: Vec<f32>, // [len, Hq, D]
+    k: Vec<f32>, // [len, Hk, D]
+    v: Vec<f32>, // [len, Hk, D]
+    table: Vec<u32>,
+}
+
+struct Scene {
+    geo: Geo,
+    seqs: Vec<Seq>,
+    num_blocks: usize,
+}
+
+impl Scene {
+    /// Random sequences of the given lengths, their blocks scattered over a shuffled pool.
+    fn new(rng: &mut Rng, geo: Geo, lens: &[usize]) -> Scene {
+        let need: usize = lens.iter().map(|l| l.div_ceil(geo.bs)).sum();
+        let num_blocks = need + 3;
+        let mut pool: Vec<u32> = (0..num_blocks as u32).collect();
+        rng.shuffle(&mut pool);
+        let mut next = 0;
+        let seqs = lens
+            .iter()
+            .map(|&len| {
+                let nb = len.div_ceil(geo.bs);
+                let table = pool[next..next + nb].to_vec();
+                next += nb;
+                Seq {
+                    q: rng.vec(len * geo.hq * geo.d),
+                    k: rng.vec(len * geo.hk * geo.d),
+                    v: rng.vec(len * geo.hk * geo.d),
+                    table,
+                }
+            })
+            .collect();
+        Scene {
+            geo,
+            seqs,
+            num_blocks,
+        }
+    }
+
+    /// Caches full of NaN: unwritten slots poison any output that reads them.
+    fn caches(&self, be: &CpuBackend) -> (T, T) {
+        let g = self.geo;
+        let shape = [self.num_blocks, g.hk, g.bs, g.d];
+        let nan = vec![f32::NAN; shape.iter().product()];
+        (f32t(be, &nan, &shape), f32t(be, &nan, &shape))
+    }
+
+    /// kv_write of tokens `range` of each listed sequence, in one call.
+    fn write(
+        &self,
+        be: &CpuBackend,
+        caches: &mut (T, T),
+        parts: &[(usize, std::ops::Range<usize>)],
+    ) {
+        let g = self.geo;
+        let row = g.hk * g.d;
+        let (mut k, mut v, mut slots) = (Vec::new(), Vec::new(), Vec::new());
+        for (s, r) in parts {
+            let seq = &self.seqs[*s];
+            k.extend_from_slice(&seq.k[r.start * row..r.end * row]);
+            v.extend_from_slice(&seq.v[r.start * row..r.end * row]);
+            slots.extend(
+                r.clone()
+                    .map(|p| seq.table[p / g.bs] * g.bs as u32 + (p % g.bs) as u32),
+            );
+        }
+        let t = slots.len();
+        let (kt, vt) = (f32t(be, &k, &[t, g.hk, g.d]), f32t(be, &v, &[t, g.hk, g.d]));
+        be.kv_write(
+            &kt,
+            &vt,
+            &mut caches.0,
+            &mut caches.1,
+            &u32t(be, &slots, &[t]),
+        )
+        .unwrap();
+    }
+
+    /// paged_attention for `(sequence, context length, query count)` triples.
+    fn attend(
+        &self,
+        be: &CpuBackend,
+        caches: &(T, T),
+        parts: &[(usize, usize, usize)],
+        window: Option<usize>,
+    ) -> Vec<f32> {
+        let g = self.geo;
+        let row = g.hq * g.d;
+        let max_blocks = parts
+            .iter()
+            .map(|&(s, _, _)| self.seqs[s].table.len())
+            .max()
+            .unwrap()
+            + 1;
+        let (mut q, mut qsl, mut lens, mut tables) =
+            (Vec::new(), vec![0u32], Vec::new(), Vec::new());
+        for &(s, len, q_len) in parts {
+            let seq = &self.seqs[s];
+            q.extend_from_slice(&seq.q[(len - q_len) * row..len * row]);
+            qsl.push(qsl.last().unwrap() + q_len as u32);
+            lens.push(len as u32);
+            // Unused table entries hold garbage: reading one would fail.
+            let mut t = seq.table.clone();
+            t.resize(max_blocks, u32::MAX);
+            tables.extend(t);
+        }
+        let t = q.len() / row;
+        let s = parts.len();
+        let (bt, sl, ql) = (
+            u32t(be, &tables, &[s, max_blocks]),
+            u32t(be, &lens, &[s]),
+            u32t(be, &qsl, &[s + 1]),
+        );
+        let meta = AttentionMeta {
+            block_tables: &bt,
+            seq_lens: &sl,
+            query_start_loc: &ql,
+            max_seq_len: *lens.iter().max().unwrap() as usize,
+        };
+        let params = AttentionParams {
+            scale: 1.0 / (g.d as f32).sqrt(),
+            sliding_window: window,
+        };
+        let out = be
+            .paged_attention(
+                &f32t(be, &q, &[t, g.hq, g.d]),
+                &caches.0,
+                &caches.1,
+                &meta,
+                params,
+            )
+            .unwrap();
+        assert_eq!(out.dims(), &[t, g.hq, g.d]);
+        host(&out)
+    }
+
+    /// Plain causal attention in f64 over contiguous K/V, same output layout as `attend`.
+    fn reference(&self, parts: &[(usize, usize, usize)], window: Option<usize>) -> Vec<f64> {
+        let g = self.geo;
+        let group = g.hq / g.hk;
+        let scale = 1.0 / (g.d as f64).sqrt();
+        let mut out = Vec::new();
+        for &(s, len, q_len) in parts {
+            let seq = &self.seqs[s];
+            for pos in len - q_len..len {
+                for h in 0..g.hq {
+                    let kvh = h / group;
+                    let q = &seq.q[(pos * g.hq + h) * g.d..][..g.d];
+                    let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let scores: Vec<f64> = (start..=pos)
+                        .map(|p| {
+                            let k = &seq.k[(p * g.hk + kvh) * g.d..][..g.d];
+                            q.iter()
+                                .zip(k)
+                                .map(|(a, b)| *a as f64 * *b as f64)
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for i in 0..g.d {
+                        let acc: f64 = (start..=pos)
+                            .zip(&e)
+                            .map(|(p, w)| w * seq.v[(p * g.hk + kvh) * g.d + i] as f64)
+                            .sum();
+                        out.push(acc / z);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[track_caller]
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(err <= 1e-5, "{what}: element {i}: got {g}, want {w}");
+    }
+}
+
+#[track_caller]
+fn assert_bits(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    assert!(
+        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{what}: not bit-identical"
+    );
+}
+
+/// Decode rows (q_len 1) and prefill chunks (q_len > 1 after earlier context) mixed.
+const MIX: [(usize, usize); 7] = [
+    (1, 1),
+    (17, 1),
+    (40, 40),
+    (100, 7),
+    (33, 1),
+    (64, 20),
+    (5, 3),
+];
+
+#[test]
+fn matches_contiguous_attention() {
+    let mut rng = Rng::new(10);
+    for be in backends() {
+        for geo in [
+            Geo {
+                hq: 8,
+                hk: 2,
+                d: 64,
+                bs: 16,
+            },
+            Geo {
+                hq: 8,
+                hk: 2,
+                d: 36,
+                bs: 5,
+            },
+            Geo {
+                hq: 4,
+                hk: 4,
+                d: 16,
+                bs: 7,
+            },
+            Geo {
+                hq: 9,
+                hk: 3,
+                d: 64,
+                bs: 16,
+            },
+        ] {
+            let lens: Vec<usize> = MIX.iter().map(|m| m.0).collect();
+            let scene = Scene::new(&mut rng, geo, &lens);
+            let mut caches = scene.caches(&be);
+            let all: Vec<_> = lens.iter().enumerate().map(|(s, &l)| (s, 0..l)).collect();
+            scene.write(&be, &mut caches, &all);
+            let parts: Vec<_> = MIX
+                .iter()
+                .enumerate()
+                .map(|(s, &(l, q))| (s, l, q))
+                .collect();
+            for window in [None, Some(10), Some(1)] {
+                let what = format!(
+                    "{:?} hq={} hk={} d={} bs={} window={window:?}",
+                    be.isa(),
+                    geo.hq,
+                    geo.hk,
+                    geo.d,
+                    geo.bs
+                );
+                assert_close(
+                    &scene.attend(&be, &caches, &parts, window),
+                    &scene.reference(&parts, window),
+                    &what,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kv_write_fills_exactly_the_mapped_slots() {
+    let mut rng = Rng::new(11);
+    let be = CpuBackend::new();
+    let geo = Geo {
+        hq: 4,
+        hk: 2,
+        d: 12,
+        bs: 5,
+    };
+    let scene = Scene::new(&mut rng, geo, &[13, 4]);
+    let mut caches = scene.caches(&be);
+    scene.write(&be, &mut caches, &[(0, 3..11), (1, 0..4)]);
+    let (kc, vc) = (host(&caches.0), host(&caches.1));
+    let mut written = vec![false; kc.len()];
+    for (s, range) in [(0usize, 3..11), (1, 0..4)] {
+        let seq = &scene.seqs[s];
+        for p in range {
+            for h in 0..geo.hk {
+                let at =
+                    ((seq.table[p / geo.bs] as usize * geo.hk + h) * geo.bs + p % geo.bs) * geo.d;
+                let src = (p * geo.hk + h) * geo.d;
+                assert_eq!(
+                    &kc[at..at + geo.d],
+                    &seq.k[src..src + geo.d],
+                    "k of seq {s} pos {p} head {h}"
+                );
+                assert_eq!(
+                    &vc[at..at + geo.d],
+                    &seq.v[src..src + geo.d],
+                    "v of seq {s} pos {p} head {h}"
+                );
+                written[at..at + geo.d].fill(true);
+            }
+        }
+    }
+    for (i, w) in written.iter().enumerate() {
+        assert!(
+            *w || (kc[i].is_nan() && vc[i].is_nan()),
+            "slot element {i} was overwritten"
+        );
+    }
+}
+
+/// A sequence's rows are bit-identical computed alone or among other sequences.
+#[test]
+fn alone_equals_batched() {
+    let mut rng = Rng::new(12);
+    for be in backends() {
+        let geo = Geo {
+            hq: 8,
+            hk: 2,
+            d: 64,
+            bs: 16,
+        };
+        let lens: Vec<usize> = MIX.iter().map(|m| m.0).collect();
+        let scene = Scene::new(&mut rng, geo, &lens);
+        let mut caches = scene.caches(&be);
+        let all: Vec<_> = lens.iter().enumerate().map(|(s, &l)| (s, 0..l)).collect();
+        scene.write(&be, &mut caches, &all);
+        let parts: Vec<_> = MIX
+            .iter()
+            .enumerate()
+            .map(|(s, &(l, q))| (s, l, q))
+            .collect();
+        let batched = scene.attend(&be, &caches, &parts, None);
+        let row = geo.hq * geo.d;
+        let mut offset = 0;
+        for &part in &parts {
+            let alone = scene.attend(&be, &caches, &[part], None);
+            assert_bits(
+                &alone,
+                &batched[offset..offset + part.2 * row],
+                &format!("{:?} sequence {}", be.isa(), part.0),
+            );
+            offset += part.2 * row;
+        }
+    }
+}
+
+/// A prompt processed whole equals the same prompt in two chunks (with kv_write between,
+/// batched with another sequence's decode rows) followed by a decode step, bit for bit.
+#[test]
+fn chunked_prefill_equals_whole_prompt() {
+    let mut rng = Rng::new(13);
+    for be in backends() {
+        for geo in [
+            Geo {
+                hq: 8,
+                hk: 2,
+                d: 64,
+                bs: 16,
+            },
+            Geo {
+                hq: 6,
+                hk: 3,
+                d: 20,
+                bs: 3,
+            },
+        ] {
+            let scene = Scene::new(&mut rng, geo, &[71, 30]);
+            let row = geo.hq * geo.d;
+            for window in [None, Some(40)] {
+                // Whole: all 71 tokens at once.
+                let mut whole_c = scene.caches(&be);
+                scene.write(&be, &mut whole_c, &[(0, 0..71)]);
+                let whole = scene.attend(&be, &whole_c, &[(0, 71, 71)], window);
+                assert_close(
+                    &whole,
+                    &scene.reference(&[(0, 71, 71)], window),
+                    "whole prompt",
+                );
+
+                // Chunked: 23 tokens, then 47 beside seq 1's decode, then one decode step.
+                let mut c = scene.caches(&be);
+                scene.write(&be, &mut c, &[(1, 0..29)]);
+                scene.write(&be, &mut c, &[(0, 0..23)]);
+                let first = scene.attend(&be, &c, &[(0, 23, 23)], window);
+                scene.write(&be, &mut c, &[(1, 29..30), (0, 23..70)]);
+                let second = scene.attend(&be, &c, &[(1, 30, 1), (0, 70, 47)], window);
+                scene.write(&be, &mut c, &[(0, 70..71)]);
+                let decode = scene.attend(&be, &c, &[(0, 71, 1)], window);
+
+                let what = format!("{:?} d={} bs={} window={window:?}", be.isa(), geo.d, geo.bs);
+                assert_bits(&first, &whole[..23 * row], &format!("{what}: first chunk"));
+                assert_bits(
+                    &second[row..],
+                    &whole[23 * row..70 * row],
+                    &format!("{what}: second chunk"),
+                );
+                assert_bits(&decode, &whole[70 * row..], &format!("{what}: decode step"));
+            }
+        }
+    }
+}
+
+/// Thread count and the SIMD/portable builds of the attention kernel do not change a bit.
+#[test]
+fn independent_of_threads_and_isa() {
+    let mut rng = Rng::new(14);
+    let geo = Geo {
+        hq: 8,
+        hk: 2,
+        d: 64,
+        bs: 16,
+    };
+    let lens: Vec<usize> = MIX.iter().map(|m| m.0).collect();
+    let scene = Scene::new(&mut rng, geo, &lens);
+    let parts: Vec<_> = MIX
+        .iter()
+        .enumerate()
+        .map(|(s, &(l, q))| (s, l, q))
+        .collect();
+    let all: Vec<_> = lens.iter().enumerate().map(|(s, &l)| (s, 0..l)).collect();
+    let run = |be: &CpuBackend| {
+        let mut c = scene.caches(be);
+        scene.write(be, &mut c, &all);
+        scene.attend(be, &c, &parts, None)
+    };
+    let want = run(&CpuBackend::new());
+    for be in [
+        CpuBackend::with_threads(1).unwrap(),
+        CpuBackend::with_threads(5).unwrap(),
+        CpuBackend::new().with_portable_kernels(),
+    ] {
+        assert_bits(&run(&be), &want, &format!("{be:?}"));
+    }
+}
+
+#[test]
+fn unsupported_cache_dtype_is_an_error() {
+    let be = CpuBackend::new();
+    let k = f32t(&be, &[0.5; 8], &[2, 1, 4]);
+    let mut kc = be.zeros(Shape::new([2, 1, 4, 4]), DType::F16).unwrap();
+    let mut vc = be.zeros(Shape::new([2, 1, 4, 4]), DType::F16).unwrap();
+    let slots = u32t(&be, &[0, 1], &[2]);
+    assert!(!be.supports(ingot_tensor::Op::KvWrite, DType::F16));
+    assert!(be.kv_write(&k, &k, &mut kc, &mut vc, &slots).is_err());
+}

@@ -1,0 +1,90 @@
+//! Building an engine from command-line settings: resolve and load the model, size the KV
+//! cache from a memory budget, start the core. Shared by every subcommand that runs a model.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ingot_engine::{config, EngineConfig, EngineCore};
+use ingot_models::{spec, ModelFiles};
+use ingot_runner::ModelRunner;
+use ingot_tensor::{Backend, DType};
+use ingot_tokenizer::Tokenizer;
+
+use crate::backend::BackendChoice;
+
+#[derive(Args, Clone, Debug)]
+pub struct EngineArgs {
+    /// A .gguf file, a Hugging Face model folder, or a cached repo id (default: SmolLM2-135M-Instruct).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: BackendChoice,
+    /// Most sequences in one step.
+    #[arg(long, default_value_t = 64)]
+    pub max_num_seqs: usize,
+    /// Token budget of one step (prompts beyond it are chunked).
+    #[arg(long, default_value_t = 2048)]
+    pub max_num_batched_tokens: usize,
+    /// Memory for the KV cache, e.g. 2GiB (default: a fifth of available memory, at most 4 GiB).
+    #[arg(long)]
+    pub kv_cache_memory: Option<String>,
+    /// Longest prompt + output (default: the model's own limit).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    /// Turn automatic prefix caching off.
+    #[arg(long)]
+    pub no_prefix_caching: bool,
+}
+
+pub const BLOCK_SIZE: usize = 16;
+
+/// Loads the model named by `args` and builds an engine core on `backend`.
+pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCore<B>> {
+    let source = spec::resolve(args.model.as_deref())?;
+    let files = ModelFiles::open(source)?;
+    let model = files.load_model(&backend, DType::F32)?;
+    let tokenizer = Arc::new(files.tokenizer);
+
+    let budget = match &args.kv_cache_memory {
+        Some(s) => config::parse_size(s).map_err(anyhow::Error::msg).context("--kv-cache-memory")?,
+        None => config::default_kv_budget(),
+    };
+    let per_block = model.kv_bytes_per_block(BLOCK_SIZE, DType::F32) as u64;
+    let num_blocks = (budget / per_block) as usize;
+    anyhow::ensure!(
+        num_blocks > 0,
+        "--kv-cache-memory {budget} bytes is less than one KV block ({per_block} bytes)"
+    );
+    let model_len = model.config.max_position_embeddings;
+    let max_model_len = args.max_model_len.unwrap_or(model_len).min(model_len);
+    tracing::info!(
+        blocks = num_blocks,
+        block_size = BLOCK_SIZE,
+        bytes = num_blocks as u64 * per_block,
+        max_tokens = num_blocks * BLOCK_SIZE,
+        "KV cache"
+    );
+    let eos = tokenizer.eos_token_ids().to_vec();
+    let runner = ModelRunner::new(backend, model, num_blocks, BLOCK_SIZE, eos)?;
+    let cfg = EngineConfig {
+        max_num_seqs: args.max_num_seqs,
+        max_num_batched_tokens: args.max_num_batched_tokens,
+        max_model_len,
+        block_size: BLOCK_SIZE,
+        num_blocks,
+        enable_prefix_caching: !args.no_prefix_caching,
+    };
+    Ok(EngineCore::new(runner, tokenizer, cfg))
+}
+
+/// Token ids of `prompt`: through the chat template unless `raw`.
+pub fn encode_prompt(tok: &Tokenizer, prompt: &str, raw: bool) -> Result<Vec<u32>> {
+    if raw {
+        return Ok(tok.encode(prompt, true)?);
+    }
+    let template = tok.chat_template().context("the model has no chat template; pass --raw")?;
+    let messages = [serde_json::json!({"role": "user", "content": prompt})];
+    let text = template.render(&messages, true)?;
+    Ok(tok.encode(&text, false)?)
+}

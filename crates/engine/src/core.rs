@@ -1,0 +1,315 @@
+//! `EngineCore`: the step loop's body (DESIGN.md §2), owned by one thread.
+//!
+//! `step()` = `scheduler.schedule()` -> `runner.execute()` -> `scheduler.update()` -> turn each
+//! sampled token into output (incremental detokenization, stop strings) and send it to the
+//! request's sink. A request with `n > 1` becomes `n` scheduler requests (its choices) that
+//! share the prompt's blocks through the prefix cache; choice `i` of a seeded request draws
+//! from seed + i. A runner failure fails every request of that step with an error and emits
+//! no token for it; the engine keeps serving the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ingot_runner::ModelRunner;
+use ingot_scheduler::{
+    AddError, FinishReason, Request, RequestId, SamplingParams, SamplingParamsError, Scheduler,
+    SchedulerConfig,
+};
+use ingot_tensor::Backend;
+use ingot_tokenizer::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::EngineConfig;
+use crate::detokenizer::IncrementalDecoder;
+use crate::output::{RequestOutput, Usage};
+use crate::stop::StopMatcher;
+
+pub type Sink = UnboundedSender<RequestOutput>;
+
+/// A request as submitted to the engine.
+#[derive(Clone, Debug)]
+pub struct EngineRequest {
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    /// Lower is scheduled first.
+    pub priority: i32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SubmitError {
+    #[error(transparent)]
+    InvalidParams(#[from] SamplingParamsError),
+    #[error(transparent)]
+    Rejected(#[from] AddError),
+    #[error("the engine has stopped")]
+    EngineStopped,
+    #[error("the waiting queue is full ({0} requests)")]
+    QueueFull(usize),
+}
+
+/// Cumulative counters and current gauges, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EngineStats {
+    pub num_running: usize,
+    pub num_waiting: usize,
+    pub kv_usage: f64,
+    pub num_free_blocks: usize,
+    pub num_blocks: usize,
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
+    pub prompt_tokens_total: u64,
+    pub generation_tokens_total: u64,
+    /// Tokens run through the model (prefix-cache hits excluded).
+    pub computed_tokens_total: u64,
+    pub num_preemptions_total: u64,
+    pub steps_total: u64,
+}
+
+struct Choice {
+    parent: u64,
+    index: usize,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    cached_tokens: Option<usize>,
+    skip_special: bool,
+    detok: IncrementalDecoder,
+    stop: StopMatcher,
+}
+
+pub struct EngineCore<B: Backend> {
+    scheduler: Scheduler,
+    runner: ModelRunner<B>,
+    tokenizer: Arc<Tokenizer>,
+    cfg: EngineConfig,
+    choices: HashMap<RequestId, Choice>,
+    /// Parent id -> (its sink, its live choices).
+    parents: HashMap<u64, (Sink, Vec<RequestId>)>,
+    next_child: RequestId,
+    stats: EngineStats,
+}
+
+impl<B: Backend> EngineCore<B> {
+    pub fn new(runner: ModelRunner<B>, tokenizer: Arc<Tokenizer>, cfg: EngineConfig) -> Self {
+        let scheduler = Scheduler::new(SchedulerConfig {
+            max_num_seqs: cfg.max_num_seqs,
+            max_num_batched_tokens: cfg.max_num_batched_tokens,
+            max_model_len: cfg.max_model_len,
+            num_blocks: cfg.num_blocks,
+            block_size: cfg.block_size,
+            enable_prefix_caching: cfg.enable_prefix_caching,
+        });
+        Self {
+            scheduler,
+            runner,
+            tokenizer,
+            cfg,
+            choices: HashMap::new(),
+            parents: HashMap::new(),
+            next_child: 0,
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn has_unfinished(&self) -> bool {
+        self.scheduler.has_unfinished()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let kv = self.scheduler.kv_stats();
+        EngineStats {
+            num_running: self.scheduler.num_running(),
+            num_waiting: self.scheduler.num_waiting(),
+            kv_usage: kv.usage(),
+            num_free_blocks: kv.num_free_blocks,
+            num_blocks: kv.num_blocks,
+            prefix_cache_queries: kv.prefix_cache_queries,
+            prefix_cache_hits: kv.prefix_cache_hits,
+            computed_tokens_total: self.scheduler.num_computed_total,
+            ..self.stats
+        }
+    }
+
+    /// Number of requests the runner still tracks (0 once everything finished).
+    pub fn runner_tracked(&self) -> usize {
+        self.runner.num_tracked()
+    }
+
+    /// Queues a request; its outputs go to `sink`.
+    pub fn add_request(&mut self, req: EngineRequest, sink: Sink) -> Result<(), SubmitError> {
+        req.params.validate(self.runner.vocab_size())?;
+        if self.parents.contains_key(&req.id) {
+            return Err(AddError::Duplicate(req.id).into());
+        }
+        let eos = self.tokenizer.eos_token_ids().to_vec();
+        let mut children = Vec::with_capacity(req.params.n);
+        for index in 0..req.params.n {
+            let id = self.next_child;
+            self.next_child += 1;
+            let params = SamplingParams {
+                n: 1,
+                seed: req.params.seed.map(|s| s.wrapping_add(index as u64)),
+                ..req.params.clone()
+            };
+            let choice = Choice {
+                parent: req.id,
+                index,
+                prompt_tokens: req.prompt.len(),
+                completion_tokens: 0,
+                cached_tokens: None,
+                skip_special: params.skip_special_tokens,
+                detok: IncrementalDecoder::new(&req.prompt),
+                stop: StopMatcher::new(params.stop.clone(), params.include_stop_str_in_output),
+            };
+            let mut r = Request::new(id, req.prompt.clone(), params, eos.clone());
+            r.priority = req.priority;
+            if let Err(e) = self.scheduler.add_request(r) {
+                for c in children {
+                    self.scheduler.finish_request(c, FinishReason::Abort);
+                    self.choices.remove(&c);
+                }
+                return Err(e.into());
+            }
+            self.choices.insert(id, choice);
+            children.push(id);
+        }
+        self.stats.prompt_tokens_total += req.prompt.len() as u64;
+        self.parents.insert(req.id, (sink, children));
+        Ok(())
+    }
+
+    /// Ends every choice of `parent` now, freeing its blocks. Sends nothing.
+    pub fn abort(&mut self, parent: u64) {
+        if let Some((_, children)) = self.parents.remove(&parent) {
+            for c in children {
+                self.scheduler.finish_request(c, FinishReason::Abort);
+                self.choices.remove(&c);
+            }
+        }
+    }
+
+    /// Runs one step. Returns whether there was anything to do.
+    pub fn step(&mut self) -> bool {
+        let out = self.scheduler.schedule();
+        let worked = !out.scheduled.is_empty();
+        self.stats.num_preemptions_total += out.preempted.len() as u64;
+        let sampled = match self.runner.execute(&out) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "step failed; failing its requests");
+                let failed: Vec<RequestId> = out.scheduled.iter().map(|r| r.id).collect();
+                for id in failed {
+                    self.fail_choice(id, &format!("the engine failed to run this request: {e}"));
+                }
+                return worked;
+            }
+        };
+        if worked {
+            self.stats.steps_total += 1;
+        }
+        let tokens: HashMap<RequestId, u32> = sampled.iter().map(|(&id, s)| (id, s.token)).collect();
+        for r in self.scheduler.update(&out, &tokens) {
+            let Some(token) = r.token else { continue };
+            self.stats.generation_tokens_total += 1;
+            let logprobs = sampled[&r.id].logprobs.clone();
+            self.emit(r.id, token, logprobs, r.finished);
+        }
+        worked
+    }
+
+    fn emit(
+        &mut self,
+        id: RequestId,
+        token: u32,
+        logprobs: Option<ingot_runner::TokenLogprobs>,
+        mut finished: Option<FinishReason>,
+    ) {
+        let cached = self.scheduler.request(id).map(|r| r.num_cached_tokens);
+        let Some(choice) = self.choices.get_mut(&id) else { return };
+        choice.completion_tokens += 1;
+        if choice.cached_tokens.is_none() {
+            choice.cached_tokens = cached;
+        }
+        let tok = &self.tokenizer;
+        let skip = choice.skip_special;
+        let mut text = String::new();
+        match choice.detok.push(token, |ids| tok.decode(ids, skip)) {
+            Ok(Some(delta)) => {
+                let released = choice.stop.push(&delta);
+                text = released.text;
+                if released.stopped && finished.is_none() {
+                    finished = Some(FinishReason::Stop);
+                    self.scheduler.finish_request(id, FinishReason::Stop);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "detokenization failed"),
+        }
+        if finished.is_some() {
+            text.push_str(&choice.stop.flush());
+        }
+        let out = RequestOutput {
+            request_id: choice.parent,
+            index: choice.index,
+            token_ids: vec![token],
+            text,
+            logprobs: logprobs.into_iter().collect(),
+            finish_reason: finished,
+            usage: Usage {
+                prompt_tokens: choice.prompt_tokens,
+                completion_tokens: choice.completion_tokens,
+                cached_tokens: choice.cached_tokens.unwrap_or(0),
+            },
+            error: None,
+        };
+        let parent = choice.parent;
+        if finished.is_some() {
+            self.choices.remove(&id);
+        }
+        self.deliver(parent, id, out);
+    }
+
+    /// Sends `out`; a closed sink means the client left, so the whole request is aborted.
+    fn deliver(&mut self, parent: u64, child: RequestId, out: RequestOutput) {
+        let done = out.finish_reason.is_some() || out.error.is_some();
+        let Some((sink, children)) = self.parents.get_mut(&parent) else { return };
+        if sink.send(out).is_err() {
+            self.abort(parent);
+            return;
+        }
+        if done {
+            children.retain(|&c| c != child);
+            if children.is_empty() {
+                self.parents.remove(&parent);
+            }
+        }
+    }
+
+    fn fail_choice(&mut self, id: RequestId, message: &str) {
+        self.scheduler.finish_request(id, FinishReason::Abort);
+        let Some(choice) = self.choices.remove(&id) else { return };
+        let out = RequestOutput {
+            request_id: choice.parent,
+            index: choice.index,
+            token_ids: Vec::new(),
+            text: String::new(),
+            logprobs: Vec::new(),
+            finish_reason: None,
+            usage: Usage {
+                prompt_tokens: choice.prompt_tokens,
+                completion_tokens: choice.completion_tokens,
+                cached_tokens: choice.cached_tokens.unwrap_or(0),
+            },
+            error: Some(message.to_string()),
+        };
+        self.deliver(choice.parent, id, out);
+    }
+}

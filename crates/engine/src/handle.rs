@@ -1,0 +1,199 @@
+//! The engine thread and its handle. The thread owns the [`EngineCore`] (scheduler, runner,
+//! backend); everyone else holds a cloneable [`EngineHandle`] that submits requests over a
+//! channel and gets back a [`RequestStream`]. Dropping a stream aborts its request and frees
+//! its blocks at once. Between steps the thread drains the command channel; with nothing to
+//! do it sleeps on it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ingot_tensor::Backend;
+use ingot_tokenizer::Tokenizer;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::config::EngineConfig;
+use crate::core::{EngineCore, EngineRequest, EngineStats, Sink, SubmitError};
+use crate::output::RequestOutput;
+
+enum Command {
+    Add(EngineRequest, Sink, mpsc::SyncSender<Result<(), SubmitError>>),
+    Abort(u64),
+}
+
+struct Shared {
+    stats: Mutex<EngineStats>,
+    alive: AtomicBool,
+    next_id: AtomicU64,
+    /// Most requests allowed to wait; None for no limit.
+    max_waiting: Option<usize>,
+}
+
+/// A cloneable handle to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: Sender<Command>,
+    shared: Arc<Shared>,
+    tokenizer: Arc<Tokenizer>,
+    config: EngineConfig,
+    vocab_size: usize,
+}
+
+/// The outputs of one request, in order; its choices interleave for `n > 1`. Ends after
+/// every choice has reported a finish reason or an error.
+pub struct RequestStream {
+    id: u64,
+    rx: UnboundedReceiver<RequestOutput>,
+    tx: Sender<Command>,
+    open_choices: usize,
+}
+
+impl RequestStream {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn account(&mut self, o: &Option<RequestOutput>) {
+        match o {
+            Some(o) if o.finish_reason.is_some() || o.error.is_some() => self.open_choices -= 1,
+            None => self.open_choices = 0,
+            _ => {}
+        }
+    }
+
+    /// Next output; None once the request has ended.
+    pub async fn next(&mut self) -> Option<RequestOutput> {
+        if self.open_choices == 0 {
+            return None;
+        }
+        let o = self.rx.recv().await;
+        self.account(&o);
+        o
+    }
+
+    /// Blocking variant for threads outside an async runtime.
+    pub fn blocking_next(&mut self) -> Option<RequestOutput> {
+        if self.open_choices == 0 {
+            return None;
+        }
+        let o = self.rx.blocking_recv();
+        self.account(&o);
+        o
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.open_choices == 0
+    }
+}
+
+impl Drop for RequestStream {
+    fn drop(&mut self) {
+        if self.open_choices > 0 {
+            let _ = self.tx.send(Command::Abort(self.id));
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Starts the engine thread around `core`.
+    pub fn start<B: Backend>(core: EngineCore<B>, max_waiting: Option<usize>) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            stats: Mutex::new(core.stats()),
+            alive: AtomicBool::new(true),
+            next_id: AtomicU64::new(0),
+            max_waiting,
+        });
+        let handle = Self {
+            tx,
+            shared: shared.clone(),
+            tokenizer: core.tokenizer().clone(),
+            config: core.config().clone(),
+            vocab_size: core.tokenizer().vocab_size(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ingot-engine".into())
+            .spawn(move || run(core, rx, shared))
+            .expect("spawning the engine thread");
+        (handle, thread)
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.shared.alive.load(Ordering::Acquire)
+    }
+
+    /// Counters as of the last step.
+    pub fn stats(&self) -> EngineStats {
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Submits a request; its id is assigned here.
+    pub fn submit(
+        &self,
+        prompt: Vec<u32>,
+        params: ingot_scheduler::SamplingParams,
+        priority: i32,
+    ) -> Result<RequestStream, SubmitError> {
+        if !self.is_alive() {
+            return Err(SubmitError::EngineStopped);
+        }
+        if let Some(max) = self.shared.max_waiting {
+            let waiting = self.stats().num_waiting;
+            if waiting >= max {
+                return Err(SubmitError::QueueFull(waiting));
+            }
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let n = params.n;
+        let (sink, rx) = unbounded_channel();
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let req = EngineRequest { id, prompt, params, priority };
+        self.tx.send(Command::Add(req, sink, ack_tx)).map_err(|_| SubmitError::EngineStopped)?;
+        ack_rx.recv().map_err(|_| SubmitError::EngineStopped)??;
+        Ok(RequestStream { id, rx, tx: self.tx.clone(), open_choices: n })
+    }
+}
+
+fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<Shared>) {
+    let publish = |core: &EngineCore<B>| {
+        *shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = core.stats();
+    };
+    let handle = |core: &mut EngineCore<B>, cmd: Command| match cmd {
+        Command::Add(req, sink, ack) => {
+            let _ = ack.send(core.add_request(req, sink));
+        }
+        Command::Abort(id) => core.abort(id),
+    };
+    loop {
+        if !core.has_unfinished() {
+            publish(&core);
+            match rx.recv() {
+                Ok(cmd) => handle(&mut core, cmd),
+                Err(_) => break, // every handle dropped
+            }
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            handle(&mut core, cmd);
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.step()));
+        if result.is_err() {
+            tracing::error!("the engine step panicked; the engine stops");
+            break;
+        }
+        publish(&core);
+    }
+    shared.alive.store(false, Ordering::Release);
+}

@@ -1,0 +1,18 @@
+//! The engine: the step loop on its own thread (DESIGN.md §2), the handle that submits
+//! requests and streams their outputs, incremental detokenization, stop strings, offline
+//! batch generation, and KV cache sizing.
+
+pub mod config;
+pub mod core;
+pub mod detokenizer;
+pub mod handle;
+pub mod offline;
+pub mod output;
+pub mod stop;
+
+pub use config::EngineConfig;
+pub use core::{EngineCore, EngineRequest, EngineStats, SubmitError};
+pub use handle::{EngineHandle, RequestStream};
+pub use offline::Completion;
+pub use output::{RequestOutput, Usage};
+

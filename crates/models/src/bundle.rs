@@ -1,0 +1,96 @@
+//! Loading a resolved model: its config, tokenizer and weights, from a GGUF file or a
+//! Hugging Face directory, with a progress bar over the tensors on stderr.
+
+use std::path::Path;
+
+use ingot_tensor::{Backend, DType};
+use ingot_tokenizer::{GgufVocab, Tokenizer};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::llama::{LlamaModel, WeightNames};
+use crate::loader::gguf::GgufFile;
+use crate::loader::safetensors::SafetensorsDir;
+use crate::loader::WeightSource;
+use crate::spec::ModelSource;
+
+/// Everything a model needs before weights go to a device.
+pub struct ModelFiles {
+    pub source: ModelSource,
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    weights: Box<dyn WeightSource>,
+    names: WeightNames,
+}
+
+impl ModelFiles {
+    /// Opens the files, parses the config and builds the tokenizer (weights stay mapped).
+    pub fn open(source: ModelSource) -> Result<Self> {
+        match &source {
+            ModelSource::Gguf(path) => {
+                let file = GgufFile::open(path)?;
+                let config = ModelConfig::from_gguf(&file)?;
+                let tokenizer = tokenizer_from_gguf(&file)?;
+                Ok(Self { source, config, tokenizer, weights: Box::new(file), names: WeightNames::Gguf })
+            }
+            ModelSource::HfDir(dir) => {
+                let config = ModelConfig::from_hf_json(&dir.join("config.json"))?;
+                let tokenizer = Tokenizer::from_hf_dir(dir).map_err(|e| tok_err(dir, e))?;
+                let weights = SafetensorsDir::open(dir)?;
+                Ok(Self {
+                    source,
+                    config,
+                    tokenizer,
+                    weights: Box::new(weights),
+                    names: WeightNames::HuggingFace,
+                })
+            }
+        }
+    }
+
+    /// Uploads the weights to `backend` (matrices in `weight_dtype`), showing progress.
+    pub fn load_model<B: Backend>(&self, backend: &B, weight_dtype: DType) -> Result<LlamaModel<B>> {
+        let n = LlamaModel::<B>::tensor_count(&self.config) as u64;
+        let bar = indicatif::ProgressBar::new(n).with_message("loading weights");
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} tensors")
+                .expect("static template"),
+        );
+        let model = LlamaModel::load(
+            backend,
+            self.config.clone(),
+            self.weights.as_ref(),
+            self.names,
+            weight_dtype,
+            &mut || bar.inc(1),
+        );
+        bar.finish_and_clear();
+        model
+    }
+}
+
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Builds the tokenizer described by a GGUF's `tokenizer.*` metadata.
+fn tokenizer_from_gguf(f: &GgufFile) -> Result<Tokenizer> {
+    let opt_u32 = |k: &str| f.get_u64(k).ok().map(|x| x as u32);
+    let opt_bool = |k: &str| f.get_bool(k).ok();
+    let vocab = GgufVocab {
+        model: f.get_str("tokenizer.ggml.model")?.to_string(),
+        pre: f.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
+        tokens: f.get_str_array("tokenizer.ggml.tokens")?,
+        token_types: f.get_i32_array("tokenizer.ggml.token_type").unwrap_or_default(),
+        merges: f.get_str_array("tokenizer.ggml.merges").unwrap_or_default(),
+        bos_token_id: opt_u32("tokenizer.ggml.bos_token_id"),
+        eos_token_id: opt_u32("tokenizer.ggml.eos_token_id"),
+        unknown_token_id: opt_u32("tokenizer.ggml.unknown_token_id"),
+        padding_token_id: opt_u32("tokenizer.ggml.padding_token_id"),
+        eot_token_id: opt_u32("tokenizer.ggml.eot_token_id"),
+        add_bos_token: opt_bool("tokenizer.ggml.add_bos_token"),
+        add_eos_token: opt_bool("tokenizer.ggml.add_eos_token"),
+        chat_template: f.get_str("tokenizer.chat_template").ok().map(str::to_string),
+    };
+    Tokenizer::from_gguf_vocab(vocab).map_err(|e| tok_err(f.path(), e))
+}

@@ -1,0 +1,3 @@
+//! Building blocks shared by every decoder family.
+
+pub mod rope;

@@ -1,0 +1,294 @@
+//! The Llama-family decoder (Llama 2/3, Mistral, SmolLM, Qwen2), generic over the backend.
+//!
+//! One forward pass takes the flat token batch of a step (any mix of prefill chunks and
+//! decode rows, DESIGN.md §2) and returns logits only for the rows that will be sampled.
+//! Attention is always paged: K/V are written to the cache through the slot mapping and read
+//! back through block tables, even for a single sequence, so batching changes nothing here.
+//! Qwen2 differs only by Q/K/V biases, which [`ModelConfig::qkv_bias`] switches on.
+
+use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::loader::WeightSource;
+
+/// Where each weight lives in a file: HF names or GGUF names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightNames {
+    HuggingFace,
+    Gguf,
+}
+
+impl WeightNames {
+    fn global(self, what: Global) -> &'static str {
+        match (self, what) {
+            (WeightNames::HuggingFace, Global::Embed) => "model.embed_tokens.weight",
+            (WeightNames::HuggingFace, Global::Norm) => "model.norm.weight",
+            (WeightNames::HuggingFace, Global::LmHead) => "lm_head.weight",
+            (WeightNames::Gguf, Global::Embed) => "token_embd.weight",
+            (WeightNames::Gguf, Global::Norm) => "output_norm.weight",
+            (WeightNames::Gguf, Global::LmHead) => "output.weight",
+        }
+    }
+
+    /// `part` is the HF suffix after `model.layers.N.`; GGUF names are mapped from it.
+    fn layer(self, i: usize, part: &str) -> String {
+        match self {
+            WeightNames::HuggingFace => format!("model.layers.{i}.{part}"),
+            WeightNames::Gguf => {
+                let g = match part {
+                    "input_layernorm.weight" => "attn_norm.weight",
+                    "post_attention_layernorm.weight" => "ffn_norm.weight",
+                    "self_attn.q_proj.weight" => "attn_q.weight",
+                    "self_attn.k_proj.weight" => "attn_k.weight",
+                    "self_attn.v_proj.weight" => "attn_v.weight",
+                    "self_attn.q_proj.bias" => "attn_q.bias",
+                    "self_attn.k_proj.bias" => "attn_k.bias",
+                    "self_attn.v_proj.bias" => "attn_v.bias",
+                    "self_attn.o_proj.weight" => "attn_output.weight",
+                    "mlp.gate_proj.weight" => "ffn_gate.weight",
+                    "mlp.up_proj.weight" => "ffn_up.weight",
+                    "mlp.down_proj.weight" => "ffn_down.weight",
+                    other => unreachable!("no GGUF name for {other}"),
+                };
+                format!("blk.{i}.{g}")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Global {
+    Embed,
+    Norm,
+    LmHead,
+}
+
+struct Layer<B: Backend> {
+    attn_norm: Tensor<B>,      // [H]
+    wq: Tensor<B>,             // [Hq*D, H]
+    wk: Tensor<B>,             // [Hk*D, H]
+    wv: Tensor<B>,             // [Hk*D, H]
+    bq: Option<Tensor<B>>,     // [Hq*D]
+    bk: Option<Tensor<B>>,     // [Hk*D]
+    bv: Option<Tensor<B>>,     // [Hk*D]
+    wo: Tensor<B>,             // [H, Hq*D]
+    mlp_norm: Tensor<B>,       // [H]
+    w_gate_up: Tensor<B>,      // [2I, H]: gate rows then up rows
+    w_down: Tensor<B>,         // [H, I]
+}
+
+/// The paged KV cache of one layer.
+pub struct LayerCache<B: Backend> {
+    pub k: Tensor<B>, // [num_blocks, Hk, block_size, D]
+    pub v: Tensor<B>, // [num_blocks, Hk, block_size, D]
+}
+
+/// Device tensors describing one step's flat batch (built by the runner's InputBatch).
+pub struct ForwardBatch<'a, B: Backend> {
+    pub token_ids: &'a Tensor<B>,      // [T] u32
+    pub positions: &'a Tensor<B>,      // [T] u32
+    pub slot_mapping: &'a Tensor<B>,   // [T] u32
+    pub logits_indices: &'a Tensor<B>, // [S'] u32: rows to sample
+    pub attn: AttentionMeta<'a, B>,
+}
+
+pub struct LlamaModel<B: Backend> {
+    pub config: ModelConfig,
+    embed: Tensor<B>,           // [V, H]
+    layers: Vec<Layer<B>>,
+    norm: Tensor<B>,            // [H]
+    lm_head: Option<Tensor<B>>, // [V, H]; None when tied to `embed`
+    inv_freq: Tensor<B>,        // [R/2]
+}
+
+/// Loads tensors by name, checking each shape against the config.
+struct Loader<'a, B: Backend> {
+    backend: &'a B,
+    src: &'a dyn WeightSource,
+    dtype: DType,
+    on_tensor: &'a mut dyn FnMut(),
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn raw(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let shape = self.src.shape(name)?;
+        if shape != expected {
+            return Err(crate::loader::LoadError::Tensor {
+                path: self.src.path().to_path_buf(),
+                tensor: name.to_string(),
+                message: format!("shape {shape:?} does not match the config's {expected:?}"),
+            }
+            .into());
+        }
+        let data = self.src.load_f32(name)?;
+        (self.on_tensor)();
+        Ok(data)
+    }
+
+    fn load(&mut self, name: &str, shape: &[usize]) -> Result<Tensor<B>> {
+        let data = self.raw(name, shape)?;
+        let dtype = if shape.len() == 1 { DType::F32 } else { self.dtype };
+        Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
+    }
+
+    /// Rows of several [n_i, k] tensors stacked into one [sum n_i, k] tensor.
+    fn stacked(&mut self, parts: &[(&str, usize)], k: usize) -> Result<Tensor<B>> {
+        let mut data = Vec::new();
+        let mut n = 0;
+        for (name, rows) in parts {
+            data.extend(self.raw(name, &[*rows, k])?);
+            n += rows;
+        }
+        Ok(self.backend.from_f32(&data, Shape::new([n, k]), self.dtype)?)
+    }
+}
+
+impl<B: Backend> LlamaModel<B> {
+    /// Number of tensors [`Self::load`] reads, for progress bars.
+    pub fn tensor_count(cfg: &ModelConfig) -> usize {
+        let per_layer = 9 + if cfg.qkv_bias { 3 } else { 0 };
+        2 + usize::from(!cfg.tie_word_embeddings) + cfg.num_layers * per_layer
+    }
+
+    /// Reads every weight from `src`, checks shapes against `config`, and uploads them with
+    /// matrices in `weight_dtype`. `on_tensor` is called after each tensor (progress).
+    pub fn load(
+        backend: &B,
+        config: ModelConfig,
+        src: &dyn WeightSource,
+        names: WeightNames,
+        weight_dtype: DType,
+        on_tensor: &mut dyn FnMut(),
+    ) -> Result<Self> {
+        let c = &config;
+        let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (qd, kd) = (c.num_heads * d, c.num_kv_heads * d);
+        let mut ld = Loader { backend, src, dtype: weight_dtype, on_tensor };
+        let embed = ld.load(names.global(Global::Embed), &[c.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for l in 0..c.num_layers {
+            let n = |p: &str| names.layer(l, p);
+            let bias = |ld: &mut Loader<B>, p: &str, len: usize| -> Result<Option<Tensor<B>>> {
+                if c.qkv_bias { ld.load(&n(p), &[len]).map(Some) } else { Ok(None) }
+            };
+            layers.push(Layer {
+                attn_norm: ld.load(&n("input_layernorm.weight"), &[h])?,
+                wq: ld.load(&n("self_attn.q_proj.weight"), &[qd, h])?,
+                wk: ld.load(&n("self_attn.k_proj.weight"), &[kd, h])?,
+                wv: ld.load(&n("self_attn.v_proj.weight"), &[kd, h])?,
+                bq: bias(&mut ld, "self_attn.q_proj.bias", qd)?,
+                bk: bias(&mut ld, "self_attn.k_proj.bias", kd)?,
+                bv: bias(&mut ld, "self_attn.v_proj.bias", kd)?,
+                wo: ld.load(&n("self_attn.o_proj.weight"), &[h, qd])?,
+                mlp_norm: ld.load(&n("post_attention_layernorm.weight"), &[h])?,
+                w_gate_up: ld.stacked(
+                    &[(&n("mlp.gate_proj.weight"), i), (&n("mlp.up_proj.weight"), i)],
+                    h,
+                )?,
+                w_down: ld.load(&n("mlp.down_proj.weight"), &[h, i])?,
+            });
+        }
+        let norm = ld.load(names.global(Global::Norm), &[h])?;
+        let lm_head_name = names.global(Global::LmHead);
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(ld.load(lm_head_name, &[c.vocab_size, h])?)
+        };
+        let inv = c.rope.inv_freq();
+        let inv_freq = backend.from_f32(&inv, Shape::new([inv.len()]), DType::F32)?;
+        Ok(Self { config, embed, layers, norm, lm_head, inv_freq })
+    }
+
+    /// Allocates a zeroed paged KV cache of `num_blocks` blocks per layer.
+    pub fn alloc_kv_cache(
+        &self,
+        backend: &B,
+        num_blocks: usize,
+        block_size: usize,
+        dtype: DType,
+    ) -> Result<Vec<LayerCache<B>>> {
+        let c = &self.config;
+        let shape = Shape::new([num_blocks, c.num_kv_heads, block_size, c.head_dim]);
+        (0..c.num_layers)
+            .map(|_| {
+                Ok(LayerCache {
+                    k: backend.zeros(shape.clone(), dtype)?,
+                    v: backend.zeros(shape.clone(), dtype)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes of KV cache one block of `block_size` tokens takes across all layers.
+    pub fn kv_bytes_per_block(&self, block_size: usize, dtype: DType) -> usize {
+        let c = &self.config;
+        2 * c.num_layers * c.num_kv_heads * block_size * c.head_dim * dtype.size_in_bytes()
+    }
+
+    /// One forward pass over the step's flat batch; returns logits [S', V] for the rows in
+    /// `batch.logits_indices`.
+    pub fn forward(
+        &self,
+        b: &B,
+        batch: &ForwardBatch<'_, B>,
+        caches: &mut [LayerCache<B>],
+    ) -> Result<Tensor<B>> {
+        let c = &self.config;
+        if caches.len() != self.layers.len() {
+            return Err(ModelError::Resolve(format!(
+                "KV cache has {} layers, model has {}",
+                caches.len(),
+                self.layers.len()
+            )));
+        }
+        let t = batch.token_ids.numel();
+        let (hq, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let params = AttentionParams {
+            scale: 1.0 / (d as f32).sqrt(),
+            sliding_window: c.sliding_window,
+        };
+
+        let mut x = b.embedding(&self.embed, batch.token_ids)?; // [T, H]
+        let mut residual: Option<Tensor<B>> = None; // [T, H]
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            let h = norm_step(b, x, &mut residual, &layer.attn_norm, c.rms_norm_eps)?;
+            let mut q = b.matmul(&h, &layer.wq, layer.bq.as_ref())?.reshape([t, hq, d]);
+            let mut k = b.matmul(&h, &layer.wk, layer.bk.as_ref())?.reshape([t, hk, d]);
+            let v = b.matmul(&h, &layer.wv, layer.bv.as_ref())?.reshape([t, hk, d]);
+            b.rope(&mut q, &mut k, batch.positions, &self.inv_freq, c.rope.style)?;
+            b.kv_write(&k, &v, &mut cache.k, &mut cache.v, batch.slot_mapping)?;
+            let attn = b.paged_attention(&q, &cache.k, &cache.v, &batch.attn, params)?;
+            let attn = b.matmul(&attn.reshape([t, hq * d]), &layer.wo, None)?; // [T, H]
+
+            let h = norm_step(b, attn, &mut residual, &layer.mlp_norm, c.rms_norm_eps)?;
+            let gate_up = b.matmul(&h, &layer.w_gate_up, None)?; // [T, 2I]
+            let act = b.silu_mul(&gate_up)?; // [T, I]
+            x = b.matmul(&act, &layer.w_down, None)?; // [T, H]
+        }
+        let h = norm_step(b, x, &mut residual, &self.norm, c.rms_norm_eps)?;
+        let rows = b.gather_rows(&h, batch.logits_indices)?; // [S', H]
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(b.matmul(&rows, head, None)?) // [S', V]
+    }
+}
+
+/// The pre-norm of a block: the first one starts the residual stream from `x`, later ones
+/// fold `x` into it (fused add + norm).
+fn norm_step<B: Backend>(
+    b: &B,
+    x: Tensor<B>,
+    residual: &mut Option<Tensor<B>>,
+    weight: &Tensor<B>,
+    eps: f32,
+) -> Result<Tensor<B>> {
+    match residual {
+        Some(r) => Ok(b.rms_norm(&x, Some(r), weight, eps)?),
+        None => {
+            let y = b.rms_norm(&x, None, weight, eps)?;
+            *residual = Some(x);
+            Ok(y)
+        }
+    }
+}

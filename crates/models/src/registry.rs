@@ -1,0 +1,51 @@
+//! The architecture registry: maps HF `architectures` names and GGUF
+//! `general.architecture` values to the decoder family that runs them, and lists what is
+//! supported when a name is unknown. Adding a family means adding a row here.
+
+/// A decoder family Ingot can run. Llama covers Llama 2/3, Mistral and SmolLM; Qwen2 is the
+/// same decoder with biases on the Q/K/V projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+}
+
+/// (HF `architectures` entry, family)
+const HF_ARCHITECTURES: &[(&str, Arch)] = &[
+    ("LlamaForCausalLM", Arch::Llama),
+    ("MistralForCausalLM", Arch::Llama),
+    ("Qwen2ForCausalLM", Arch::Qwen2),
+];
+
+/// (GGUF `general.architecture`, family)
+const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[("llama", Arch::Llama), ("qwen2", Arch::Qwen2)];
+
+pub fn from_hf(name: &str) -> Option<Arch> {
+    HF_ARCHITECTURES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+}
+
+pub fn from_gguf(name: &str) -> Option<Arch> {
+    GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+}
+
+/// Comma-separated supported names, for error messages.
+pub fn supported_hf() -> String {
+    HF_ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+pub fn supported_gguf() -> String {
+    GGUF_ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups() {
+        assert_eq!(from_hf("MistralForCausalLM"), Some(Arch::Llama));
+        assert_eq!(from_gguf("qwen2"), Some(Arch::Qwen2));
+        assert_eq!(from_hf("GPT2LMHeadModel"), None);
+        assert!(supported_hf().contains("Qwen2ForCausalLM"));
+    }
+}

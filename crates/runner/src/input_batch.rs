@@ -1,0 +1,105 @@
+//! `InputBatch`: the host-side flat description of one step (DESIGN.md §4).
+//!
+//! Every scheduled sequence contributes its new tokens to one flat list of T tokens. Token
+//! `j` of sequence `s` sits at position `num_computed + j` and is written to KV slot
+//! `block_table[pos / block_size] * block_size + pos % block_size`. The logits of each
+//! sequence's last new token are sampled, when that token completes its known tokens (a
+//! prefill chunk that stops mid-prompt samples nothing).
+
+/// One sequence's share of a step.
+pub struct ScheduledSeq<'a> {
+    /// Tokens to compute this step (a prompt chunk, or the last sampled token).
+    pub new_tokens: &'a [u32],
+    /// Tokens of this sequence already in the KV cache.
+    pub num_computed: usize,
+    /// Physical block ids, in logical order; covers `num_computed + new_tokens.len()`.
+    pub block_table: &'a [u32],
+    /// Whether the step's last token needs logits (false for a partial prompt chunk).
+    pub sample: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InputBatch {
+    pub token_ids: Vec<u32>,       // [T]
+    pub positions: Vec<u32>,       // [T]
+    pub slot_mapping: Vec<u32>,    // [T]
+    pub query_start_loc: Vec<u32>, // [S + 1]
+    pub seq_lens: Vec<u32>,        // [S]
+    pub block_tables: Vec<u32>,    // [S, max_blocks], unused entries 0
+    pub max_blocks: usize,
+    pub logits_indices: Vec<u32>, // [S'] rows of the flat batch to sample
+    /// For each entry of `logits_indices`, the sequence (index into the step) it belongs to.
+    pub sampled_seqs: Vec<usize>, // [S']
+    pub max_seq_len: usize,
+}
+
+impl InputBatch {
+    #[track_caller]
+    pub fn build(seqs: &[ScheduledSeq<'_>], block_size: usize) -> Self {
+        let mut b = InputBatch {
+            query_start_loc: vec![0],
+            max_blocks: seqs.iter().map(|s| s.block_table.len()).max().unwrap_or(0).max(1),
+            ..Default::default()
+        };
+        for (i, s) in seqs.iter().enumerate() {
+            assert!(!s.new_tokens.is_empty(), "sequence {i} schedules no tokens");
+            let seq_len = s.num_computed + s.new_tokens.len();
+            assert!(
+                s.block_table.len() * block_size >= seq_len,
+                "sequence {i}: {} blocks cannot hold {seq_len} tokens",
+                s.block_table.len()
+            );
+            for (j, &tok) in s.new_tokens.iter().enumerate() {
+                let pos = s.num_computed + j;
+                b.token_ids.push(tok);
+                b.positions.push(pos as u32);
+                let block = s.block_table[pos / block_size] as usize;
+                b.slot_mapping.push((block * block_size + pos % block_size) as u32);
+            }
+            b.query_start_loc.push(b.token_ids.len() as u32);
+            b.seq_lens.push(seq_len as u32);
+            b.max_seq_len = b.max_seq_len.max(seq_len);
+            let mut row = s.block_table.to_vec();
+            row.resize(b.max_blocks, 0);
+            b.block_tables.extend(row);
+            if s.sample {
+                b.logits_indices.push(b.token_ids.len() as u32 - 1);
+                b.sampled_seqs.push(i);
+            }
+        }
+        b
+    }
+
+    pub fn num_tokens(&self) -> usize {
+        self.token_ids.len()
+    }
+
+    pub fn num_seqs(&self) -> usize {
+        self.seq_lens.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_prefill_and_decode() {
+        let seqs = [
+            ScheduledSeq { new_tokens: &[5, 6, 7], num_computed: 0, block_table: &[3], sample: true },
+            ScheduledSeq { new_tokens: &[9], num_computed: 4, block_table: &[1, 0], sample: true },
+            ScheduledSeq { new_tokens: &[1, 2], num_computed: 2, block_table: &[2], sample: false },
+        ];
+        let b = InputBatch::build(&seqs, 4);
+        assert_eq!(b.token_ids, [5, 6, 7, 9, 1, 2]);
+        assert_eq!(b.positions, [0, 1, 2, 4, 2, 3]);
+        assert_eq!(b.slot_mapping, [12, 13, 14, 0, 10, 11]);
+        assert_eq!(b.query_start_loc, [0, 3, 4, 6]);
+        assert_eq!(b.seq_lens, [3, 5, 4]);
+        assert_eq!(b.max_blocks, 2);
+        assert_eq!(b.block_tables, [3, 0, 1, 0, 2, 0]);
+        assert_eq!(b.logits_indices, [2, 3]);
+        assert_eq!(b.sampled_seqs, [0, 1]);
+        assert_eq!(b.max_seq_len, 5);
+    }
+}

@@ -1,0 +1,323 @@
+//! The sampler: one next token (and, if asked, log-probabilities) from one row of logits.
+//!
+//! Each request owns its RNG stream ([`RequestRng`], ChaCha8 seeded from the request's seed),
+//! so its draws never depend on which other requests share the batch. The draw is a uniform
+//! number in the open interval (0, 1), never 0, mapped onto the cumulative distribution of
+//! the filtered probabilities (DESIGN.md §5).
+//!
+//! Processing order, as in vLLM: logit bias; suppression of stop tokens before
+//! `min_tokens`; repetition, frequency and presence penalties; then temperature, top-k,
+//! top-p (nucleus) and min-p on the softmax of what remains. Greedy picks the lowest index
+//! among equal maxima. Log-probabilities are those of the model's raw distribution
+//! (log-softmax of the unprocessed logits), as vLLM reports them by default.
+
+use std::collections::HashMap;
+
+use ingot_scheduler::SamplingParams;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A request's private random stream.
+pub struct RequestRng(ChaCha8Rng);
+
+impl RequestRng {
+    pub fn new(seed: Option<u64>) -> Self {
+        let seed = seed.unwrap_or_else(|| rand::rng().next_u64());
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Uniform in (0, 1): 53 random bits, offset by half a step so 0 cannot occur.
+    pub fn open01(&mut self) -> f64 {
+        let bits = self.0.next_u64() >> 11;
+        (bits as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
+/// What the sampler needs to remember about one request between steps.
+pub struct SamplingState {
+    pub params: SamplingParams,
+    pub rng: RequestRng,
+    /// Tokens that may end the request; masked while fewer than `min_tokens` exist.
+    pub stop_ids: Vec<u32>,
+    /// Every token seen (prompt and output), for the repetition penalty.
+    seen: HashMap<u32, ()>,
+    /// Output token counts, for frequency and presence penalties.
+    counts: HashMap<u32, u32>,
+    num_output: usize,
+}
+
+impl SamplingState {
+    pub fn new(params: SamplingParams, prompt: &[u32], eos_token_ids: &[u32]) -> Self {
+        let mut stop_ids = params.stop_token_ids.clone();
+        if !params.ignore_eos {
+            stop_ids.extend_from_slice(eos_token_ids);
+        }
+        let seen = if params.repetition_penalty != 1.0 {
+            prompt.iter().map(|&t| (t, ())).collect()
+        } else {
+            HashMap::new()
+        };
+        Self { rng: RequestRng::new(params.seed), params, stop_ids, seen, counts: HashMap::new(), num_output: 0 }
+    }
+
+    /// Records a token the request produced.
+    pub fn push(&mut self, token: u32) {
+        self.num_output += 1;
+        *self.counts.entry(token).or_default() += 1;
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.insert(token, ());
+        }
+    }
+
+    fn needs_processing(&self) -> bool {
+        let p = &self.params;
+        !p.logit_bias.is_empty()
+            || (self.num_output < p.min_tokens && !self.stop_ids.is_empty())
+            || p.repetition_penalty != 1.0
+            || p.frequency_penalty != 0.0
+            || p.presence_penalty != 0.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    /// The most likely tokens with their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampled {
+    pub token: u32,
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+#[derive(Default)]
+pub struct Sampler {
+    row: Vec<f32>,
+    cand: Vec<(u32, f32)>,
+    probs: Vec<f64>,
+}
+
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Descending by value, ties by index: a total order, so results are reproducible.
+fn by_value(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Log-probabilities of `token` and the `k` best tokens under softmax(`logits`).
+pub fn logprobs(logits: &[f32], token: u32, k: usize) -> TokenLogprobs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max as f64 + logits.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln();
+    let lp = |i: u32| (logits[i as usize] as f64 - lse) as f32;
+    let mut top: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+    if k > 0 && k < top.len() {
+        top.select_nth_unstable_by(k - 1, by_value);
+    }
+    top.truncate(k);
+    top.sort_unstable_by(by_value);
+    TokenLogprobs { token, logprob: lp(token), top: top.into_iter().map(|(i, _)| (i, lp(i))).collect() }
+}
+
+impl Sampler {
+    /// Samples one token for `state`'s request from `logits` [V] and records it.
+    pub fn sample(&mut self, logits: &[f32], state: &mut SamplingState) -> Sampled {
+        let token = if state.needs_processing() {
+            let mut row = std::mem::take(&mut self.row);
+            row.clear();
+            row.extend_from_slice(logits);
+            process(&mut row, state);
+            let t = self.draw(&row, state);
+            self.row = row;
+            t
+        } else {
+            self.draw(logits, state)
+        };
+        let lps = state.params.logprobs.map(|k| logprobs(logits, token, k));
+        state.push(token);
+        Sampled { token, logprobs: lps }
+    }
+
+    fn draw(&mut self, logits: &[f32], state: &mut SamplingState) -> u32 {
+        let p = &state.params;
+        if p.is_greedy() {
+            return argmax(logits);
+        }
+        let cand = &mut self.cand;
+        cand.clear();
+        cand.extend(logits.iter().enumerate().map(|(i, &x)| (i as u32, x / p.temperature)));
+        if p.top_k > 0 && p.top_k < cand.len() {
+            cand.select_nth_unstable_by(p.top_k - 1, by_value);
+            cand.truncate(p.top_k);
+        }
+        cand.sort_unstable_by(by_value);
+        let max = cand[0].1;
+        let probs = &mut self.probs;
+        probs.clear();
+        probs.extend(cand.iter().map(|&(_, x)| ((x - max) as f64).exp()));
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|q| *q /= total);
+        let mut keep = probs.len();
+        if p.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, q) in probs.iter().enumerate() {
+                cum += q;
+                if cum >= p.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p as f64;
+            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+        }
+        let mass: f64 = probs[..keep].iter().sum();
+        let target = state.rng.open01() * mass;
+        let mut cum = 0.0;
+        for (i, q) in probs[..keep].iter().enumerate() {
+            cum += q;
+            if target < cum {
+                return cand[i].0;
+            }
+        }
+        cand[keep - 1].0
+    }
+}
+
+fn process(row: &mut [f32], s: &SamplingState) {
+    let p = &s.params;
+    for &(id, bias) in &p.logit_bias {
+        row[id as usize] += bias;
+    }
+    if s.num_output < p.min_tokens {
+        for &id in &s.stop_ids {
+            row[id as usize] = f32::NEG_INFINITY;
+        }
+    }
+    if p.repetition_penalty != 1.0 {
+        for &id in s.seen.keys() {
+            let x = &mut row[id as usize];
+            *x = if *x > 0.0 { *x / p.repetition_penalty } else { *x * p.repetition_penalty };
+        }
+    }
+    if p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+        for (&id, &n) in &s.counts {
+            row[id as usize] -= p.frequency_penalty * n as f32 + p.presence_penalty;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplingState {
+        let params = SamplingParams { temperature, top_k, top_p, seed: Some(seed), ..Default::default() };
+        SamplingState::new(params, &[], &[])
+    }
+
+    #[test]
+    fn greedy_takes_first_max() {
+        assert_eq!(argmax(&[0.0, 3.0, 1.0, 3.0]), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::default();
+        let mut st = state(1.0, 1, 1.0, 1);
+        for _ in 0..50 {
+            assert_eq!(s.sample(&[0.3, 2.0, -1.0, 1.9], &mut st).token, 1);
+        }
+    }
+
+    #[test]
+    fn top_p_and_min_p_exclude_the_tail() {
+        // probabilities ~ [0.64, 0.24, 0.09, 0.03]
+        let logits = [3.0, 2.0, 1.0, 0.0];
+        let mut s = Sampler::default();
+        let mut st = state(1.0, 0, 0.8, 7);
+        let mut st_min = state(1.0, 0, 1.0, 7);
+        st_min.params.min_p = 0.2; // floor 0.128: keeps the first two
+        let mut seen = [[0; 4]; 2];
+        for _ in 0..2000 {
+            seen[0][s.sample(&logits, &mut st).token as usize] += 1;
+            seen[1][s.sample(&logits, &mut st_min).token as usize] += 1;
+        }
+        for row in seen {
+            assert!(row[0] > 0 && row[1] > 0);
+            assert_eq!(row[2] + row[3], 0);
+        }
+    }
+
+    #[test]
+    fn frequencies_follow_the_softmax() {
+        let logits = [1.0f32, 0.0, -1.0];
+        let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
+        let mut s = Sampler::default();
+        let mut st = state(1.0, 0, 1.0, 3);
+        let n = 20000;
+        let mut seen = [0usize; 3];
+        for _ in 0..n {
+            seen[s.sample(&logits, &mut st).token as usize] += 1;
+        }
+        for i in 0..3 {
+            let expect = (logits[i] as f64).exp() / z;
+            let got = seen[i] as f64 / n as f64;
+            assert!((got - expect).abs() < 0.02, "token {i}: {got} vs {expect}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..50).map(|i| ((i * 37 % 11) as f32) * 0.3).collect();
+        let run = |seed| {
+            let mut s = Sampler::default();
+            let mut st = state(0.8, 0, 0.95, seed);
+            (0..20).map(|_| s.sample(&logits, &mut st).token).collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn penalties_bias_and_min_tokens() {
+        let mut s = Sampler::default();
+        let params = SamplingParams {
+            temperature: 0.0,
+            min_tokens: 1,
+            logit_bias: vec![(2, 5.0)],
+            frequency_penalty: 2.0,
+            ..Default::default()
+        };
+        // Token 0 is EOS and the most likely; min_tokens masks it for the first token.
+        let logits = [10.0, 1.0, 0.0, 2.0];
+        let mut st = SamplingState::new(params, &[], &[0]);
+        assert_eq!(s.sample(&logits, &mut st).token, 2); // 0 + 5 bias beats 2
+        // Now EOS is allowed again.
+        assert_eq!(s.sample(&logits, &mut st).token, 0);
+        // Repetition penalty 10 on a seen token with logit 10 brings it to 1.
+        let params = SamplingParams { temperature: 0.0, repetition_penalty: 10.0, ..Default::default() };
+        let mut st = SamplingState::new(params, &[0], &[]);
+        assert_eq!(s.sample(&logits, &mut st).token, 3);
+    }
+
+    #[test]
+    fn logprobs_are_normalised_and_ranked() {
+        let logits = [1.0f32, 3.0, 2.0];
+        let lp = logprobs(&logits, 2, 2);
+        let total: f64 = logits.iter().map(|&x| (x as f64 - 3.0).exp()).sum();
+        assert!((lp.logprob as f64 - (2.0 - 3.0 - total.ln())).abs() < 1e-6);
+        assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
+    }
+}
