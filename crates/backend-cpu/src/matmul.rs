@@ -148,9 +148,10 @@ struct Gemm<'a, W> {
     w: &'a [W],   // [N - w_col0, K]: W rows from `w_col0` on
     w_col0: usize,
     bias: Option<&'a [f32]>, // [N]
-    out: OutPtr,             // [T, N]
+    out: OutPtr,             // [T, ldo]
     k: usize,
-    n: usize,
+    /// Output row stride (N for a matmul).
+    ldo: usize,
 }
 
 impl<W> Gemm<'_, W> {
@@ -169,7 +170,7 @@ impl<W> Gemm<'_, W> {
             Some(b) => dot + b[col],
             None => dot,
         };
-        unsafe { *self.out.0.add(row * self.n + col) = v };
+        unsafe { *self.out.0.add(row * self.ldo + col) = v };
     }
 }
 
@@ -441,7 +442,7 @@ pub(crate) fn matmul<W: Weight>(
         bias,
         out: OutPtr(out.as_mut_ptr()),
         k,
-        n,
+        ldo: n,
     };
     let nc = cols_per_task(t, k, n, size_of::<W>());
     let col_tasks = n.div_ceil(nc);
@@ -464,7 +465,7 @@ pub(crate) fn matmul<W: Weight>(
                 bias,
                 out: g.out,
                 k,
-                n,
+                ldo: n,
             };
             unsafe { run_block(isa, &gp, rows, cols) };
         } else {
@@ -472,4 +473,29 @@ pub(crate) fn matmul<W: Weight>(
         }
     });
     out
+}
+
+/// `out[i * ldo + j] = x_i · w_j` for `x` [m, k] and `w` [n, k], on the calling thread:
+/// the attention scores of a run of cache rows, in the same fixed order as a matmul.
+pub(crate) fn dots(isa: Isa, x: &[f32], w: &[f32], k: usize, out: &mut [f32], ldo: usize) {
+    let (m, n) = (x.len() / k, w.len() / k);
+    assert!(
+        x.len() == m * k && w.len() == n * k && n <= ldo,
+        "dots: shapes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= (m - 1) * ldo + n, "dots: output too short");
+    let g = Gemm {
+        x,
+        w,
+        w_col0: 0,
+        bias: None,
+        out: OutPtr(out.as_mut_ptr()),
+        k,
+        ldo,
+    };
+    // SAFETY: the whole (checked) output belongs to this call; `isa` was detected.
+    unsafe { run_block(isa, &g, 0..m, 0..n) };
 }

@@ -84,7 +84,10 @@ fn civil(secs: i64) -> Civil {
 
 pub(super) fn format_utc(secs: i64, format: &str) -> String {
     let t = civil(secs);
-    let hour12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };
+    let hour12 = match t.hour % 12 {
+        0 => 12,
+        h => h,
+    };
     let mut out = String::with_capacity(format.len() + 16);
     let mut chars = format.chars();
     while let Some(c) = chars.next() {

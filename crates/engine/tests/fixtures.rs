@@ -1,0 +1,118 @@
+//! Numerics against transformers: the tiny random-weight Llama and Qwen2 fixtures
+//! (`tools/make_tiny_models.py`, float32), loaded from their HF directories and from their
+//! GGUFs. Checks the tokenizer ids, the logits at every prompt position (within 1e-4 of the
+//! largest reference logit: max |ours - ref| / max |ref|) and 16 greedy tokens through the
+//! whole engine. The Q8_0 GGUF is checked against the same f32 reference with the
+//! quantization tolerance (6e-2).
+
+mod common;
+
+use ingot_backend_cpu::CpuBackend;
+use ingot_models::{ModelFiles, ModelSource};
+use ingot_runner::{InputBatch, ModelRunner, SamplingParams, ScheduledSeq};
+use ingot_tensor::DType;
+use serde_json::Value;
+
+struct Prompt {
+    name: String,
+    text: String,
+    add_special: bool,
+    ids: Vec<u32>,
+    logits: Vec<f32>, // [T, V]
+    greedy: Vec<u32>,
+}
+
+fn references(dir: &str) -> (usize, Vec<Prompt>) {
+    let root = common::testdata(dir);
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(root.join(json["logits_file"].as_str().unwrap())).unwrap();
+    let all: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let prompts = json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let off = p["logits_offset"].as_u64().unwrap() as usize;
+            let shape = ids(&p["logits_shape"]);
+            let n = (shape[0] * shape[1]) as usize;
+            Prompt {
+                name: p["name"].as_str().unwrap().into(),
+                text: p["text"].as_str().unwrap().into(),
+                add_special: p["add_special_tokens"].as_bool().unwrap(),
+                ids: ids(&p["token_ids"]),
+                logits: all[off..off + n].to_vec(),
+                greedy: ids(&p["greedy_tokens"]),
+            }
+        })
+        .collect();
+    (json["vocab_size"].as_u64().unwrap() as usize, prompts)
+}
+
+/// Logits at every position of `ids`, computed in one prefill through a shuffled block table.
+fn all_logits(runner: &mut ModelRunner<CpuBackend>, ids: &[u32]) -> Vec<f32> {
+    let blocks: Vec<u32> = (0..ids.len().div_ceil(16) as u32).rev().map(|b| b * 3 + 1).collect();
+    let seq = ScheduledSeq { new_tokens: ids, num_computed: 0, block_table: &blocks, sample: true };
+    let mut batch = InputBatch::build(&[seq], 16);
+    batch.logits_indices = (0..ids.len() as u32).collect();
+    runner.forward(&batch).unwrap()
+}
+
+fn check(dir: &str, source: ModelSource, tolerance: f32, check_greedy: bool) {
+    let (vocab, prompts) = references(dir);
+    let label = source.path().display().to_string();
+    let files = ModelFiles::open(source.clone()).unwrap();
+    for p in &prompts {
+        let ids = files.tokenizer.encode(&p.text, p.add_special).unwrap();
+        assert_eq!(ids, p.ids, "{label}: tokenizer ids of prompt '{}'", p.name);
+    }
+    let backend = CpuBackend::new();
+    let model = files.load_model(&backend, DType::F32).unwrap();
+    assert_eq!(model.config.vocab_size, vocab);
+    let mut runner = ModelRunner::new(backend, model, 64, 16, vec![]).unwrap();
+    for p in &prompts {
+        let ours = all_logits(&mut runner, &p.ids);
+        let max_ref = p.logits.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let max_diff = ours.iter().zip(&p.logits).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let rel = max_diff / max_ref;
+        assert!(rel <= tolerance, "{label}: prompt '{}': logits off by {rel:e} (tolerance {tolerance:e})", p.name);
+    }
+    if !check_greedy {
+        return;
+    }
+    let mut core = common::core(source, common::Knobs::default());
+    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(16) };
+    let requests = prompts.iter().map(|p| (p.ids.clone(), params.clone())).collect();
+    for (p, r) in prompts.iter().zip(ingot_engine::offline::generate(&mut core, requests)) {
+        assert_eq!(r.unwrap()[0].token_ids, p.greedy, "{label}: greedy tokens of prompt '{}'", p.name);
+    }
+}
+
+#[test]
+fn tiny_llama_from_hf_dir() {
+    check("tiny-llama", ModelSource::HfDir(common::testdata("tiny-llama")), 1e-4, true);
+}
+
+#[test]
+fn tiny_llama_from_gguf() {
+    let path = common::testdata("tiny-llama/tiny-llama-f32.gguf");
+    check("tiny-llama", ModelSource::Gguf(path), 1e-4, true);
+}
+
+#[test]
+fn tiny_llama_from_q8_0_gguf() {
+    let path = common::testdata("tiny-llama/tiny-llama-q8_0.gguf");
+    check("tiny-llama", ModelSource::Gguf(path), 6e-2, false);
+}
+
+#[test]
+fn tiny_qwen2_from_hf_dir() {
+    check("tiny-qwen2", ModelSource::HfDir(common::testdata("tiny-qwen2")), 1e-4, true);
+}
+
+#[test]
+fn tiny_qwen2_from_gguf() {
+    let path = common::testdata("tiny-qwen2/tiny-qwen2-f32.gguf");
+    check("tiny-qwen2", ModelSource::Gguf(path), 1e-4, true);
+}
