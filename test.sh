@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one test command: every Rust test (unit, property, kernel, numerics, engine), then
+# the server tests through real clients (Python `openai` package and raw HTTP) against a
+# real `ingot serve` on loopback. Installs the Python test packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+cargo test --release --workspace
+
+if [ -d tests/python ]; then
+  cargo build --release -p ingot-cli
+  python3 -c "import openai, pytest, httpx" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check openai pytest httpx
+  INGOT_BIN="$PWD/target/release/ingot" python3 -m pytest -q tests/python
+fi
