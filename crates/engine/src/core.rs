@@ -241,19 +241,23 @@ impl<B: Backend> EngineCore<B> {
         let tok = &self.tokenizer;
         let skip = choice.skip_special;
         let mut text = String::new();
+        let mut stop_string = false;
         match choice.detok.push(token, |ids| tok.decode(ids, skip)) {
             Ok(Some(delta)) => {
                 let released = choice.stop.push(&delta);
                 text = released.text;
-                if released.stopped && finished.is_none() {
-                    finished = Some(FinishReason::Stop);
-                    self.scheduler.finish_request(id, FinishReason::Stop);
-                }
+                stop_string = released.stopped;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "detokenization failed"),
         }
-        if finished.is_some() {
+        if stop_string {
+            // Text past the stop string is dropped, whatever else ended the request.
+            if finished.is_none() {
+                self.scheduler.finish_request(id, FinishReason::Stop);
+            }
+            finished = Some(FinishReason::Stop);
+        } else if finished.is_some() {
             text.push_str(&choice.stop.flush());
         }
         let out = RequestOutput {
