@@ -11,24 +11,32 @@
 //!
 //! Speed comes from register tiles that reuse loads without changing any element's order:
 //! a tile computes MR x rows against NR W rows, holding MR·NR eight-lane accumulators; per
-//! step of eight k it loads MR x vectors and NR W vectors for MR·NR fused multiply-adds.
-//! The main tile is 3×4 (12 AVX accumulators + 3 x registers + 1 W register = the 16 ymm
-//! registers); leftover rows use 2×4 and 1×8 (the GEMV tile: eight W rows stream at once,
-//! hiding FMA latency), leftover columns MR×1. Every accumulator sees exactly the same
-//! sequence of operations whatever the tile, so a row's result is bit-identical whether it
-//! is computed alone (T = 1) or among many rows, in any tile and on any thread.
+//! step of eight k it loads MR x vectors and NR W vectors for MR·NR multiply-adds. AVX2,
+//! f32 weights: 3×4 tiles (12 accumulators + 3 x registers, W straight from memory into
+//! the FMAs), a leftover pair of rows 2×4, a single row 1×8 (the GEMV tile: eight W rows
+//! stream at once, hiding FMA latency), leftover columns MR×1. Every accumulator sees
+//! exactly the same sequence of operations whatever the tile, so a row's result is
+//! bit-identical whether computed alone (T = 1) or among many rows, in any tile, on any
+//! thread (tested).
 //!
 //! Parallelism: tasks are rectangles of (up to 48 rows) × (a chunk of W rows sized to stay
 //! in L2, at least 8), run on rayon. The partition only decides who computes an element,
 //! never how, so it may depend freely on T and the thread count.
 //!
-//! Instruction sets: on x86_64 an AVX2 + FMA (+ F16C for f16 weights) path chosen at run time
-//! (`is_x86_feature_detected!`), and a portable path written over eight-lane arrays that
-//! LLVM vectorises (NEON on aarch64, where FMA is baseline). The two paths may round
-//! differently (the portable one fuses only where the build target guarantees FMA), but a
-//! backend picks one path at construction and keeps it, so within a process every result
-//! is reproducible. Weights may be f32, f16 or bf16; half-precision weights are widened to
-//! f32 exactly in registers (halving the memory traffic of decode) and accumulate in f32.
+//! Weights may be f32, f16 or bf16, always accumulated in f32. Half-precision weights halve
+//! the memory traffic of decode: with few rows they are widened in registers (F16C, or a
+//! shift for bf16) in 2×4 tiles (a 3×4 tile would need every register and spills); a task
+//! with 12 rows or more widens its W chunk once into an f32 panel and runs the f32 tiles.
+//! Widening is exact, so both routes give the same bits.
+//!
+//! Instruction sets: on x86_64 an AVX2 + FMA + F16C path chosen at run time
+//! (`is_x86_feature_detected!`); elsewhere (or without those) a portable path over
+//! eight-lane arrays that LLVM vectorises (SSE2, or NEON on aarch64 where FMA is baseline),
+//! with 2×2 / 1×4 tiles that fit SSE2's 16 registers and half weights always widened per
+//! task. The two paths may round differently (the portable one fuses only where the build
+//! target guarantees FMA), but a backend picks one path at construction and keeps it, so
+//! within a process every result is reproducible. Attention scores (`dots`) reuse these
+//! kernels.
 
 use crate::lanes::{LANES, hsum, madd};
 use half::slice::HalfFloatSliceExt;

@@ -5,9 +5,9 @@
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use ingot_engine::{offline, EngineHandle};
+use ingot_engine::{EngineHandle, offline};
 use ingot_scheduler::SamplingParams;
 use serde::Deserialize;
 
@@ -140,7 +140,10 @@ fn batch<B: ingot_tensor::Backend>(
         } else {
             line
         };
-        requests.push((setup::encode_prompt(core.tokenizer(), &text, args.raw)?, params));
+        requests.push((
+            setup::encode_prompt(core.tokenizer(), &text, args.raw)?,
+            params,
+        ));
         prompts.push(text);
     }
     let start = Instant::now();

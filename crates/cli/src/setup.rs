@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ingot_engine::{config, EngineConfig, EngineCore};
-use ingot_models::{spec, ModelFiles};
+use ingot_engine::{EngineConfig, EngineCore, config};
+use ingot_models::{ModelFiles, spec};
 use ingot_runner::ModelRunner;
 use ingot_tensor::{Backend, DType};
 use ingot_tokenizer::Tokenizer;
@@ -47,7 +47,9 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
     let tokenizer = Arc::new(files.tokenizer);
 
     let budget = match &args.kv_cache_memory {
-        Some(s) => config::parse_size(s).map_err(anyhow::Error::msg).context("--kv-cache-memory")?,
+        Some(s) => config::parse_size(s)
+            .map_err(anyhow::Error::msg)
+            .context("--kv-cache-memory")?,
         None => config::default_kv_budget(),
     };
     let per_block = model.kv_bytes_per_block(BLOCK_SIZE, DType::F32) as u64;
@@ -83,7 +85,9 @@ pub fn encode_prompt(tok: &Tokenizer, prompt: &str, raw: bool) -> Result<Vec<u32
     if raw {
         return Ok(tok.encode(prompt, true)?);
     }
-    let template = tok.chat_template().context("the model has no chat template; pass --raw")?;
+    let template = tok
+        .chat_template()
+        .context("the model has no chat template; pass --raw")?;
     let messages = [serde_json::json!({"role": "user", "content": prompt})];
     let text = template.render(&messages, true)?;
     Ok(tok.encode(&text, false)?)

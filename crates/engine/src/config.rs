@@ -37,9 +37,13 @@ pub fn default_kv_budget() -> u64 {
 /// Parses sizes like `4GiB`, `512MiB`, `2G`, `1000000` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("'{s}' is not a size like 4GiB or 512MiB"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 4GiB or 512MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,

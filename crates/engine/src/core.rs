@@ -215,7 +215,8 @@ impl<B: Backend> EngineCore<B> {
         if worked {
             self.stats.steps_total += 1;
         }
-        let tokens: HashMap<RequestId, u32> = sampled.iter().map(|(&id, s)| (id, s.token)).collect();
+        let tokens: HashMap<RequestId, u32> =
+            sampled.iter().map(|(&id, s)| (id, s.token)).collect();
         for r in self.scheduler.update(&out, &tokens) {
             let Some(token) = r.token else { continue };
             self.stats.generation_tokens_total += 1;
@@ -233,7 +234,9 @@ impl<B: Backend> EngineCore<B> {
         mut finished: Option<FinishReason>,
     ) {
         let cached = self.scheduler.request(id).map(|r| r.num_cached_tokens);
-        let Some(choice) = self.choices.get_mut(&id) else { return };
+        let Some(choice) = self.choices.get_mut(&id) else {
+            return;
+        };
         choice.completion_tokens += 1;
         if choice.cached_tokens.is_none() {
             choice.cached_tokens = cached;
@@ -284,7 +287,9 @@ impl<B: Backend> EngineCore<B> {
     /// Sends `out`; a closed sink means the client left, so the whole request is aborted.
     fn deliver(&mut self, parent: u64, child: RequestId, out: RequestOutput) {
         let done = out.finish_reason.is_some() || out.error.is_some();
-        let Some((sink, children)) = self.parents.get_mut(&parent) else { return };
+        let Some((sink, children)) = self.parents.get_mut(&parent) else {
+            return;
+        };
         if sink.send(out).is_err() {
             self.abort(parent);
             return;
@@ -299,7 +304,9 @@ impl<B: Backend> EngineCore<B> {
 
     fn fail_choice(&mut self, id: RequestId, message: &str) {
         self.scheduler.finish_request(id, FinishReason::Abort);
-        let Some(choice) = self.choices.remove(&id) else { return };
+        let Some(choice) = self.choices.remove(&id) else {
+            return;
+        };
         let out = RequestOutput {
             request_id: choice.parent,
             index: choice.index,

@@ -16,7 +16,11 @@ impl IncrementalDecoder {
     /// `prompt` provides context only; nothing of it is emitted.
     pub fn new(prompt: &[u32]) -> Self {
         let context = prompt.len().saturating_sub(5);
-        Self { tokens: prompt.to_vec(), prefix_offset: context, read_offset: prompt.len() }
+        Self {
+            tokens: prompt.to_vec(),
+            prefix_offset: context,
+            read_offset: prompt.len(),
+        }
     }
 
     /// Adds a token; returns the new text it completes, if any.

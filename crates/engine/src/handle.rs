@@ -11,14 +11,18 @@ use std::thread::JoinHandle;
 
 use ingot_tensor::Backend;
 use ingot_tokenizer::Tokenizer;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::config::EngineConfig;
 use crate::core::{EngineCore, EngineRequest, EngineStats, Sink, SubmitError};
 use crate::output::RequestOutput;
 
 enum Command {
-    Add(EngineRequest, Sink, mpsc::SyncSender<Result<(), SubmitError>>),
+    Add(
+        Box<EngineRequest>,
+        Sink,
+        mpsc::SyncSender<Result<(), SubmitError>>,
+    ),
     Abort(u64),
 }
 
@@ -97,7 +101,10 @@ impl Drop for RequestStream {
 
 impl EngineHandle {
     /// Starts the engine thread around `core`.
-    pub fn start<B: Backend>(core: EngineCore<B>, max_waiting: Option<usize>) -> (Self, JoinHandle<()>) {
+    pub fn start<B: Backend>(
+        core: EngineCore<B>,
+        max_waiting: Option<usize>,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             stats: Mutex::new(core.stats()),
@@ -160,10 +167,22 @@ impl EngineHandle {
         let n = params.n;
         let (sink, rx) = unbounded_channel();
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        let req = EngineRequest { id, prompt, params, priority };
-        self.tx.send(Command::Add(req, sink, ack_tx)).map_err(|_| SubmitError::EngineStopped)?;
+        let req = EngineRequest {
+            id,
+            prompt,
+            params,
+            priority,
+        };
+        self.tx
+            .send(Command::Add(Box::new(req), sink, ack_tx))
+            .map_err(|_| SubmitError::EngineStopped)?;
         ack_rx.recv().map_err(|_| SubmitError::EngineStopped)??;
-        Ok(RequestStream { id, rx, tx: self.tx.clone(), open_choices: n })
+        Ok(RequestStream {
+            id,
+            rx,
+            tx: self.tx.clone(),
+            open_choices: n,
+        })
     }
 }
 
@@ -173,6 +192,7 @@ fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<S
     };
     let handle = |core: &mut EngineCore<B>, cmd: Command| match cmd {
         Command::Add(req, sink, ack) => {
+            let req = *req;
             let _ = ack.send(core.add_request(req, sink));
         }
         Command::Abort(id) => core.abort(id),

@@ -15,4 +15,3 @@ pub use core::{EngineCore, EngineRequest, EngineStats, SubmitError};
 pub use handle::{EngineHandle, RequestStream};
 pub use offline::Completion;
 pub use output::{RequestOutput, Usage};
-

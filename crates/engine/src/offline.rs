@@ -32,7 +32,15 @@ pub fn generate<B: Backend>(
         let (tx, rx) = unbounded_channel();
         let n = params.n;
         let id = u64::MAX - i as u64; // distinct from handle-assigned ids
-        let res = core.add_request(EngineRequest { id, prompt, params, priority: 0 }, tx);
+        let res = core.add_request(
+            EngineRequest {
+                id,
+                prompt,
+                params,
+                priority: 0,
+            },
+            tx,
+        );
         receivers.push(res.map(|()| (rx, n)));
     }
     while core.has_unfinished() {

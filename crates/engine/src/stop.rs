@@ -25,8 +25,19 @@ pub struct Released {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>, include: bool) -> Self {
-        let hold = stops.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
-        Self { stops, include, hold, text: String::new(), sent: 0 }
+        let hold = stops
+            .iter()
+            .map(|s| s.len())
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        Self {
+            stops,
+            include,
+            hold,
+            text: String::new(),
+            sent: 0,
+        }
     }
 
     /// Adds decoded text; returns what may be shown now.
@@ -36,19 +47,29 @@ impl StopMatcher {
         let found = self
             .stops
             .iter()
-            .filter_map(|s| self.text[search_from..].find(s.as_str()).map(|p| (search_from + p, s.len())))
+            .filter_map(|s| {
+                self.text[search_from..]
+                    .find(s.as_str())
+                    .map(|p| (search_from + p, s.len()))
+            })
             .min();
         if let Some((pos, len)) = found {
             let end = if self.include { pos + len } else { pos };
             let end = end.max(self.sent);
             let text = self.text[self.sent..end].to_string();
             self.sent = end;
-            return Released { text, stopped: true };
+            return Released {
+                text,
+                stopped: true,
+            };
         }
         let safe = floor_char(&self.text, self.text.len().saturating_sub(self.hold)).max(self.sent);
         let text = self.text[self.sent..safe].to_string();
         self.sent = safe;
-        Released { text, stopped: false }
+        Released {
+            text,
+            stopped: false,
+        }
     }
 
     /// Releases whatever was held back (the request ended for another reason).
@@ -92,8 +113,14 @@ mod tests {
 
     #[test]
     fn stop_string_split_across_deltas() {
-        assert_eq!(run(&["STOP"], false, &["hello S", "T", "OP and more"]), ("hello ".into(), true));
-        assert_eq!(run(&["STOP"], true, &["hello S", "T", "OP and more"]), ("hello STOP".into(), true));
+        assert_eq!(
+            run(&["STOP"], false, &["hello S", "T", "OP and more"]),
+            ("hello ".into(), true)
+        );
+        assert_eq!(
+            run(&["STOP"], true, &["hello S", "T", "OP and more"]),
+            ("hello STOP".into(), true)
+        );
     }
 
     #[test]
@@ -103,7 +130,13 @@ mod tests {
         assert_eq!(m.push("b").text, "\nb");
         assert_eq!(m.push("\n").text, "");
         let r = m.push("\nc");
-        assert_eq!(r, Released { text: String::new(), stopped: true });
+        assert_eq!(
+            r,
+            Released {
+                text: String::new(),
+                stopped: true
+            }
+        );
         assert_eq!(m.text(), "a\nb");
     }
 

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Knobs;
-use ingot_engine::{offline, EngineHandle, SubmitError};
+use ingot_engine::{EngineHandle, SubmitError, offline};
 use ingot_models::ModelSource;
 use ingot_scheduler::{AddError, FinishReason, SamplingParams};
 
@@ -20,8 +20,13 @@ fn tiny() -> ModelSource {
 fn default_model_knows_the_capital_of_france() {
     let mut core = common::core(ingot_models::spec::resolve(None).unwrap(), Knobs::default());
     let tok = core.tokenizer().clone();
-    let messages = [serde_json::json!({"role": "user", "content": "What is the capital of France?"})];
-    let text = tok.chat_template().unwrap().render(&messages, true).unwrap();
+    let messages =
+        [serde_json::json!({"role": "user", "content": "What is the capital of France?"})];
+    let text = tok
+        .chat_template()
+        .unwrap()
+        .render(&messages, true)
+        .unwrap();
     let prompt = tok.encode(&text, false).unwrap();
     let out = offline::generate(&mut core, vec![(prompt, SamplingParams::greedy(32))]);
     let c = &out[0].as_ref().unwrap()[0];
@@ -29,8 +34,15 @@ fn default_model_knows_the_capital_of_france() {
     assert_eq!(c.finish_reason, Some(FinishReason::Stop), "ends at EOS");
 }
 
-fn greedy_text(core: &mut ingot_engine::EngineCore<ingot_backend_cpu::CpuBackend>, prompt: &[u32], params: SamplingParams) -> ingot_engine::Completion {
-    offline::generate(core, vec![(prompt.to_vec(), params)]).remove(0).unwrap().remove(0)
+fn greedy_text(
+    core: &mut ingot_engine::EngineCore<ingot_backend_cpu::CpuBackend>,
+    prompt: &[u32],
+    params: SamplingParams,
+) -> ingot_engine::Completion {
+    offline::generate(core, vec![(prompt.to_vec(), params)])
+        .remove(0)
+        .unwrap()
+        .remove(0)
 }
 
 #[test]
@@ -38,12 +50,19 @@ fn stop_strings_cut_across_token_boundaries() {
     let mut core = common::core(tiny(), Knobs::default());
     let tok = core.tokenizer().clone();
     let prompt = tok.encode("The quick brown fox", false).unwrap();
-    let params = SamplingParams { ignore_eos: true, skip_special_tokens: false, ..SamplingParams::greedy(24) };
+    let params = SamplingParams {
+        ignore_eos: true,
+        skip_special_tokens: false,
+        ..SamplingParams::greedy(24)
+    };
     let full = greedy_text(&mut core, &prompt, params.clone());
     assert_eq!(full.finish_reason, Some(FinishReason::Length));
     // Pick a stop string that spans the boundary between two tokens' texts.
-    let pieces: Vec<String> =
-        full.token_ids.iter().map(|&t| tok.decode(&[t], false).unwrap()).collect();
+    let pieces: Vec<String> = full
+        .token_ids
+        .iter()
+        .map(|&t| tok.decode(&[t], false).unwrap())
+        .collect();
     let (i, _) = pieces
         .iter()
         .enumerate()
@@ -56,12 +75,26 @@ fn stop_strings_cut_across_token_boundaries() {
     let last_char = pieces[i].chars().last().unwrap();
     let first_char = pieces[i + 1].chars().next().unwrap();
     let stop = format!("{last_char}{first_char}");
-    let cut = full.text.find(&stop).expect("the stop string occurs in the text");
-    let with_stop = SamplingParams { stop: vec![stop.clone()], ..params.clone() };
+    let cut = full
+        .text
+        .find(&stop)
+        .expect("the stop string occurs in the text");
+    let with_stop = SamplingParams {
+        stop: vec![stop.clone()],
+        ..params.clone()
+    };
     let stopped = greedy_text(&mut core, &prompt, with_stop);
     assert_eq!(stopped.finish_reason, Some(FinishReason::Stop));
-    assert_eq!(stopped.text, full.text[..cut], "text ends right before {stop:?}");
-    let include = SamplingParams { stop: vec![stop.clone()], include_stop_str_in_output: true, ..params };
+    assert_eq!(
+        stopped.text,
+        full.text[..cut],
+        "text ends right before {stop:?}"
+    );
+    let include = SamplingParams {
+        stop: vec![stop.clone()],
+        include_stop_str_in_output: true,
+        ..params
+    };
     let kept = greedy_text(&mut core, &prompt, include);
     assert_eq!(kept.text, full.text[..cut + stop.len()]);
 }
@@ -70,13 +103,29 @@ fn stop_strings_cut_across_token_boundaries() {
 fn n_choices_are_seeded_forks() {
     let mut core = common::core(tiny(), Knobs::default());
     let prompt: Vec<u32> = (10..60).collect();
-    let p = SamplingParams { n: 3, temperature: 1.0, seed: Some(5), ignore_eos: true, max_tokens: 10, ..Default::default() };
-    let choices = offline::generate(&mut core, vec![(prompt.clone(), p.clone())]).remove(0).unwrap();
+    let p = SamplingParams {
+        n: 3,
+        temperature: 1.0,
+        seed: Some(5),
+        ignore_eos: true,
+        max_tokens: 10,
+        ..Default::default()
+    };
+    let choices = offline::generate(&mut core, vec![(prompt.clone(), p.clone())])
+        .remove(0)
+        .unwrap();
     assert_eq!(choices.len(), 3);
     assert!(choices.iter().all(|c| c.token_ids.len() == 10));
-    assert!(choices[0].token_ids != choices[1].token_ids || choices[1].token_ids != choices[2].token_ids);
+    assert!(
+        choices[0].token_ids != choices[1].token_ids
+            || choices[1].token_ids != choices[2].token_ids
+    );
     // Choice i draws from seed + i: choice 1 equals a single request seeded 6.
-    let single = SamplingParams { n: 1, seed: Some(6), ..p };
+    let single = SamplingParams {
+        n: 1,
+        seed: Some(6),
+        ..p
+    };
     let one = greedy_text(&mut core, &prompt, single);
     assert_eq!(one.token_ids, choices[1].token_ids);
     // The choices shared the prompt's full blocks through the prefix cache.
@@ -87,7 +136,11 @@ fn n_choices_are_seeded_forks() {
 fn logprobs_match_greedy_choices() {
     let mut core = common::core(tiny(), Knobs::default());
     let prompt: Vec<u32> = (3..40).collect();
-    let p = SamplingParams { logprobs: Some(3), ignore_eos: true, ..SamplingParams::greedy(8) };
+    let p = SamplingParams {
+        logprobs: Some(3),
+        ignore_eos: true,
+        ..SamplingParams::greedy(8)
+    };
     let c = greedy_text(&mut core, &prompt, p);
     assert_eq!(c.logprobs.len(), 8);
     for (lp, &t) in c.logprobs.iter().zip(&c.token_ids) {
@@ -104,7 +157,10 @@ fn dropping_a_stream_aborts_and_frees_blocks() {
     let core = common::core(tiny(), Knobs::default());
     let (engine, _thread) = EngineHandle::start(core, None);
     let prompt: Vec<u32> = (1..100).collect();
-    let p = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(400) };
+    let p = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(400)
+    };
     let mut stream = engine.submit(prompt, p, 0).unwrap();
     for _ in 0..3 {
         let o = stream.blocking_next().unwrap();
@@ -118,11 +174,16 @@ fn dropping_a_stream_aborts_and_frees_blocks() {
         if s.num_running == 0 && s.num_free_blocks == s.num_blocks {
             break;
         }
-        assert!(Instant::now() < deadline, "blocks not freed after abort: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "blocks not freed after abort: {s:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The engine still serves.
-    let mut s = engine.submit(vec![5, 6, 7], SamplingParams::greedy(2), 0).unwrap();
+    let mut s = engine
+        .submit(vec![5, 6, 7], SamplingParams::greedy(2), 0)
+        .unwrap();
     let mut n = 0;
     while let Some(o) = s.blocking_next() {
         n += o.token_ids.len();
@@ -132,14 +193,35 @@ fn dropping_a_stream_aborts_and_frees_blocks() {
 
 #[test]
 fn impossible_requests_are_rejected_clearly() {
-    let core = common::core(tiny(), Knobs { num_blocks: 4, ..Knobs::default() });
+    let core = common::core(
+        tiny(),
+        Knobs {
+            num_blocks: 4,
+            ..Knobs::default()
+        },
+    );
     let (engine, _thread) = EngineHandle::start(core, None);
-    let err = engine.submit((0..50).collect(), SamplingParams::greedy(100), 0).err().unwrap();
-    assert!(matches!(err, SubmitError::Rejected(AddError::CannotFit { .. })), "{err}");
+    let err = engine
+        .submit((0..50).collect(), SamplingParams::greedy(100), 0)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SubmitError::Rejected(AddError::CannotFit { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("could never run"));
-    let err = engine.submit(vec![1; 600], SamplingParams::greedy(1), 0).err().unwrap();
-    assert!(matches!(err, SubmitError::Rejected(AddError::TooLong { .. })), "{err}");
-    let bad = SamplingParams { top_p: 0.0, ..SamplingParams::default() };
+    let err = engine
+        .submit(vec![1; 600], SamplingParams::greedy(1), 0)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SubmitError::Rejected(AddError::TooLong { .. })),
+        "{err}"
+    );
+    let bad = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    };
     let err = engine.submit(vec![1, 2], bad, 0).err().unwrap();
     assert!(err.to_string().contains("top_p"), "{err}");
 }

@@ -25,10 +25,20 @@ struct Prompt {
 fn references(dir: &str) -> (usize, Vec<Prompt>) {
     let root = common::testdata(dir);
     let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
+            .unwrap();
     let bytes = std::fs::read(root.join(json["logits_file"].as_str().unwrap())).unwrap();
-    let all: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let all: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ids = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<_>>()
+    };
     let prompts = json["prompts"]
         .as_array()
         .unwrap()
@@ -52,8 +62,16 @@ fn references(dir: &str) -> (usize, Vec<Prompt>) {
 
 /// Logits at every position of `ids`, computed in one prefill through a shuffled block table.
 fn all_logits(runner: &mut ModelRunner<CpuBackend>, ids: &[u32]) -> Vec<f32> {
-    let blocks: Vec<u32> = (0..ids.len().div_ceil(16) as u32).rev().map(|b| b * 3 + 1).collect();
-    let seq = ScheduledSeq { new_tokens: ids, num_computed: 0, block_table: &blocks, sample: true };
+    let blocks: Vec<u32> = (0..ids.len().div_ceil(16) as u32)
+        .rev()
+        .map(|b| b * 3 + 1)
+        .collect();
+    let seq = ScheduledSeq {
+        new_tokens: ids,
+        num_computed: 0,
+        block_table: &blocks,
+        sample: true,
+    };
     let mut batch = InputBatch::build(&[seq], 16);
     batch.logits_indices = (0..ids.len() as u32).collect();
     runner.forward(&batch).unwrap()
@@ -74,24 +92,50 @@ fn check(dir: &str, source: ModelSource, tolerance: f32, check_greedy: bool) {
     for p in &prompts {
         let ours = all_logits(&mut runner, &p.ids);
         let max_ref = p.logits.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let max_diff = ours.iter().zip(&p.logits).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let max_diff = ours
+            .iter()
+            .zip(&p.logits)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         let rel = max_diff / max_ref;
-        assert!(rel <= tolerance, "{label}: prompt '{}': logits off by {rel:e} (tolerance {tolerance:e})", p.name);
+        assert!(
+            rel <= tolerance,
+            "{label}: prompt '{}': logits off by {rel:e} (tolerance {tolerance:e})",
+            p.name
+        );
     }
     if !check_greedy {
         return;
     }
     let mut core = common::core(source, common::Knobs::default());
-    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(16) };
-    let requests = prompts.iter().map(|p| (p.ids.clone(), params.clone())).collect();
-    for (p, r) in prompts.iter().zip(ingot_engine::offline::generate(&mut core, requests)) {
-        assert_eq!(r.unwrap()[0].token_ids, p.greedy, "{label}: greedy tokens of prompt '{}'", p.name);
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(16)
+    };
+    let requests = prompts
+        .iter()
+        .map(|p| (p.ids.clone(), params.clone()))
+        .collect();
+    for (p, r) in prompts
+        .iter()
+        .zip(ingot_engine::offline::generate(&mut core, requests))
+    {
+        assert_eq!(
+            r.unwrap()[0].token_ids,
+            p.greedy,
+            "{label}: greedy tokens of prompt '{}'",
+            p.name
+        );
     }
 }
 
 #[test]
 fn tiny_llama_from_hf_dir() {
-    check("tiny-llama", ModelSource::HfDir(common::testdata("tiny-llama")), 1e-4, true);
+    check(
+        "tiny-llama",
+        ModelSource::HfDir(common::testdata("tiny-llama")),
+        1e-4,
+        true,
+    );
 }
 
 #[test]
@@ -108,7 +152,12 @@ fn tiny_llama_from_q8_0_gguf() {
 
 #[test]
 fn tiny_qwen2_from_hf_dir() {
-    check("tiny-qwen2", ModelSource::HfDir(common::testdata("tiny-qwen2")), 1e-4, true);
+    check(
+        "tiny-qwen2",
+        ModelSource::HfDir(common::testdata("tiny-qwen2")),
+        1e-4,
+        true,
+    );
 }
 
 #[test]

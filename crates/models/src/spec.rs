@@ -69,7 +69,9 @@ fn resolve_dir(dir: &Path) -> Result<ModelSource> {
 
 fn looks_like_repo_id(s: &str) -> bool {
     let ok = |p: &str| {
-        !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     matches!(s.split('/').collect::<Vec<_>>().as_slice(), [org, name] if ok(org) && ok(name))
 }
@@ -78,7 +80,9 @@ fn looks_like_repo_id(s: &str) -> bool {
 pub fn resolve_hf_cache(repo_id: &str, cache: &hf_hub::Cache) -> Result<ModelSource> {
     let repo = cache.repo(hf_hub::Repo::model(repo_id.to_string()));
     if let Some(config) = repo.get("config.json") {
-        let dir = config.parent().expect("a cached file has a snapshot folder");
+        let dir = config
+            .parent()
+            .expect("a cached file has a snapshot folder");
         return Ok(ModelSource::HfDir(dir.to_path_buf()));
     }
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -86,7 +90,11 @@ pub fn resolve_hf_cache(repo_id: &str, cache: &hf_hub::Cache) -> Result<ModelSou
         "model '{repo_id}' is not in the Hugging Face cache at {}{}; Ingot does not download \
          from the hub: fetch it with the Hugging Face CLI first, or pass a local path",
         cache.path().display(),
-        if offline { " (HF_HUB_OFFLINE is set)" } else { "" }
+        if offline {
+            " (HF_HUB_OFFLINE is set)"
+        } else {
+            ""
+        }
     )))
 }
 

@@ -38,7 +38,12 @@ impl InputBatch {
     pub fn build(seqs: &[ScheduledSeq<'_>], block_size: usize) -> Self {
         let mut b = InputBatch {
             query_start_loc: vec![0],
-            max_blocks: seqs.iter().map(|s| s.block_table.len()).max().unwrap_or(0).max(1),
+            max_blocks: seqs
+                .iter()
+                .map(|s| s.block_table.len())
+                .max()
+                .unwrap_or(0)
+                .max(1),
             ..Default::default()
         };
         for (i, s) in seqs.iter().enumerate() {
@@ -54,7 +59,8 @@ impl InputBatch {
                 b.token_ids.push(tok);
                 b.positions.push(pos as u32);
                 let block = s.block_table[pos / block_size] as usize;
-                b.slot_mapping.push((block * block_size + pos % block_size) as u32);
+                b.slot_mapping
+                    .push((block * block_size + pos % block_size) as u32);
             }
             b.query_start_loc.push(b.token_ids.len() as u32);
             b.seq_lens.push(seq_len as u32);
@@ -86,9 +92,24 @@ mod tests {
     #[test]
     fn mixed_prefill_and_decode() {
         let seqs = [
-            ScheduledSeq { new_tokens: &[5, 6, 7], num_computed: 0, block_table: &[3], sample: true },
-            ScheduledSeq { new_tokens: &[9], num_computed: 4, block_table: &[1, 0], sample: true },
-            ScheduledSeq { new_tokens: &[1, 2], num_computed: 2, block_table: &[2], sample: false },
+            ScheduledSeq {
+                new_tokens: &[5, 6, 7],
+                num_computed: 0,
+                block_table: &[3],
+                sample: true,
+            },
+            ScheduledSeq {
+                new_tokens: &[9],
+                num_computed: 4,
+                block_table: &[1, 0],
+                sample: true,
+            },
+            ScheduledSeq {
+                new_tokens: &[1, 2],
+                num_computed: 2,
+                block_table: &[2],
+                sample: false,
+            },
         ];
         let b = InputBatch::build(&seqs, 4);
         assert_eq!(b.token_ids, [5, 6, 7, 9, 1, 2]);

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
 use ingot_models::Result;
+use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
 use ingot_scheduler::{RequestId, SchedulerOutput};
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape};
 
@@ -63,8 +63,10 @@ impl<B: Backend> ModelRunner<B> {
         let token_ids = b.from_u32(&batch.token_ids, Shape::new([t]))?;
         let positions = b.from_u32(&batch.positions, Shape::new([t]))?;
         let slot_mapping = b.from_u32(&batch.slot_mapping, Shape::new([t]))?;
-        let logits_indices =
-            b.from_u32(&batch.logits_indices, Shape::new([batch.logits_indices.len()]))?;
+        let logits_indices = b.from_u32(
+            &batch.logits_indices,
+            Shape::new([batch.logits_indices.len()]),
+        )?;
         let block_tables = b.from_u32(&batch.block_tables, Shape::new([s, batch.max_blocks]))?;
         let seq_lens = b.from_u32(&batch.seq_lens, Shape::new([s]))?;
         let query_start_loc = b.from_u32(&batch.query_start_loc, Shape::new([s + 1]))?;
@@ -91,14 +93,20 @@ impl<B: Backend> ModelRunner<B> {
             self.states.remove(id);
         }
         for r in &out.new_requests {
-            self.states
-                .insert(r.id, SamplingState::new(r.params.clone(), &r.prompt, &self.eos_token_ids));
+            self.states.insert(
+                r.id,
+                SamplingState::new(r.params.clone(), &r.prompt, &self.eos_token_ids),
+            );
         }
         let mut sampled = HashMap::new();
         if out.scheduled.is_empty() {
             return Ok(sampled);
         }
-        let block_ids: Vec<&[u32]> = out.scheduled.iter().map(|r| r.block_ids.as_slice()).collect();
+        let block_ids: Vec<&[u32]> = out
+            .scheduled
+            .iter()
+            .map(|r| r.block_ids.as_slice())
+            .collect();
         let seqs: Vec<ScheduledSeq> = out
             .scheduled
             .iter()
@@ -115,7 +123,10 @@ impl<B: Backend> ModelRunner<B> {
         let v = self.vocab_size();
         for (row, &seq) in batch.sampled_seqs.iter().enumerate() {
             let id = out.scheduled[seq].id;
-            let state = self.states.get_mut(&id).expect("a sampled request was announced");
+            let state = self
+                .states
+                .get_mut(&id)
+                .expect("a sampled request was announced");
             let s = self.sampler.sample(&logits[row * v..(row + 1) * v], state);
             sampled.insert(id, s);
         }

@@ -57,7 +57,14 @@ impl SamplingState {
         } else {
             HashMap::new()
         };
-        Self { rng: RequestRng::new(params.seed), params, stop_ids, seen, counts: HashMap::new(), num_output: 0 }
+        Self {
+            rng: RequestRng::new(params.seed),
+            params,
+            stop_ids,
+            seen,
+            counts: HashMap::new(),
+            num_output: 0,
+        }
     }
 
     /// Records a token the request produced.
@@ -118,15 +125,28 @@ fn by_value(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
 /// Log-probabilities of `token` and the `k` best tokens under softmax(`logits`).
 pub fn logprobs(logits: &[f32], token: u32, k: usize) -> TokenLogprobs {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max as f64 + logits.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln();
+    let lse = max as f64
+        + logits
+            .iter()
+            .map(|&x| ((x - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
     let lp = |i: u32| (logits[i as usize] as f64 - lse) as f32;
-    let mut top: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+    let mut top: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (i as u32, x))
+        .collect();
     if k > 0 && k < top.len() {
         top.select_nth_unstable_by(k - 1, by_value);
     }
     top.truncate(k);
     top.sort_unstable_by(by_value);
-    TokenLogprobs { token, logprob: lp(token), top: top.into_iter().map(|(i, _)| (i, lp(i))).collect() }
+    TokenLogprobs {
+        token,
+        logprob: lp(token),
+        top: top.into_iter().map(|(i, _)| (i, lp(i))).collect(),
+    }
 }
 
 impl Sampler {
@@ -145,7 +165,10 @@ impl Sampler {
         };
         let lps = state.params.logprobs.map(|k| logprobs(logits, token, k));
         state.push(token);
-        Sampled { token, logprobs: lps }
+        Sampled {
+            token,
+            logprobs: lps,
+        }
     }
 
     fn draw(&mut self, logits: &[f32], state: &mut SamplingState) -> u32 {
@@ -155,7 +178,12 @@ impl Sampler {
         }
         let cand = &mut self.cand;
         cand.clear();
-        cand.extend(logits.iter().enumerate().map(|(i, &x)| (i as u32, x / p.temperature)));
+        cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i as u32, x / p.temperature)),
+        );
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.select_nth_unstable_by(p.top_k - 1, by_value);
             cand.truncate(p.top_k);
@@ -208,7 +236,11 @@ fn process(row: &mut [f32], s: &SamplingState) {
     if p.repetition_penalty != 1.0 {
         for &id in s.seen.keys() {
             let x = &mut row[id as usize];
-            *x = if *x > 0.0 { *x / p.repetition_penalty } else { *x * p.repetition_penalty };
+            *x = if *x > 0.0 {
+                *x / p.repetition_penalty
+            } else {
+                *x * p.repetition_penalty
+            };
         }
     }
     if p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
@@ -223,7 +255,13 @@ mod tests {
     use super::*;
 
     fn state(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplingState {
-        let params = SamplingParams { temperature, top_k, top_p, seed: Some(seed), ..Default::default() };
+        let params = SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            seed: Some(seed),
+            ..Default::default()
+        };
         SamplingState::new(params, &[], &[])
     }
 
@@ -284,7 +322,9 @@ mod tests {
         let run = |seed| {
             let mut s = Sampler::default();
             let mut st = state(0.8, 0, 0.95, seed);
-            (0..20).map(|_| s.sample(&logits, &mut st).token).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&logits, &mut st).token)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -307,7 +347,11 @@ mod tests {
         // Now EOS is allowed again.
         assert_eq!(s.sample(&logits, &mut st).token, 0);
         // Repetition penalty 10 on a seen token with logit 10 brings it to 1.
-        let params = SamplingParams { temperature: 0.0, repetition_penalty: 10.0, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 10.0,
+            ..Default::default()
+        };
         let mut st = SamplingState::new(params, &[0], &[]);
         assert_eq!(s.sample(&logits, &mut st).token, 3);
     }

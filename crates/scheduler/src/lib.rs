@@ -8,5 +8,5 @@ pub mod scheduler;
 
 pub use output::{NewRequest, ScheduledRequest, SchedulerOutput};
 pub use request::{FinishReason, Request, RequestId, RequestStatus};
-pub use sampling_params::{SamplingParams, SamplingParamsError, MAX_LOGPROBS};
+pub use sampling_params::{MAX_LOGPROBS, SamplingParams, SamplingParamsError};
 pub use scheduler::{AddError, Scheduler, SchedulerConfig, StepResult};

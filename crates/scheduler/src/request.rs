@@ -61,7 +61,12 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(id: RequestId, prompt: Vec<u32>, params: SamplingParams, eos_token_ids: Vec<u32>) -> Self {
+    pub fn new(
+        id: RequestId,
+        prompt: Vec<u32>,
+        params: SamplingParams,
+        eos_token_ids: Vec<u32>,
+    ) -> Self {
         Self {
             id,
             priority: 0,

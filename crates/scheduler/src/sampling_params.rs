@@ -77,7 +77,11 @@ pub const MAX_LOGPROBS: usize = 20;
 
 impl SamplingParams {
     pub fn greedy(max_tokens: usize) -> Self {
-        Self { temperature: 0.0, max_tokens, ..Default::default() }
+        Self {
+            temperature: 0.0,
+            max_tokens,
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self, vocab_size: usize) -> Result<(), SamplingParamsError> {
@@ -86,7 +90,10 @@ impl SamplingParams {
             return fail("n", "must be at least 1".into());
         }
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return fail("temperature", format!("must be >= 0, got {}", self.temperature));
+            return fail(
+                "temperature",
+                format!("must be >= 0, got {}", self.temperature),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return fail("top_p", format!("must be in (0, 1], got {}", self.top_p));
@@ -119,21 +126,33 @@ impl SamplingParams {
         }
         for &(id, bias) in &self.logit_bias {
             if id as usize >= vocab_size {
-                return fail("logit_bias", format!("token id {id} is outside the vocabulary of {vocab_size}"));
+                return fail(
+                    "logit_bias",
+                    format!("token id {id} is outside the vocabulary of {vocab_size}"),
+                );
             }
             if !(-100.0..=100.0).contains(&bias) {
-                return fail("logit_bias", format!("bias {bias} for token {id} is outside [-100, 100]"));
+                return fail(
+                    "logit_bias",
+                    format!("bias {bias} for token {id} is outside [-100, 100]"),
+                );
             }
         }
         for &id in &self.stop_token_ids {
             if id as usize >= vocab_size {
-                return fail("stop_token_ids", format!("token id {id} is outside the vocabulary"));
+                return fail(
+                    "stop_token_ids",
+                    format!("token id {id} is outside the vocabulary"),
+                );
             }
         }
         if self.stop.iter().any(String::is_empty) {
             return fail("stop", "stop strings must not be empty".into());
         }
-        for (param, v) in [("logprobs", self.logprobs), ("prompt_logprobs", self.prompt_logprobs)] {
+        for (param, v) in [
+            ("logprobs", self.logprobs),
+            ("prompt_logprobs", self.prompt_logprobs),
+        ] {
             if v.is_some_and(|k| k > MAX_LOGPROBS) {
                 return fail(param, format!("at most {MAX_LOGPROBS} alternatives"));
             }

@@ -38,12 +38,20 @@ pub enum AddError {
     #[error(
         "prompt of {prompt} tokens plus max_tokens {max_tokens} exceeds the model length of {max_model_len} tokens"
     )]
-    TooLong { prompt: usize, max_tokens: usize, max_model_len: usize },
+    TooLong {
+        prompt: usize,
+        max_tokens: usize,
+        max_model_len: usize,
+    },
     #[error(
         "request needs {needed} KV blocks for {tokens} tokens, but the whole cache has {available}; \
          it could never run (raise --kv-cache-memory or lower max_tokens)"
     )]
-    CannotFit { tokens: usize, needed: usize, available: usize },
+    CannotFit {
+        tokens: usize,
+        needed: usize,
+        available: usize,
+    },
 }
 
 /// What one step did to one request.
@@ -135,7 +143,11 @@ impl Scheduler {
         let tokens = total.min(self.cfg.max_model_len);
         let needed = self.kv.blocks_for(tokens);
         if needed > self.cfg.num_blocks {
-            return Err(AddError::CannotFit { tokens, needed, available: self.cfg.num_blocks });
+            return Err(AddError::CannotFit {
+                tokens,
+                needed,
+                available: self.cfg.num_blocks,
+            });
         }
         req.arrival = self.next_arrival;
         self.next_arrival += 1;
@@ -149,14 +161,18 @@ impl Scheduler {
     fn enqueue_waiting(&mut self, id: RequestId) {
         let key = |r: &Request| (r.priority, r.arrival);
         let k = key(&self.requests[&id]);
-        let pos = self.waiting.partition_point(|w| key(&self.requests[w]) <= k);
+        let pos = self
+            .waiting
+            .partition_point(|w| key(&self.requests[w]) <= k);
         self.waiting.insert(pos, id);
     }
 
     /// Ends a request (abort, or a stop string found by the detokenizer) and frees its
     /// blocks at once. Returns false if it was not active.
     pub fn finish_request(&mut self, id: RequestId, reason: FinishReason) -> bool {
-        let Some(mut req) = self.requests.remove(&id) else { return false };
+        let Some(mut req) = self.requests.remove(&id) else {
+            return false;
+        };
         self.waiting.retain(|&w| w != id);
         self.running.retain(|&r| r != id);
         if let Some(blocks) = req.blocks.take() {
@@ -181,7 +197,10 @@ impl Scheduler {
 
     /// Decides the next step.
     pub fn schedule(&mut self) -> SchedulerOutput {
-        let mut out = SchedulerOutput { finished: std::mem::take(&mut self.finished), ..Default::default() };
+        let mut out = SchedulerOutput {
+            finished: std::mem::take(&mut self.finished),
+            ..Default::default()
+        };
         let mut budget = self.cfg.max_num_batched_tokens;
         let mut chosen: Vec<(RequestId, usize)> = Vec::new();
 
@@ -201,7 +220,10 @@ impl Scheduler {
                     i += 1;
                     break;
                 }
-                let victim = self.running.pop().expect("at least the current request runs");
+                let victim = self
+                    .running
+                    .pop()
+                    .expect("at least the current request runs");
                 self.preempt(victim);
                 out.preempted.push(victim);
                 if victim == id {
@@ -248,7 +270,12 @@ impl Scheduler {
                 id,
                 new_token_ids: req.tokens[start..start + num_new].to_vec(),
                 num_computed_tokens: start,
-                block_ids: req.blocks.as_ref().expect("scheduled request has blocks").ids().collect(),
+                block_ids: req
+                    .blocks
+                    .as_ref()
+                    .expect("scheduled request has blocks")
+                    .ids()
+                    .collect(),
                 sample: start + num_new == req.num_tokens(),
             });
             out.num_batched_tokens += num_new;
@@ -259,24 +286,37 @@ impl Scheduler {
     /// Applies a step's results: advances computed counts, caches newly full blocks, appends
     /// the sampled tokens and applies stop conditions. `sampled` holds one token for each
     /// scheduled request with `sample` set.
-    pub fn update(&mut self, out: &SchedulerOutput, sampled: &HashMap<RequestId, u32>) -> Vec<StepResult> {
+    pub fn update(
+        &mut self,
+        out: &SchedulerOutput,
+        sampled: &HashMap<RequestId, u32>,
+    ) -> Vec<StepResult> {
         let mut results = Vec::with_capacity(out.scheduled.len());
         for s in &out.scheduled {
-            let Some(req) = self.requests.get_mut(&s.id) else { continue };
+            let Some(req) = self.requests.get_mut(&s.id) else {
+                continue;
+            };
             req.num_computed += s.new_token_ids.len();
             self.num_computed_total += s.new_token_ids.len() as u64;
             let blocks = req.blocks.as_mut().expect("scheduled request has blocks");
-            self.kv.cache_full_blocks(blocks, &req.tokens, req.num_computed, req.cache_key);
+            self.kv
+                .cache_full_blocks(blocks, &req.tokens, req.num_computed, req.cache_key);
             if !s.sample {
                 continue;
             }
-            let token = *sampled.get(&s.id).expect("a sampled token for every sampled request");
+            let token = *sampled
+                .get(&s.id)
+                .expect("a sampled token for every sampled request");
             req.tokens.push(token);
             let finished = req.check_stop(self.cfg.max_model_len);
             if let Some(reason) = finished {
                 self.finish_request(s.id, reason);
             }
-            results.push(StepResult { id: s.id, token: Some(token), finished });
+            results.push(StepResult {
+                id: s.id,
+                token: Some(token),
+                finished,
+            });
         }
         results
     }
@@ -290,7 +330,10 @@ impl Scheduler {
         for (id, req) in &self.requests {
             match req.status {
                 RequestStatus::Running => {
-                    assert!(self.running.contains(id), "request {id} runs but is not in the running list");
+                    assert!(
+                        self.running.contains(id),
+                        "request {id} runs but is not in the running list"
+                    );
                     let blocks = req.blocks.as_ref().expect("running request has blocks");
                     let mut seen = HashSet::new();
                     for b in blocks.ids() {
@@ -301,7 +344,10 @@ impl Scheduler {
                 }
                 RequestStatus::Waiting | RequestStatus::Preempted => {
                     assert!(req.blocks.is_none(), "waiting request {id} holds blocks");
-                    assert!(self.waiting.contains(id), "request {id} waits but is not queued");
+                    assert!(
+                        self.waiting.contains(id),
+                        "request {id} waits but is not queued"
+                    );
                 }
                 RequestStatus::Finished(_) => panic!("finished request {id} still tracked"),
             }
@@ -314,7 +360,11 @@ impl Scheduler {
                 in_use += 1;
             }
         }
-        assert_eq!(in_use + pool.num_free(), pool.num_blocks(), "free + used != total");
+        assert_eq!(
+            in_use + pool.num_free(),
+            pool.num_blocks(),
+            "free + used != total"
+        );
         assert!(self.running.len() <= self.cfg.max_num_seqs);
     }
 }

@@ -18,7 +18,13 @@ struct Arrival {
 }
 
 fn arrival() -> impl Strategy<Value = Arrival> {
-    (0usize..30, 0usize..3, 1usize..70, 1usize..24, proptest::option::weighted(0.2, 0usize..40))
+    (
+        0usize..30,
+        0usize..3,
+        1usize..70,
+        1usize..24,
+        proptest::option::weighted(0.2, 0usize..40),
+    )
         .prop_map(|(step, prefix, prompt_len, max_tokens, abort_at)| Arrival {
             step,
             prefix,
@@ -132,12 +138,18 @@ fn second_request_computes_only_past_the_cached_prefix() {
     let prefix: Vec<u32> = (0..512).map(|i| i % 900 + 5).collect();
     let run = |s: &mut Scheduler, id: u64, tail: &[u32]| -> usize {
         let prompt: Vec<u32> = prefix.iter().chain(tail).copied().collect();
-        s.add_request(Request::new(id, prompt, SamplingParams::greedy(2), vec![])).unwrap();
+        s.add_request(Request::new(id, prompt, SamplingParams::greedy(2), vec![]))
+            .unwrap();
         let mut computed = 0;
         while s.has_unfinished() {
             let out = s.schedule();
             computed += out.num_batched_tokens;
-            let sampled = out.scheduled.iter().filter(|r| r.sample).map(|r| (r.id, 7)).collect();
+            let sampled = out
+                .scheduled
+                .iter()
+                .filter(|r| r.sample)
+                .map(|r| (r.id, 7))
+                .collect();
             s.update(&out, &sampled);
         }
         computed
@@ -164,7 +176,8 @@ fn preemption_recomputes_and_loses_nothing() {
     let mut s = Scheduler::new(cfg);
     for id in 0..2u64 {
         let prompt: Vec<u32> = (0..8).map(|j| (id * 10 + j) as u32).collect();
-        s.add_request(Request::new(id, prompt, SamplingParams::greedy(12), vec![])).unwrap();
+        s.add_request(Request::new(id, prompt, SamplingParams::greedy(12), vec![]))
+            .unwrap();
     }
     let mut preempted = 0;
     let mut outputs: HashMap<u64, Vec<u32>> = HashMap::new();
@@ -175,14 +188,22 @@ fn preemption_recomputes_and_loses_nothing() {
             .scheduled
             .iter()
             .filter(|r| r.sample)
-            .map(|r| (r.id, fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len())))
+            .map(|r| {
+                (
+                    r.id,
+                    fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len()),
+                )
+            })
             .collect();
         for r in s.update(&out, &sampled) {
             outputs.entry(r.id).or_default().push(r.token.unwrap());
         }
         s.check_invariants();
     }
-    assert!(preempted > 0, "the cache is too small for both, so one must be preempted");
+    assert!(
+        preempted > 0,
+        "the cache is too small for both, so one must be preempted"
+    );
     for id in 0..2u64 {
         let expect: Vec<u32> = (8..20).map(|len| fake_token(id, len)).collect();
         assert_eq!(outputs[&id], expect, "request {id}");

@@ -90,8 +90,10 @@ pub trait Backend: Send + Sync + 'static {
     // ---- data movement ----
 
     /// Copies host floats to a new tensor of `dtype` (converted if not f32).
+    #[allow(clippy::wrong_self_convention)] // a constructor on the backend, not a conversion of self
     fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<Tensor<Self>>;
     /// Copies host integers (ids, positions, tables) to a new u32 tensor.
+    #[allow(clippy::wrong_self_convention)]
     fn from_u32(&self, data: &[u32], shape: Shape) -> Result<Tensor<Self>>;
     /// A new zero-filled tensor (KV caches).
     fn zeros(&self, shape: Shape, dtype: DType) -> Result<Tensor<Self>>;

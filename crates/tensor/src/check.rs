@@ -6,7 +6,12 @@ use crate::{AttentionMeta, Backend, DType, Tensor};
 
 #[track_caller]
 fn rank<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, r: usize) {
-    assert_eq!(t.shape().rank(), r, "{what}: expected rank {r}, got {}", t.shape());
+    assert_eq!(
+        t.shape().rank(),
+        r,
+        "{what}: expected rank {r}, got {}",
+        t.shape()
+    );
 }
 
 #[track_caller]
@@ -16,7 +21,11 @@ fn dtype<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, d: DType) {
 
 #[track_caller]
 fn float<B: Backend + ?Sized>(what: &str, t: &Tensor<B>) {
-    assert!(t.dtype().is_float(), "{what}: expected a float tensor, got {}", t.dtype());
+    assert!(
+        t.dtype().is_float(),
+        "{what}: expected a float tensor, got {}",
+        t.dtype()
+    );
 }
 
 #[track_caller]
@@ -32,10 +41,26 @@ pub fn rms_norm<B: Backend + ?Sized>(x: &Tensor<B>, residual: Option<&Tensor<B>>
     rank("rms_norm x", x, 2);
     float("rms_norm x", x);
     rank("rms_norm weight", w, 1);
-    assert_eq!(w.dims()[0], x.dims()[1], "rms_norm: weight {} vs x {}", w.shape(), x.shape());
+    assert_eq!(
+        w.dims()[0],
+        x.dims()[1],
+        "rms_norm: weight {} vs x {}",
+        w.shape(),
+        x.shape()
+    );
     if let Some(r) = residual {
-        assert_eq!(r.shape(), x.shape(), "rms_norm: residual {} vs x {}", r.shape(), x.shape());
-        assert_eq!(r.dtype(), x.dtype(), "rms_norm: residual dtype differs from x");
+        assert_eq!(
+            r.shape(),
+            x.shape(),
+            "rms_norm: residual {} vs x {}",
+            r.shape(),
+            x.shape()
+        );
+        assert_eq!(
+            r.dtype(),
+            x.dtype(),
+            "rms_norm: residual dtype differs from x"
+        );
     }
 }
 
@@ -45,10 +70,22 @@ pub fn matmul<B: Backend + ?Sized>(x: &Tensor<B>, w: &Tensor<B>, bias: Option<&T
     float("matmul x", x);
     rank("matmul w", w, 2);
     float("matmul w", w);
-    assert_eq!(x.dims()[1], w.dims()[1], "matmul: x {} vs w {} (W is [N, K])", x.shape(), w.shape());
+    assert_eq!(
+        x.dims()[1],
+        w.dims()[1],
+        "matmul: x {} vs w {} (W is [N, K])",
+        x.shape(),
+        w.shape()
+    );
     if let Some(b) = bias {
         rank("matmul bias", b, 1);
-        assert_eq!(b.dims()[0], w.dims()[0], "matmul: bias {} vs w {}", b.shape(), w.shape());
+        assert_eq!(
+            b.dims()[0],
+            w.dims()[0],
+            "matmul: bias {} vs w {}",
+            b.shape(),
+            w.shape()
+        );
     }
 }
 
@@ -70,8 +107,18 @@ pub fn rope<B: Backend + ?Sized>(
     let (t, d) = (q.dims()[0], q.dims()[2]);
     assert_eq!(k.dims()[0], t, "rope: q {} vs k {}", q.shape(), k.shape());
     assert_eq!(k.dims()[2], d, "rope: q {} vs k {}", q.shape(), k.shape());
-    assert_eq!(positions.dims()[0], t, "rope: positions {} vs q {}", positions.shape(), q.shape());
-    assert!(2 * inv_freq.dims()[0] <= d, "rope: inv_freq {} too long for head dim {d}", inv_freq.shape());
+    assert_eq!(
+        positions.dims()[0],
+        t,
+        "rope: positions {} vs q {}",
+        positions.shape(),
+        q.shape()
+    );
+    assert!(
+        2 * inv_freq.dims()[0] <= d,
+        "rope: inv_freq {} too long for head dim {d}",
+        inv_freq.shape()
+    );
 }
 
 #[track_caller]
@@ -83,16 +130,46 @@ pub fn kv_write<B: Backend + ?Sized>(
     slot_mapping: &Tensor<B>,
 ) {
     rank("kv_write k", k, 3);
-    assert_eq!(k.shape(), v.shape(), "kv_write: k {} vs v {}", k.shape(), v.shape());
+    assert_eq!(
+        k.shape(),
+        v.shape(),
+        "kv_write: k {} vs v {}",
+        k.shape(),
+        v.shape()
+    );
     rank("kv_write k_cache", k_cache, 4);
-    assert_eq!(k_cache.shape(), v_cache.shape(), "kv_write: k_cache vs v_cache shapes");
-    assert_eq!(k_cache.dtype(), v_cache.dtype(), "kv_write: k_cache vs v_cache dtypes");
+    assert_eq!(
+        k_cache.shape(),
+        v_cache.shape(),
+        "kv_write: k_cache vs v_cache shapes"
+    );
+    assert_eq!(
+        k_cache.dtype(),
+        v_cache.dtype(),
+        "kv_write: k_cache vs v_cache dtypes"
+    );
     let (hk, d) = (k.dims()[1], k.dims()[2]);
-    assert_eq!(k_cache.dims()[1], hk, "kv_write: cache {} vs k {}", k_cache.shape(), k.shape());
-    assert_eq!(k_cache.dims()[3], d, "kv_write: cache {} vs k {}", k_cache.shape(), k.shape());
+    assert_eq!(
+        k_cache.dims()[1],
+        hk,
+        "kv_write: cache {} vs k {}",
+        k_cache.shape(),
+        k.shape()
+    );
+    assert_eq!(
+        k_cache.dims()[3],
+        d,
+        "kv_write: cache {} vs k {}",
+        k_cache.shape(),
+        k.shape()
+    );
     rank("kv_write slot_mapping", slot_mapping, 1);
     dtype("kv_write slot_mapping", slot_mapping, DType::U32);
-    assert_eq!(slot_mapping.dims()[0], k.dims()[0], "kv_write: slot_mapping vs k tokens");
+    assert_eq!(
+        slot_mapping.dims()[0],
+        k.dims()[0],
+        "kv_write: slot_mapping vs k tokens"
+    );
 }
 
 #[track_caller]
@@ -105,11 +182,24 @@ pub fn paged_attention<B: Backend + ?Sized>(
     rank("paged_attention q", q, 3);
     float("paged_attention q", q);
     rank("paged_attention k_cache", k_cache, 4);
-    assert_eq!(k_cache.shape(), v_cache.shape(), "paged_attention: k_cache vs v_cache");
+    assert_eq!(
+        k_cache.shape(),
+        v_cache.shape(),
+        "paged_attention: k_cache vs v_cache"
+    );
     let (hq, d) = (q.dims()[1], q.dims()[2]);
     let hk = k_cache.dims()[1];
-    assert_eq!(k_cache.dims()[3], d, "paged_attention: cache {} vs q {}", k_cache.shape(), q.shape());
-    assert!(hk > 0 && hq % hk == 0, "paged_attention: {hq} query heads not a multiple of {hk} KV heads");
+    assert_eq!(
+        k_cache.dims()[3],
+        d,
+        "paged_attention: cache {} vs q {}",
+        k_cache.shape(),
+        q.shape()
+    );
+    assert!(
+        hk > 0 && hq % hk == 0,
+        "paged_attention: {hq} query heads not a multiple of {hk} KV heads"
+    );
     rank("block_tables", meta.block_tables, 2);
     dtype("block_tables", meta.block_tables, DType::U32);
     rank("seq_lens", meta.seq_lens, 1);
@@ -117,8 +207,16 @@ pub fn paged_attention<B: Backend + ?Sized>(
     rank("query_start_loc", meta.query_start_loc, 1);
     dtype("query_start_loc", meta.query_start_loc, DType::U32);
     let s = meta.seq_lens.dims()[0];
-    assert_eq!(meta.block_tables.dims()[0], s, "paged_attention: block_tables rows vs seq_lens");
-    assert_eq!(meta.query_start_loc.dims()[0], s + 1, "paged_attention: query_start_loc must be [S + 1]");
+    assert_eq!(
+        meta.block_tables.dims()[0],
+        s,
+        "paged_attention: block_tables rows vs seq_lens"
+    );
+    assert_eq!(
+        meta.query_start_loc.dims()[0],
+        s + 1,
+        "paged_attention: query_start_loc must be [S + 1]"
+    );
     let block_size = k_cache.dims()[2];
     assert!(
         meta.max_seq_len <= meta.block_tables.dims()[1] * block_size,
@@ -131,7 +229,11 @@ pub fn paged_attention<B: Backend + ?Sized>(
 pub fn silu_mul<B: Backend + ?Sized>(x: &Tensor<B>) {
     rank("silu_mul x", x, 2);
     float("silu_mul x", x);
-    assert!(x.dims()[1] % 2 == 0, "silu_mul: last dim {} is odd", x.dims()[1]);
+    assert!(
+        x.dims()[1].is_multiple_of(2),
+        "silu_mul: last dim {} is odd",
+        x.dims()[1]
+    );
 }
 
 #[track_caller]

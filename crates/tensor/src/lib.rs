@@ -27,7 +27,11 @@ impl<B: Backend + ?Sized> Tensor<B> {
     /// Wraps backend storage. Backends call this; the storage must hold `shape.numel()`
     /// elements of `dtype`.
     pub fn from_parts(storage: B::Storage, shape: Shape, dtype: DType) -> Self {
-        Self { storage, shape, dtype }
+        Self {
+            storage,
+            shape,
+            dtype,
+        }
     }
 
     pub fn shape(&self) -> &Shape {

@@ -11,7 +11,9 @@ use ingot_runner::ModelRunner;
 use ingot_tensor::DType;
 
 pub fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
 }
 
 pub struct Knobs {
@@ -23,14 +25,21 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Self { num_blocks: 512, max_num_batched_tokens: 2048, max_num_seqs: 64, prefix_caching: true }
+        Self {
+            num_blocks: 512,
+            max_num_batched_tokens: 2048,
+            max_num_seqs: 64,
+            prefix_caching: true,
+        }
     }
 }
 
 pub fn core(source: ModelSource, k: Knobs) -> EngineCore<CpuBackend> {
     let files = ModelFiles::open(source).expect("model opens");
     let backend = CpuBackend::new();
-    let model = files.load_model(&backend, DType::F32).expect("weights load");
+    let model = files
+        .load_model(&backend, DType::F32)
+        .expect("weights load");
     let max_model_len = model.config.max_position_embeddings;
     let eos = files.tokenizer.eos_token_ids().to_vec();
     let runner = ModelRunner::new(backend, model, k.num_blocks, 16, eos).expect("runner");

@@ -8,7 +8,9 @@ use ingot_tensor::RopeStyle;
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor` (all frequencies scaled down).
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1: low frequencies scaled by `factor`, high ones kept, a smooth ramp between.
     Llama3 {
         factor: f64,
@@ -74,7 +76,12 @@ mod tests {
     use super::*;
 
     fn cfg(scaling: RopeScaling) -> RopeConfig {
-        RopeConfig { theta: 10000.0, rotary_dim: 8, scaling, style: RopeStyle::Neox }
+        RopeConfig {
+            theta: 10000.0,
+            rotary_dim: 8,
+            scaling,
+            style: RopeStyle::Neox,
+        }
     }
 
     #[test]
