@@ -115,7 +115,7 @@ impl<B: Backend> Loader<'_, B> {
         let shape = self.src.shape(name)?;
         if shape != expected {
             return Err(crate::loader::LoadError::Tensor {
-                path: self.src.path().to_path_buf(),
+                path: self.src.file_of(name).to_path_buf(),
                 tensor: name.to_string(),
                 message: format!("shape {shape:?} does not match the config's {expected:?}"),
             }

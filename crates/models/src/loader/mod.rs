@@ -27,6 +27,10 @@ pub trait WeightSource {
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError>;
     /// The tensor's elements as f32, dequantized or converted as needed.
     fn load_f32(&self, name: &str) -> Result<Vec<f32>, LoadError>;
+    /// The file holding tensor `name` (differs from `path` for sharded checkpoints).
+    fn file_of(&self, _name: &str) -> &Path {
+        self.path()
+    }
 }
 
 /// What went wrong while reading a model file. Always names the file.

@@ -201,6 +201,13 @@ impl WeightSource for SafetensorsDir {
         &self.path
     }
 
+    fn file_of(&self, name: &str) -> &Path {
+        match self.by_name.get(name) {
+            Some(&i) => &self.shards[self.entries[i].shard].path,
+            None => &self.path,
+        }
+    }
+
     fn tensor_names(&self) -> Vec<String> {
         self.entries.iter().map(|e| e.name.clone()).collect()
     }
