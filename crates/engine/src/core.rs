@@ -201,7 +201,7 @@ impl<B: Backend> EngineCore<B> {
         let out = self.scheduler.schedule();
         let worked = !out.scheduled.is_empty();
         self.stats.num_preemptions_total += out.preempted.len() as u64;
-        let sampled = match self.runner.execute(&out) {
+        let mut sampled = match self.runner.execute(&out) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "step failed; failing its requests");
@@ -218,10 +218,14 @@ impl<B: Backend> EngineCore<B> {
         let tokens: HashMap<RequestId, u32> =
             sampled.iter().map(|(&id, s)| (id, s.token)).collect();
         for r in self.scheduler.update(&out, &tokens) {
-            let Some(token) = r.token else { continue };
+            if r.token.is_none() {
+                continue;
+            }
             self.stats.generation_tokens_total += 1;
-            let logprobs = sampled[&r.id].logprobs.clone();
-            self.emit(r.id, token, logprobs, r.finished);
+            let s = sampled
+                .remove(&r.id)
+                .expect("the runner sampled every reported token");
+            self.emit(r.id, s, r.finished);
         }
         worked
     }
@@ -229,10 +233,14 @@ impl<B: Backend> EngineCore<B> {
     fn emit(
         &mut self,
         id: RequestId,
-        token: u32,
-        logprobs: Option<ingot_runner::TokenLogprobs>,
+        sampled: ingot_runner::Sampled,
         mut finished: Option<FinishReason>,
     ) {
+        let ingot_runner::Sampled {
+            token,
+            logprobs,
+            prompt_logprobs,
+        } = sampled;
         let cached = self.scheduler.request(id).map(|r| r.num_cached_tokens);
         let Some(choice) = self.choices.get_mut(&id) else {
             return;
@@ -269,6 +277,7 @@ impl<B: Backend> EngineCore<B> {
             token_ids: vec![token],
             text,
             logprobs: logprobs.into_iter().collect(),
+            prompt_logprobs,
             finish_reason: finished,
             usage: Usage {
                 prompt_tokens: choice.prompt_tokens,
@@ -313,6 +322,7 @@ impl<B: Backend> EngineCore<B> {
             token_ids: Vec::new(),
             text: String::new(),
             logprobs: Vec::new(),
+            prompt_logprobs: None,
             finish_reason: None,
             usage: Usage {
                 prompt_tokens: choice.prompt_tokens,

@@ -16,6 +16,7 @@ pub struct Completion {
     pub text: String,
     pub token_ids: Vec<u32>,
     pub logprobs: Vec<ingot_runner::TokenLogprobs>,
+    pub prompt_logprobs: Option<Vec<ingot_runner::TokenLogprobs>>,
     pub finish_reason: Option<FinishReason>,
     pub usage: Usage,
     pub error: Option<String>,
@@ -57,6 +58,7 @@ pub fn generate<B: Backend>(
                     text: String::new(),
                     token_ids: Vec::new(),
                     logprobs: Vec::new(),
+                    prompt_logprobs: None,
                     finish_reason: None,
                     usage: Usage::default(),
                     error: None,
@@ -74,6 +76,9 @@ fn absorb(c: &mut Completion, o: RequestOutput) {
     c.text.push_str(&o.text);
     c.token_ids.extend(o.token_ids);
     c.logprobs.extend(o.logprobs);
+    if o.prompt_logprobs.is_some() {
+        c.prompt_logprobs = o.prompt_logprobs;
+    }
     c.usage = o.usage;
     if o.finish_reason.is_some() {
         c.finish_reason = o.finish_reason;

@@ -16,6 +16,8 @@ pub struct RequestOutput {
     pub text: String,
     /// One entry per token in `token_ids` when logprobs were asked for.
     pub logprobs: Vec<TokenLogprobs>,
+    /// On a choice's first output, when asked: prompt tokens 1.. with their log-probabilities.
+    pub prompt_logprobs: Option<Vec<TokenLogprobs>>,
     /// Set on the choice's last output.
     pub finish_reason: Option<FinishReason>,
     pub usage: Usage,

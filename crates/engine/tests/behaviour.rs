@@ -225,3 +225,32 @@ fn impossible_requests_are_rejected_clearly() {
     let err = engine.submit(vec![1, 2], bad, 0).err().unwrap();
     assert!(err.to_string().contains("top_p"), "{err}");
 }
+
+#[test]
+fn prompt_logprobs_survive_chunking_and_match_one_pass() {
+    let prompt: Vec<u32> = (7..80).collect();
+    let p = SamplingParams {
+        prompt_logprobs: Some(2),
+        ..SamplingParams::greedy(2)
+    };
+    let get = |budget| {
+        let mut core = common::core(
+            tiny(),
+            Knobs {
+                max_num_batched_tokens: budget,
+                ..Knobs::default()
+            },
+        );
+        greedy_text(&mut core, &prompt, p.clone())
+            .prompt_logprobs
+            .expect("prompt logprobs")
+    };
+    let whole = get(2048);
+    assert_eq!(whole.len(), prompt.len() - 1);
+    for (lp, &t) in whole.iter().zip(&prompt[1..]) {
+        assert_eq!(lp.token, t);
+        assert!(lp.logprob <= 0.0 && lp.top.len() == 2 && lp.top[0].1 >= lp.logprob);
+    }
+    // Chunks of 16 tokens: same values, each position once.
+    assert_eq!(get(16), whole);
+}

@@ -71,6 +71,7 @@ fn all_logits(runner: &mut ModelRunner<CpuBackend>, ids: &[u32]) -> Vec<f32> {
         num_computed: 0,
         block_table: &blocks,
         sample: true,
+        all_logits: true,
     };
     let mut batch = InputBatch::build(&[seq], 16);
     batch.logits_indices = (0..ids.len() as u32).collect();

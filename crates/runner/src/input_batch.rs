@@ -4,7 +4,8 @@
 //! `j` of sequence `s` sits at position `num_computed + j` and is written to KV slot
 //! `block_table[pos / block_size] * block_size + pos % block_size`. The logits of each
 //! sequence's last new token are sampled, when that token completes its known tokens (a
-//! prefill chunk that stops mid-prompt samples nothing).
+//! prefill chunk that stops mid-prompt samples nothing). A sequence that asked for prompt
+//! log-probabilities gets logits for every one of its rows.
 
 /// One sequence's share of a step.
 pub struct ScheduledSeq<'a> {
@@ -15,6 +16,19 @@ pub struct ScheduledSeq<'a> {
     /// Physical block ids, in logical order; covers `num_computed + new_tokens.len()`.
     pub block_table: &'a [u32],
     /// Whether the step's last token needs logits (false for a partial prompt chunk).
+    pub sample: bool,
+    /// Whether every new token's logits are wanted (prompt log-probabilities).
+    pub all_logits: bool,
+}
+
+/// What one row of the returned logits is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogitsRow {
+    /// Index of the sequence in the step.
+    pub seq: usize,
+    /// Position of the token whose output this row is.
+    pub position: usize,
+    /// Whether the next token is sampled from this row.
     pub sample: bool,
 }
 
@@ -27,9 +41,8 @@ pub struct InputBatch {
     pub seq_lens: Vec<u32>,        // [S]
     pub block_tables: Vec<u32>,    // [S, max_blocks], unused entries 0
     pub max_blocks: usize,
-    pub logits_indices: Vec<u32>, // [S'] rows of the flat batch to sample
-    /// For each entry of `logits_indices`, the sequence (index into the step) it belongs to.
-    pub sampled_seqs: Vec<usize>, // [S']
+    pub logits_indices: Vec<u32>, // [R] rows of the flat batch whose logits are computed
+    pub logits_rows: Vec<LogitsRow>, // [R] what each of those rows is
     pub max_seq_len: usize,
 }
 
@@ -68,9 +81,23 @@ impl InputBatch {
             let mut row = s.block_table.to_vec();
             row.resize(b.max_blocks, 0);
             b.block_tables.extend(row);
-            if s.sample {
-                b.logits_indices.push(b.token_ids.len() as u32 - 1);
-                b.sampled_seqs.push(i);
+            let end = b.token_ids.len();
+            let first = if s.all_logits {
+                end - s.new_tokens.len()
+            } else {
+                end - 1
+            };
+            for row in first..end {
+                let last = row + 1 == end;
+                if s.all_logits || (last && s.sample) {
+                    b.logits_indices.push(row as u32);
+                    let position = s.num_computed + row + s.new_tokens.len() - end;
+                    b.logits_rows.push(LogitsRow {
+                        seq: i,
+                        position,
+                        sample: last && s.sample,
+                    });
+                }
             }
         }
         b
@@ -89,27 +116,28 @@ impl InputBatch {
 mod tests {
     use super::*;
 
+    fn seq<'a>(
+        t: &'a [u32],
+        done: usize,
+        blocks: &'a [u32],
+        sample: bool,
+        all: bool,
+    ) -> ScheduledSeq<'a> {
+        ScheduledSeq {
+            new_tokens: t,
+            num_computed: done,
+            block_table: blocks,
+            sample,
+            all_logits: all,
+        }
+    }
+
     #[test]
     fn mixed_prefill_and_decode() {
         let seqs = [
-            ScheduledSeq {
-                new_tokens: &[5, 6, 7],
-                num_computed: 0,
-                block_table: &[3],
-                sample: true,
-            },
-            ScheduledSeq {
-                new_tokens: &[9],
-                num_computed: 4,
-                block_table: &[1, 0],
-                sample: true,
-            },
-            ScheduledSeq {
-                new_tokens: &[1, 2],
-                num_computed: 2,
-                block_table: &[2],
-                sample: false,
-            },
+            seq(&[5, 6, 7], 0, &[3], true, false),
+            seq(&[9], 4, &[1, 0], true, false),
+            seq(&[1, 2], 2, &[2], false, false),
         ];
         let b = InputBatch::build(&seqs, 4);
         assert_eq!(b.token_ids, [5, 6, 7, 9, 1, 2]);
@@ -120,7 +148,31 @@ mod tests {
         assert_eq!(b.max_blocks, 2);
         assert_eq!(b.block_tables, [3, 0, 1, 0, 2, 0]);
         assert_eq!(b.logits_indices, [2, 3]);
-        assert_eq!(b.sampled_seqs, [0, 1]);
+        let rows: Vec<(usize, usize, bool)> = b
+            .logits_rows
+            .iter()
+            .map(|r| (r.seq, r.position, r.sample))
+            .collect();
+        assert_eq!(rows, [(0, 2, true), (1, 4, true)]);
         assert_eq!(b.max_seq_len, 5);
+    }
+
+    #[test]
+    fn all_logits_rows_for_prompt_logprobs() {
+        let seqs = [
+            seq(&[9], 4, &[1, 0], true, false),
+            seq(&[1, 2, 3], 2, &[2, 5], false, true),
+        ];
+        let b = InputBatch::build(&seqs, 4);
+        assert_eq!(b.logits_indices, [0, 1, 2, 3]);
+        let rows: Vec<(usize, usize, bool)> = b
+            .logits_rows
+            .iter()
+            .map(|r| (r.seq, r.position, r.sample))
+            .collect();
+        assert_eq!(
+            rows,
+            [(0, 4, true), (1, 2, false), (1, 3, false), (1, 4, false)]
+        );
     }
 }

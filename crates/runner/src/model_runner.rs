@@ -107,6 +107,7 @@ impl<B: Backend> ModelRunner<B> {
             .iter()
             .map(|r| r.block_ids.as_slice())
             .collect();
+        let states = &self.states;
         let seqs: Vec<ScheduledSeq> = out
             .scheduled
             .iter()
@@ -116,19 +117,26 @@ impl<B: Backend> ModelRunner<B> {
                 num_computed: r.num_computed_tokens,
                 block_table: blocks,
                 sample: r.sample,
+                all_logits: states
+                    .get(&r.id)
+                    .is_some_and(|s| s.wants_prompt_logits(r.num_computed_tokens)),
             })
             .collect();
         let batch = InputBatch::build(&seqs, self.block_size);
         let logits = self.forward(&batch)?;
         let v = self.vocab_size();
-        for (row, &seq) in batch.sampled_seqs.iter().enumerate() {
-            let id = out.scheduled[seq].id;
+        for (i, row) in batch.logits_rows.iter().enumerate() {
+            let id = out.scheduled[row.seq].id;
             let state = self
                 .states
                 .get_mut(&id)
-                .expect("a sampled request was announced");
-            let s = self.sampler.sample(&logits[row * v..(row + 1) * v], state);
-            sampled.insert(id, s);
+                .expect("a scheduled request was announced");
+            let logits = &logits[i * v..(i + 1) * v];
+            if row.sample {
+                sampled.insert(id, self.sampler.sample(logits, state));
+            } else {
+                state.observe_prompt_row(row.position, logits);
+            }
         }
         Ok(sampled)
     }

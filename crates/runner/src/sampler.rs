@@ -44,6 +44,10 @@ pub struct SamplingState {
     /// Output token counts, for frequency and presence penalties.
     counts: HashMap<u32, u32>,
     num_output: usize,
+    /// The prompt, kept only when prompt log-probabilities are wanted.
+    prompt: Vec<u32>,
+    /// Log-probabilities of prompt tokens 1.. computed so far (token 0 has none).
+    prompt_logprobs: Vec<TokenLogprobs>,
 }
 
 impl SamplingState {
@@ -57,6 +61,7 @@ impl SamplingState {
         } else {
             HashMap::new()
         };
+        let keep_prompt = params.prompt_logprobs.is_some();
         Self {
             rng: RequestRng::new(params.seed),
             params,
@@ -64,6 +69,29 @@ impl SamplingState {
             seen,
             counts: HashMap::new(),
             num_output: 0,
+            prompt: if keep_prompt {
+                prompt.to_vec()
+            } else {
+                Vec::new()
+            },
+            prompt_logprobs: Vec::new(),
+        }
+    }
+
+    /// Whether rows of prompt positions from `num_computed` on still need logits.
+    pub fn wants_prompt_logits(&self, num_computed: usize) -> bool {
+        self.params.prompt_logprobs.is_some() && num_computed + 1 < self.prompt.len()
+    }
+
+    /// Records the logits row of prompt position `position` (predicting `position + 1`).
+    /// Rows seen again after a preemption are ignored.
+    pub fn observe_prompt_row(&mut self, position: usize, logits: &[f32]) {
+        let Some(k) = self.params.prompt_logprobs else {
+            return;
+        };
+        if position + 1 < self.prompt.len() && position == self.prompt_logprobs.len() {
+            self.prompt_logprobs
+                .push(logprobs(logits, self.prompt[position + 1], k));
         }
     }
 
@@ -98,6 +126,9 @@ pub struct TokenLogprobs {
 pub struct Sampled {
     pub token: u32,
     pub logprobs: Option<TokenLogprobs>,
+    /// With the request's first token, when asked: prompt tokens 1.. with their
+    /// log-probabilities (the first prompt token has none).
+    pub prompt_logprobs: Option<Vec<TokenLogprobs>>,
 }
 
 #[derive(Default)]
@@ -164,10 +195,13 @@ impl Sampler {
             self.draw(logits, state)
         };
         let lps = state.params.logprobs.map(|k| logprobs(logits, token, k));
+        let prompt_logprobs = (state.num_output == 0 && state.params.prompt_logprobs.is_some())
+            .then(|| std::mem::take(&mut state.prompt_logprobs));
         state.push(token);
         Sampled {
             token,
             logprobs: lps,
+            prompt_logprobs,
         }
     }
 
