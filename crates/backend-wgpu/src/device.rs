@@ -1,0 +1,517 @@
+//! Adapter choice, device creation, error capture and command submission.
+//!
+//! Adapter: the best of what wgpu enumerates on the native backends (Vulkan, Metal, DX12):
+//! a discrete GPU, then an integrated one, then a virtual one; a CPU/software adapter
+//! (lavapipe, WARP) only when asked for, through [`WgpuOptions::allow_software`] or the
+//! environment variable `INGOT_WGPU_ALLOW_SOFTWARE=1`. The device takes the adapter's own
+//! limits (so a large embedding fits where the hardware allows) and the optional features
+//! SHADER_F16 and SUBGROUP when present; every kernel has a path that needs neither.
+//!
+//! Errors: wgpu reports validation errors, out-of-memory and device loss asynchronously.
+//! Allocations and pipeline creation run inside error scopes and turn what they catch into
+//! a [`BackendError`] at once; anything else lands in the uncaptured-error handler or the
+//! device-lost callback, which record the first failure. From then on every verb and every
+//! read-back returns that failure: a step on a broken device fails, it never yields numbers.
+//!
+//! Submission: verbs record compute passes into one pending command encoder, submitted
+//! when a read-back needs results or after [`FLUSH_EVERY`] dispatches, so the GPU starts
+//! on a long step while the CPU is still encoding it (GPU-NOTES: submitting every ~30
+//! dispatches overlapped encoding with execution on the H100). Buffers and tensors dropped
+//! while commands still use them stay alive until those commands finish (wgpu refcounts).
+//!
+//! Buffer pool: allocating device memory costs far more than a small kernel (on the H100 a
+//! fresh 64 MiB output cost milliseconds), and a decode step allocates the same sizes
+//! every time. A dropped tensor's buffers go to a pool keyed by exact size (bounded in
+//! bytes and per size) and the next verb output of that size takes one. Reuse is safe
+//! without waiting for the GPU: the buffer is only ever written again by commands recorded
+//! later, which the queue runs after every earlier use (wgpu orders passes on one queue);
+//! host uploads never go to pooled buffers. With `poison_outputs` nothing is reused.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ingot_tensor::BackendError;
+use ingot_tensor::backend::Result;
+use wgpu::util::DeviceExt;
+
+/// Dispatches recorded before the pending encoder is submitted.
+const FLUSH_EVERY: usize = 32;
+
+/// Bytes of freed buffers kept for reuse, and buffers kept per size.
+const POOL_MAX_BYTES: u64 = 1 << 30;
+const POOL_MAX_PER_SIZE: usize = 16;
+
+/// How to open the GPU backend.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Accept a CPU/software adapter (lavapipe) when no GPU exists.
+    pub allow_software: bool,
+    /// Split tensors above this many bytes into parts even if the adapter allows more
+    /// (tests use it to exercise splitting on small tensors). `None`: the adapter's
+    /// `max_storage_buffer_binding_size`.
+    pub max_binding_bytes: Option<u64>,
+    /// Fill every buffer a verb allocates for its output with all-ones bits (NaN,
+    /// u32::MAX) before the kernel runs, so an element a kernel forgets shows up in tests.
+    pub poison_outputs: bool,
+}
+
+impl WgpuOptions {
+    /// Defaults, with `allow_software` from `INGOT_WGPU_ALLOW_SOFTWARE=1`.
+    pub fn from_env() -> Self {
+        Self {
+            allow_software: std::env::var("INGOT_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| v == "1"),
+            ..Self::default()
+        }
+    }
+}
+
+/// What was chosen, for logs and test output.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub max_binding_bytes: u64,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}, driver {}; shader-f16 {}, subgroups {}, max binding {} MiB)",
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.shader_f16,
+            self.subgroups,
+            self.max_binding_bytes >> 20
+        )
+    }
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 1,
+        wgpu::DeviceType::Cpu => 0,
+    }
+}
+
+fn is_software(t: wgpu::DeviceType) -> bool {
+    matches!(t, wgpu::DeviceType::Cpu)
+}
+
+fn native_backends() -> wgpu::Backends {
+    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+}
+
+/// The best adapter by the rule in the module header, or `None`.
+fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Option<wgpu::Adapter> {
+    let adapters = pollster::block_on(instance.enumerate_adapters(native_backends()));
+    adapters
+        .into_iter()
+        .filter(|a| allow_software || !is_software(a.get_info().device_type))
+        .max_by_key(|a| rank(a.get_info().device_type))
+}
+
+fn new_instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = native_backends();
+    wgpu::Instance::new(desc)
+}
+
+/// The adapter [`Gpu::open`] would choose, without opening a device (for `--backend auto`).
+pub fn probe(allow_software: bool) -> Option<AdapterSummary> {
+    let adapter = pick_adapter(&new_instance(), allow_software)?;
+    Some(summary(&adapter, adapter.features(), &adapter.limits()))
+}
+
+fn summary(adapter: &wgpu::Adapter, f: wgpu::Features, l: &wgpu::Limits) -> AdapterSummary {
+    let info = adapter.get_info();
+    AdapterSummary {
+        name: info.name,
+        backend: info.backend,
+        device_type: info.device_type,
+        driver: format!("{} {}", info.driver, info.driver_info),
+        shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        subgroups: f.contains(wgpu::Features::SUBGROUP),
+        max_binding_bytes: l.max_storage_buffer_binding_size,
+    }
+}
+
+/// Commands recorded but not yet submitted.
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: usize,
+}
+
+/// An open device and its queue, with the failure state and the pending encoder.
+pub(crate) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    /// Largest byte size of one bound buffer.
+    pub max_binding: u64,
+    /// Tensors above this many bytes are split into parts (at most `max_binding`).
+    pub split_bytes: u64,
+    pub max_workgroups: u32,
+    pub poison: bool,
+    /// A 4-byte buffer bound where a kernel's optional input is absent.
+    pub dummy: wgpu::Buffer,
+    failure: Arc<Mutex<Option<String>>>,
+    pending: Mutex<Pending>,
+    /// Dispatches recorded since the device opened.
+    dispatched: AtomicU64,
+    pool: Mutex<Pool>,
+}
+
+/// Freed storage buffers by size.
+#[derive(Default)]
+struct Pool {
+    free: std::collections::HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    pub fn open(opts: &WgpuOptions) -> Result<Gpu> {
+        let instance = new_instance();
+        let adapter = pick_adapter(&instance, opts.allow_software).ok_or_else(|| {
+            BackendError::Device(if opts.allow_software {
+                "no GPU adapter found (Vulkan, Metal or DX12)".into()
+            } else {
+                "no GPU adapter found (Vulkan, Metal or DX12); software adapters such as \
+                 lavapipe are used only with INGOT_WGPU_ALLOW_SOFTWARE=1"
+                    .into()
+            })
+        })?;
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("ingot"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| BackendError::Device(format!("cannot open the GPU device: {e}")))?;
+        let summary = summary(&adapter, features, &limits);
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let on_error = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            tracing::error!("GPU error: {e}");
+            lock(&on_error).get_or_insert_with(|| format!("GPU error: {e}"));
+        }));
+        let on_lost = failure.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            tracing::error!("GPU device lost ({reason:?}): {msg}");
+            lock(&on_lost).get_or_insert_with(|| format!("GPU device lost ({reason:?}): {msg}"));
+        });
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let split_bytes = opts.max_binding_bytes.unwrap_or(u64::MAX).min(max_binding);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            summary,
+            max_binding,
+            split_bytes,
+            max_workgroups: limits.max_compute_workgroups_per_dimension,
+            poison: opts.poison_outputs,
+            dummy,
+            failure,
+            pending: Mutex::default(),
+            dispatched: AtomicU64::new(0),
+            pool: Mutex::default(),
+        })
+    }
+
+    /// The first failure recorded, if any, as an error.
+    pub fn check(&self) -> Result<()> {
+        match lock(&self.failure).as_ref() {
+            Some(msg) => Err(BackendError::Device(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes; a caught error becomes
+    /// `what` + its message (`OutOfMemory` for the former).
+    pub fn scoped<R>(&self, what: &str, bytes: usize, f: impl FnOnce() -> R) -> Result<R> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if o.is_some() {
+            return Err(BackendError::OutOfMemory { bytes });
+        }
+        if let Some(e) = v {
+            return Err(BackendError::Device(format!("{what}: {e}")));
+        }
+        Ok(r)
+    }
+
+    /// A storage buffer of `bytes` (rounded up to a word) for a kernel to overwrite whole:
+    /// from the pool when one of that size is free, else new (poisoned when the options
+    /// say). Its previous contents are unspecified.
+    pub fn output(&self, bytes: u64, label: &str) -> Result<wgpu::Buffer> {
+        let size = bytes.max(4).div_ceil(4) * 4;
+        if !self.poison {
+            let mut pool = lock(&self.pool);
+            if let Some(b) = pool.free.get_mut(&size).and_then(Vec::pop) {
+                pool.bytes -= size;
+                return Ok(b);
+            }
+        }
+        self.storage(bytes, label, self.poison)
+    }
+
+    /// Takes back the buffer of a dropped tensor for reuse by [`Gpu::output`].
+    pub fn recycle(&self, buffer: wgpu::Buffer) {
+        if self.poison {
+            return;
+        }
+        let size = buffer.size();
+        let mut pool = lock(&self.pool);
+        if pool.bytes + size > POOL_MAX_BYTES {
+            return;
+        }
+        let list = pool.free.entry(size).or_default();
+        if list.len() < POOL_MAX_PER_SIZE {
+            list.push(buffer);
+            pool.bytes += size;
+        }
+    }
+
+    /// A storage buffer of `bytes` (rounded up to a word), all-ones bits when `poison`,
+    /// zeros otherwise.
+    pub fn storage(&self, bytes: u64, label: &str, poison: bool) -> Result<wgpu::Buffer> {
+        self.check()?;
+        let size = bytes.max(4).div_ceil(4) * 4;
+        if size > self.max_binding {
+            return Err(BackendError::Device(format!(
+                "{label}: {size} bytes exceed the adapter's storage binding limit of {} bytes",
+                self.max_binding
+            )));
+        }
+        let buffer = self.scoped(label, size as usize, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: poison,
+            })
+        })?;
+        if poison {
+            buffer
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| BackendError::Device(format!("{label}: cannot map: {e:?}")))?
+                .copy_from_slice(&vec![0xff; size as usize]);
+            buffer.unmap();
+        }
+        Ok(buffer)
+    }
+
+    /// A storage buffer holding `data` (padded with zeros to a word).
+    pub fn upload(&self, data: &[u8], label: &str) -> Result<wgpu::Buffer> {
+        self.check()?;
+        let mut padded;
+        let contents = if data.len().is_multiple_of(4) && !data.is_empty() {
+            data
+        } else {
+            padded = data.to_vec();
+            padded.resize(data.len().max(4).div_ceil(4) * 4, 0);
+            &padded
+        };
+        self.scoped(label, contents.len(), || {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })
+    }
+
+    /// A uniform buffer holding one parameter struct.
+    pub fn uniform<P: bytemuck::Pod>(&self, p: &P) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(p),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// A 1-D or 2-D grid covering `groups` workgroups within the per-dimension limit; the
+    /// shaders linearise it as `wg.y * num_workgroups.x + wg.x` and skip the excess.
+    pub fn grid(&self, groups: u64) -> Result<(u32, u32)> {
+        let max = self.max_workgroups as u64;
+        if groups <= max {
+            return Ok((groups.max(1) as u32, 1));
+        }
+        let y = groups.div_ceil(max);
+        if y > max {
+            return Err(BackendError::Device(format!(
+                "{groups} workgroups exceed the adapter's dispatch limits"
+            )));
+        }
+        Ok((max as u32, y as u32))
+    }
+
+    /// Records one dispatch of `pipeline` with `buffers` bound at their binding numbers.
+    pub fn dispatch(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
+        self.check()?;
+        if groups.0 > self.max_workgroups
+            || groups.1 > self.max_workgroups
+            || groups.2 > self.max_workgroups
+        {
+            return Err(BackendError::Device(format!(
+                "{label}: grid {groups:?} exceeds the adapter's limit of {} per dimension",
+                self.max_workgroups
+            )));
+        }
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pending = lock(&self.pending);
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                })
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        pending.dispatches += 1;
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        if pending.dispatches >= FLUSH_EVERY {
+            self.submit(&mut pending, None);
+        }
+        drop(pending);
+        self.check()
+    }
+
+    fn submit(&self, pending: &mut Pending, extra: Option<wgpu::CommandEncoder>) {
+        let mut buffers = Vec::with_capacity(2);
+        if let Some(e) = pending.encoder.take() {
+            buffers.push(e.finish());
+        }
+        if let Some(e) = extra {
+            buffers.push(e.finish());
+        }
+        pending.dispatches = 0;
+        if !buffers.is_empty() {
+            self.queue.submit(buffers);
+        }
+    }
+
+    /// Dispatches recorded since the device opened.
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
+    /// Submits everything recorded so far.
+    pub fn flush(&self) -> Result<()> {
+        let mut pending = lock(&self.pending);
+        self.submit(&mut pending, None);
+        drop(pending);
+        self.check()
+    }
+
+    /// Submits everything recorded so far and waits until the GPU has finished it.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::Device(format!("waiting for the GPU: {e}")))?;
+        self.check()
+    }
+
+    /// Copies the first `bytes` of `src` back to the host, after every recorded command.
+    pub fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.check()?;
+        let size = bytes.max(4).div_ceil(4) * 4;
+        let staging = self.scoped("read-back", size as usize, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut copy = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
+        copy.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        {
+            let mut pending = lock(&self.pending);
+            self.submit(&mut pending, Some(copy));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::Device(format!("waiting for the GPU: {e}")))?;
+        self.check()?;
+        rx.recv()
+            .map_err(|_| BackendError::Device("read-back was never mapped".into()))?
+            .map_err(|e| BackendError::Device(format!("read-back failed: {e}")))?;
+        let out = staging
+            .get_mapped_range(..)
+            .map_err(|e| BackendError::Device(format!("read-back: cannot map: {e:?}")))?
+            [..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+}

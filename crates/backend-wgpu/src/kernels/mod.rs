@@ -1,0 +1,174 @@
+//! The kernel families: their WGSL (one file per family under `shaders/`, loaded with
+//! `include_str!`), the pipeline cache built once when the backend opens, and one launcher
+//! module per family.
+//!
+//! Families that read weights (embedding, matmul) are compiled once per weight dtype: the
+//! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
+//! type `WData` and `load_w(i) -> f32`. Every pipeline is created up front, inside an error
+//! scope, because a shader the driver rejects can lose the whole device (GPU-NOTES): better
+//! to fail when the backend opens, with the module's name, than in the middle of a step.
+
+pub(crate) mod attention;
+pub(crate) mod embedding;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod pointwise;
+pub(crate) mod rope;
+
+use ingot_tensor::backend::Result;
+use ingot_tensor::{BackendError, DType};
+
+use crate::device::Gpu;
+
+const DTYPE_F32: &str = include_str!("../shaders/dtype_f32.wgsl");
+const DTYPE_F16: &str = include_str!("../shaders/dtype_f16.wgsl");
+const DTYPE_BF16: &str = include_str!("../shaders/dtype_bf16.wgsl");
+const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
+const RMS_NORM: &str = include_str!("../shaders/rms_norm.wgsl");
+const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
+const ROPE: &str = include_str!("../shaders/rope.wgsl");
+const KV_WRITE: &str = include_str!("../shaders/kv_write.wgsl");
+const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
+const GATHER: &str = include_str!("../shaders/gather.wgsl");
+
+/// One complete WGSL module as compiled, and its entry points.
+#[derive(Clone, Debug)]
+pub struct ShaderModuleSource {
+    /// `family` or `family_dtype`.
+    pub name: String,
+    pub source: String,
+    pub entry_points: Vec<&'static str>,
+}
+
+/// The weight dtypes with their own module variants, and their `load_w` snippet.
+const WEIGHT_DTYPES: [(DType, &str); 3] = [
+    (DType::F32, DTYPE_F32),
+    (DType::F16, DTYPE_F16),
+    (DType::BF16, DTYPE_BF16),
+];
+
+/// Every module the backend compiles, every variant included: what the pipelines are built
+/// from, and what the naga tests translate to MSL and SPIR-V.
+pub fn shader_modules() -> Vec<ShaderModuleSource> {
+    let mut v = Vec::new();
+    for (dtype, snippet) in WEIGHT_DTYPES {
+        v.push(ShaderModuleSource {
+            name: format!("embedding_{dtype}"),
+            source: format!("{snippet}\n{EMBEDDING}"),
+            entry_points: vec!["embedding"],
+        });
+        v.push(ShaderModuleSource {
+            name: format!("matmul_{dtype}"),
+            source: format!("{snippet}\n{MATMUL}"),
+            entry_points: vec!["gemv", "gemm"],
+        });
+    }
+    let plain: [(&str, &str, &[&'static str]); 6] = [
+        ("rms_norm", RMS_NORM, &["rms_norm", "rms_norm_residual"]),
+        ("rope", ROPE, &["rope"]),
+        ("kv_write", KV_WRITE, &["kv_write"]),
+        ("attention", ATTENTION, &["paged_attention"]),
+        ("pointwise", POINTWISE, &["silu_mul", "add"]),
+        ("gather", GATHER, &["gather_rows"]),
+    ];
+    for (name, source, entries) in plain {
+        v.push(ShaderModuleSource {
+            name: name.into(),
+            source: source.into(),
+            entry_points: entries.to_vec(),
+        });
+    }
+    v
+}
+
+/// Index of a weight dtype in the per-dtype pipeline arrays.
+pub(crate) fn weight_index(dtype: DType) -> Option<usize> {
+    WEIGHT_DTYPES.iter().position(|(d, _)| *d == dtype)
+}
+
+/// Every compute pipeline, created once.
+pub(crate) struct Pipelines {
+    pub embedding: [wgpu::ComputePipeline; 3],
+    pub gemv: [wgpu::ComputePipeline; 3],
+    pub gemm: [wgpu::ComputePipeline; 3],
+    pub rms_norm: wgpu::ComputePipeline,
+    pub rms_norm_residual: wgpu::ComputePipeline,
+    pub rope: wgpu::ComputePipeline,
+    pub kv_write: wgpu::ComputePipeline,
+    pub paged_attention: wgpu::ComputePipeline,
+    pub silu_mul: wgpu::ComputePipeline,
+    pub add: wgpu::ComputePipeline,
+    pub gather_rows: wgpu::ComputePipeline,
+}
+
+impl Pipelines {
+    pub fn build(gpu: &Gpu) -> Result<Pipelines> {
+        let mut built = std::collections::HashMap::new();
+        for m in shader_modules() {
+            let label = format!("shader module {}", m.name);
+            let module = gpu.scoped(&label, 0, || {
+                gpu.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&m.name),
+                        source: wgpu::ShaderSource::Wgsl(m.source.as_str().into()),
+                    })
+            })?;
+            for entry in &m.entry_points {
+                let label = format!("pipeline {}::{entry}", m.name);
+                let p = gpu.scoped(&label, 0, || {
+                    gpu.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&label),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some(entry),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        })
+                })?;
+                gpu.check()?;
+                built.insert(format!("{}::{entry}", m.name), p);
+            }
+        }
+        let mut take = |key: &str| {
+            built
+                .remove(key)
+                .ok_or_else(|| BackendError::Device(format!("pipeline {key} was not built")))
+        };
+        Ok(Pipelines {
+            embedding: [
+                take("embedding_f32::embedding")?,
+                take("embedding_f16::embedding")?,
+                take("embedding_bf16::embedding")?,
+            ],
+            gemv: [
+                take("matmul_f32::gemv")?,
+                take("matmul_f16::gemv")?,
+                take("matmul_bf16::gemv")?,
+            ],
+            gemm: [
+                take("matmul_f32::gemm")?,
+                take("matmul_f16::gemm")?,
+                take("matmul_bf16::gemm")?,
+            ],
+            rms_norm: take("rms_norm::rms_norm")?,
+            rms_norm_residual: take("rms_norm::rms_norm_residual")?,
+            rope: take("rope::rope")?,
+            kv_write: take("kv_write::kv_write")?,
+            paged_attention: take("attention::paged_attention")?,
+            silu_mul: take("pointwise::silu_mul")?,
+            add: take("pointwise::add")?,
+            gather_rows: take("gather::gather_rows")?,
+        })
+    }
+}
+
+/// Checks that a count fits the u32 arithmetic of the shaders.
+pub(crate) fn u32_of(what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        BackendError::Device(format!(
+            "{what} = {n} does not fit the kernels' 32-bit indices"
+        ))
+    })
+}

@@ -1,0 +1,322 @@
+//! The GPU backend: every verb of [`ingot_tensor::Backend`] as a WGSL compute kernel run
+//! through wgpu, so the same kernels run on Metal (translated to MSL by naga), Vulkan
+//! (NVIDIA, AMD, Intel, and Mesa's lavapipe, which is how CI executes them) and DX12
+//! (DESIGN.md §5).
+//!
+//! Layout: `device.rs` chooses the adapter, opens the device, captures errors and owns the
+//! pending command encoder; `storage.rs` is a tensor's buffer (or buffers, for a weight
+//! larger than one storage binding); `kernels/` holds the pipeline cache and one launcher
+//! per kernel family; `shaders/` the WGSL, one file per family; `params.rs` the uniform
+//! structs mirrored in WGSL.
+//!
+//! Numerics: activations are f32; matmul and embedding weights may be f32, f16 or bf16
+//! (widened exactly in the shader, accumulated in f32). Every reduction has one order that
+//! depends only on its length (matmul: fixed K chunks, whichever kernel runs; rms_norm: a
+//! fixed tree over 256 invocations; attention: fixed 64-position chunks of absolute
+//! position), so a row's result is bit-identical alone or in any batch (batch invariance).
+//! The CPU backend is the reference; the results agree to ~1e-5 relative, not bitwise.
+//!
+//! Shapes and dtypes are checked on the host with `ingot_tensor::check` before any
+//! dispatch. Index tensors (ids, slots, block tables) are not read back to be validated:
+//! out-of-range values give NaN rows or are skipped, never reads of other memory.
+
+mod device;
+pub mod kernels;
+pub mod params;
+mod storage;
+
+pub use device::{AdapterSummary, WgpuOptions, probe};
+pub use kernels::{ShaderModuleSource, shader_modules};
+pub use storage::WgpuStorage;
+
+use std::sync::Arc;
+
+use ingot_tensor::backend::Result;
+use ingot_tensor::{
+    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, RopeStyle, Shape, Tensor,
+    check,
+};
+
+use device::Gpu;
+use kernels::Pipelines;
+
+type T = Tensor<WgpuBackend>;
+
+/// The GPU backend. Cheap to clone: clones share the device, queue and pipelines.
+#[derive(Clone)]
+pub struct WgpuBackend {
+    gpu: Arc<Gpu>,
+    pipelines: Arc<Pipelines>,
+}
+
+impl std::fmt::Debug for WgpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgpuBackend")
+            .field("adapter", &self.gpu.summary.name)
+            .finish()
+    }
+}
+
+impl WgpuBackend {
+    /// Opens the best adapter (see [`WgpuOptions`]) and builds every pipeline. Fails when no
+    /// acceptable adapter exists or a shader is rejected.
+    pub fn new(opts: WgpuOptions) -> Result<Self> {
+        let gpu = Gpu::open(&opts)?;
+        let pipelines = Pipelines::build(&gpu)?;
+        tracing::info!("GPU backend on {}", gpu.summary);
+        Ok(Self {
+            gpu: Arc::new(gpu),
+            pipelines: Arc::new(pipelines),
+        })
+    }
+
+    /// The adapter in use.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.gpu.summary
+    }
+
+    /// Largest tensor, in bytes, that a verb accepts as one buffer (activations, KV caches);
+    /// only weights above it are split. Size KV caches per layer below this.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.gpu.max_binding
+    }
+
+    /// Compute dispatches recorded since the backend opened (shared by clones): the
+    /// difference around a forward pass is its dispatch count.
+    pub fn dispatch_count(&self) -> u64 {
+        self.gpu.dispatched()
+    }
+
+    /// Submits all recorded work without waiting for it (read-backs submit by themselves).
+    pub fn flush(&self) -> Result<()> {
+        self.gpu.flush()
+    }
+
+    /// Submits all recorded work and waits for the GPU to finish it; reports any failure.
+    pub fn sync(&self) -> Result<()> {
+        self.gpu.sync()
+    }
+
+    /// A fresh single-part f32 tensor for a verb's output (poisoned if the options say).
+    fn output(&self, shape: Shape, label: &str) -> Result<T> {
+        self.output_typed(shape, DType::F32, label)
+    }
+
+    fn output_typed(&self, shape: Shape, dtype: DType, label: &str) -> Result<T> {
+        let bytes = (shape.numel() * dtype.size_in_bytes()) as u64;
+        let buffer = self.gpu.output(bytes, label)?;
+        let rows = storage::rows_of(&shape).0;
+        Ok(Tensor::from_parts(
+            WgpuStorage::single(self.gpu.clone(), buffer, rows),
+            shape,
+            dtype,
+        ))
+    }
+
+    /// Uploads encoded elements, split into parts when larger than one binding.
+    fn upload(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
+        let plan = storage::plan(&shape, dtype, self.gpu.split_bytes)?;
+        let per_row = storage::rows_of(&shape).1 * dtype.size_in_bytes();
+        let parts = plan
+            .into_iter()
+            .map(|(first_row, rows)| {
+                let chunk = &bytes[first_row * per_row..(first_row + rows) * per_row];
+                Ok(storage::Part {
+                    buffer: self.gpu.upload(chunk, "tensor")?,
+                    first_row,
+                    rows,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let storage = WgpuStorage {
+            parts,
+            home: self.gpu.clone(),
+        };
+        Ok(Tensor::from_parts(storage, shape, dtype))
+    }
+
+    /// The raw little-endian bytes of a tensor, parts concatenated.
+    fn download(&self, t: &T) -> Result<Vec<u8>> {
+        let per_row = storage::rows_of(t.shape()).1 * t.dtype().size_in_bytes();
+        let mut out = Vec::with_capacity(t.numel() * t.dtype().size_in_bytes());
+        for part in &t.storage().parts {
+            out.extend(self.gpu.read(&part.buffer, (part.rows * per_row) as u64)?);
+        }
+        Ok(out)
+    }
+}
+
+fn unsupported(op: Op, dtype: DType) -> BackendError {
+    BackendError::Unsupported {
+        op,
+        dtype,
+        backend: "wgpu",
+    }
+}
+
+/// `Unsupported` unless every tensor is f32 (the activation dtype of every verb).
+fn f32_only(op: Op, ts: &[&T]) -> Result<()> {
+    match ts.iter().find(|t| t.dtype() != DType::F32) {
+        Some(t) => Err(unsupported(op, t.dtype())),
+        None => Ok(()),
+    }
+}
+
+impl Backend for WgpuBackend {
+    type Storage = WgpuStorage;
+
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn supports(&self, op: Op, dtype: DType) -> bool {
+        match op {
+            Op::Matmul | Op::Embedding => dtype.is_float(),
+            Op::GatherRows => true,
+            Op::RmsNorm | Op::Rope | Op::KvWrite | Op::PagedAttention | Op::SiluMul | Op::Add => {
+                dtype == DType::F32
+            }
+        }
+    }
+
+    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
+        assert_eq!(
+            data.len(),
+            shape.numel(),
+            "from_f32: {} values for shape {shape}",
+            data.len()
+        );
+        self.upload(&storage::encode(data, dtype), shape, dtype)
+    }
+
+    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
+        assert_eq!(
+            data.len(),
+            shape.numel(),
+            "from_u32: {} values for shape {shape}",
+            data.len()
+        );
+        self.upload(bytemuck::cast_slice(data), shape, DType::U32)
+    }
+
+    fn zeros(&self, shape: Shape, dtype: DType) -> Result<T> {
+        let plan = storage::plan(&shape, dtype, self.gpu.split_bytes)?;
+        let per_row = storage::rows_of(&shape).1 * dtype.size_in_bytes();
+        let parts = plan
+            .into_iter()
+            .map(|(first_row, rows)| {
+                Ok(storage::Part {
+                    buffer: self.gpu.storage((rows * per_row) as u64, "zeros", false)?,
+                    first_row,
+                    rows,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let storage = WgpuStorage {
+            parts,
+            home: self.gpu.clone(),
+        };
+        Ok(Tensor::from_parts(storage, shape, dtype))
+    }
+
+    fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
+        assert!(
+            t.dtype().is_float(),
+            "to_f32: {t:?} is not a float tensor (use to_u32)"
+        );
+        Ok(storage::decode(&self.download(t)?, t.dtype()))
+    }
+
+    fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
+        assert_eq!(t.dtype(), DType::U32, "to_u32: {t:?} is not a u32 tensor");
+        Ok(bytemuck::pod_collect_to_vec(&self.download(t)?))
+    }
+
+    fn embedding(&self, table: &T, ids: &T) -> Result<T> {
+        check::embedding(table, ids);
+        kernels::embedding::embedding(self, &self.pipelines, table, ids)
+    }
+
+    fn rms_norm(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
+        check::rms_norm(x, residual.as_deref(), weight);
+        f32_only(Op::RmsNorm, &[x, weight])?;
+        kernels::norm::rms_norm(self, &self.pipelines, x, residual, weight, eps)
+    }
+
+    fn matmul(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
+        check::matmul(x, w, bias);
+        f32_only(Op::Matmul, &[x])?;
+        if let Some(b) = bias {
+            f32_only(Op::Matmul, &[b])?;
+        }
+        kernels::matmul::matmul(self, &self.pipelines, x, w, bias)
+    }
+
+    fn rope(
+        &self,
+        q: &mut T,
+        k: &mut T,
+        positions: &T,
+        inv_freq: &T,
+        style: RopeStyle,
+    ) -> Result<()> {
+        check::rope(q, k, positions, inv_freq);
+        f32_only(Op::Rope, &[q, k])?;
+        kernels::rope::rope(self, &self.pipelines, q, k, positions, inv_freq, style)
+    }
+
+    fn kv_write(
+        &self,
+        k: &T,
+        v: &T,
+        k_cache: &mut T,
+        v_cache: &mut T,
+        slot_mapping: &T,
+    ) -> Result<()> {
+        check::kv_write(k, v, k_cache, v_cache, slot_mapping);
+        f32_only(Op::KvWrite, &[k, v, k_cache, v_cache])?;
+        kernels::attention::kv_write(self, &self.pipelines, k, v, k_cache, v_cache, slot_mapping)
+    }
+
+    fn paged_attention(
+        &self,
+        q: &T,
+        k_cache: &T,
+        v_cache: &T,
+        meta: &AttentionMeta<'_, Self>,
+        params: AttentionParams,
+    ) -> Result<T> {
+        check::paged_attention(q, k_cache, v_cache, meta);
+        assert!(
+            params.sliding_window != Some(0),
+            "paged_attention: sliding window of 0 positions"
+        );
+        f32_only(Op::PagedAttention, &[q, k_cache, v_cache])?;
+        kernels::attention::paged_attention(
+            self,
+            &self.pipelines,
+            q,
+            k_cache,
+            v_cache,
+            meta,
+            params,
+        )
+    }
+
+    fn silu_mul(&self, x: &T) -> Result<T> {
+        check::silu_mul(x);
+        f32_only(Op::SiluMul, &[x])?;
+        kernels::pointwise::silu_mul(self, &self.pipelines, x)
+    }
+
+    fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {
+        check::gather_rows(x, idx);
+        kernels::pointwise::gather_rows(self, &self.pipelines, x, idx)
+    }
+
+    fn add(&self, a: &T, b: &T) -> Result<T> {
+        check::add(a, b);
+        f32_only(Op::Add, &[a, b])?;
+        kernels::pointwise::add(self, &self.pipelines, a, b)
+    }
+}

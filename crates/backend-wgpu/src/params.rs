@@ -1,0 +1,127 @@
+//! The uniform structs each kernel family reads at `@group(0) @binding(0)`, mirrored
+//! field for field in its WGSL file. Every struct is `#[repr(C)]` + `Pod`, all fields are
+//! 4-byte scalars, and each is padded to a multiple of 16 bytes (the uniform address space
+//! rounds a struct's size up to 16). `tests/shaders.rs` checks size and every member offset
+//! against naga's layout of the WGSL struct, so the two cannot drift apart silently.
+
+use bytemuck::{Pod, Zeroable};
+
+/// `embedding.wgsl`: gathers rows `row_start..row_start + rows` of one part of a table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct EmbeddingParams {
+    pub tokens: u32,
+    pub hidden: u32,
+    /// First table row held by the bound part.
+    pub row_start: u32,
+    /// Rows held by the bound part.
+    pub rows: u32,
+    /// Rows of the whole table; ids at or past it produce NaN rows.
+    pub vocab: u32,
+    /// 1 for the part that writes NaN rows for out-of-range ids.
+    pub last_part: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `rms_norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct NormParams {
+    pub rows: u32,
+    pub hidden: u32,
+    pub eps: f32,
+    pub _pad0: u32,
+}
+
+/// `matmul.wgsl` (GEMV and GEMM entry points): `y[:, n_start..n_start + n_count] = x W^T`
+/// for the bound part of W, whose first row is output column `n_start`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub k: u32,
+    pub n_total: u32,
+    pub n_start: u32,
+    pub n_count: u32,
+    pub has_bias: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `rope.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct RopeParams {
+    pub tokens: u32,
+    pub hq: u32,
+    pub hk: u32,
+    pub head_dim: u32,
+    /// R/2: the number of rotated pairs per head.
+    pub half_rot: u32,
+    /// 0 NeoX (rotate-half), 1 interleaved.
+    pub style: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `attention.wgsl`, entry point `kv_write`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct KvWriteParams {
+    pub tokens: u32,
+    pub hk: u32,
+    pub head_dim: u32,
+    pub block_size: u32,
+    pub num_blocks: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// `attention.wgsl`, entry point `paged_attention`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AttentionParams {
+    pub tokens: u32,
+    pub num_seqs: u32,
+    pub hq: u32,
+    pub hk: u32,
+    pub head_dim: u32,
+    pub block_size: u32,
+    pub max_blocks: u32,
+    pub num_blocks: u32,
+    pub scale: f32,
+    /// Sliding window in positions; 0 = none.
+    pub window: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `pointwise.wgsl` (`silu_mul`, `add`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct PointwiseParams {
+    /// Output elements.
+    pub n: u32,
+    /// `silu_mul`: I, the width of the gate (and of the output row).
+    pub inner: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `gather.wgsl`: rows of a 32-bit or 16-bit tensor, copied word by word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GatherParams {
+    pub out_rows: u32,
+    pub cols: u32,
+    pub src_rows: u32,
+    /// 1 when elements are 16-bit (two per word).
+    pub half: u32,
+    /// Words of the output buffer to write.
+    pub out_words: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}

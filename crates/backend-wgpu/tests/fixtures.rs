@@ -1,0 +1,232 @@
+//! The tiny random-weight fixtures (`testdata/tiny-*`, made by `tools/` with transformers in
+//! float32) run on the GPU backend:
+//!
+//! - logits at every prompt position against the transformers reference: the top-1 token
+//!   equal at every position, and max |gpu − ref| / max |ref| ≤ 1e-2 (DESIGN.md §9.3), with
+//!   f32 weights and with f16 weights;
+//! - 16 greedy tokens through the whole engine equal to the reference's (f32 weights);
+//! - batch invariance through the engine: a target request's greedy tokens are identical
+//!   alone, among 32 concurrent requests, and under token budgets of 16 and 2048 (different
+//!   prefill chunkings), all within the GPU backend.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ingot_backend_wgpu::WgpuBackend;
+use ingot_engine::{EngineConfig, EngineCore, offline};
+use ingot_models::{ModelFiles, ModelSource};
+use ingot_runner::{InputBatch, ModelRunner, SamplingParams, ScheduledSeq};
+use ingot_tensor::DType;
+use serde_json::Value;
+
+/// `testdata/` of the repository; `INGOT_TESTDATA` overrides it for test binaries run
+/// away from their build tree (the lent GPU machine).
+fn testdata(rel: &str) -> PathBuf {
+    match std::env::var_os("INGOT_TESTDATA") {
+        Some(dir) => PathBuf::from(dir).join(rel),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata")
+            .join(rel),
+    }
+}
+
+struct Prompt {
+    name: String,
+    ids: Vec<u32>,
+    logits: Vec<f32>, // [T, V]
+    greedy: Vec<u32>,
+}
+
+fn references(dir: &str) -> (usize, Vec<Prompt>) {
+    let root = testdata(dir);
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
+            .unwrap();
+    let bytes = std::fs::read(root.join(json["logits_file"].as_str().unwrap())).unwrap();
+    let all: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let prompts = json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let off = p["logits_offset"].as_u64().unwrap() as usize;
+            let shape = ids(&p["logits_shape"]);
+            let n = (shape[0] * shape[1]) as usize;
+            Prompt {
+                name: p["name"].as_str().unwrap().into(),
+                ids: ids(&p["token_ids"]),
+                logits: all[off..off + n].to_vec(),
+                greedy: ids(&p["greedy_tokens"]),
+            }
+        })
+        .collect();
+    (json["vocab_size"].as_u64().unwrap() as usize, prompts)
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
+}
+
+fn engine(be: &WgpuBackend, source: ModelSource, budget: usize) -> EngineCore<WgpuBackend> {
+    let files = ModelFiles::open(source).expect("model opens");
+    let model = files.load_model(be, DType::F32).expect("weights load");
+    let max_model_len = model.config.max_position_embeddings;
+    let eos = files.tokenizer.eos_token_ids().to_vec();
+    let runner = ModelRunner::new(be.clone(), model, 256, 16, eos).expect("runner");
+    let cfg = EngineConfig {
+        max_num_seqs: 64,
+        max_num_batched_tokens: budget,
+        max_model_len,
+        block_size: 16,
+        num_blocks: 256,
+        enable_prefix_caching: true,
+    };
+    EngineCore::new(runner, Arc::new(files.tokenizer), cfg)
+}
+
+fn check(dir: &str) {
+    let Some(be) = common::gpu() else { return };
+    let (vocab, prompts) = references(dir);
+    let source = ModelSource::HfDir(testdata(dir));
+    let files = ModelFiles::open(source.clone()).unwrap();
+    for dtype in [DType::F32, DType::F16] {
+        let model = files.load_model(&be, dtype).unwrap();
+        assert_eq!(model.config.vocab_size, vocab);
+        let mut runner = ModelRunner::new(be.clone(), model, 64, 16, vec![]).unwrap();
+        for p in &prompts {
+            // One prefill of the whole prompt through a shuffled block table.
+            let blocks: Vec<u32> = (0..p.ids.len().div_ceil(16) as u32)
+                .rev()
+                .map(|b| b * 3 + 1)
+                .collect();
+            let seq = ScheduledSeq {
+                new_tokens: &p.ids,
+                num_computed: 0,
+                block_table: &blocks,
+                sample: true,
+                all_logits: true,
+            };
+            let mut batch = InputBatch::build(&[seq], 16);
+            batch.logits_indices = (0..p.ids.len() as u32).collect();
+            let before = be.dispatch_count();
+            let ours = runner.forward(&batch).unwrap();
+            eprintln!(
+                "{dir} {dtype}: {} dispatches for a forward of {} tokens",
+                be.dispatch_count() - before,
+                p.ids.len()
+            );
+            let what = format!("{dir} {dtype} weights, prompt '{}'", p.name);
+            assert_eq!(ours.len(), p.logits.len(), "{what}: logits shape");
+            for (pos, (o, r)) in ours.chunks(vocab).zip(p.logits.chunks(vocab)).enumerate() {
+                assert_eq!(argmax(o), argmax(r), "{what}: top-1 at position {pos}");
+            }
+            let max_ref = p.logits.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let max_diff = ours
+                .iter()
+                .zip(&p.logits)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let rel = max_diff / max_ref;
+            eprintln!("{what}: max relative logit error {rel:e}");
+            assert!(
+                rel <= 1e-2,
+                "{what}: logits off by {rel:e} (tolerance 1e-2)"
+            );
+        }
+    }
+    let mut core = engine(&be, source, 2048);
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(16)
+    };
+    let requests = prompts
+        .iter()
+        .map(|p| (p.ids.clone(), params.clone()))
+        .collect();
+    for (p, r) in prompts.iter().zip(offline::generate(&mut core, requests)) {
+        assert_eq!(
+            r.unwrap()[0].token_ids,
+            p.greedy,
+            "{dir}: greedy tokens of prompt '{}'",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn tiny_llama_matches_transformers() {
+    check("tiny-llama");
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    check("tiny-qwen2");
+}
+
+/// Greedy tokens of one request are the same alone, among 32 others, and under different
+/// prefill chunkings (token budgets), on the GPU backend.
+#[test]
+fn engine_greedy_is_batch_invariant() {
+    // Unpoisoned, so buffers are pooled and reused across steps as in production.
+    let Some(be) = common::gpu_pooled() else {
+        return;
+    };
+    let source = ModelSource::HfDir(testdata("tiny-llama"));
+    let vocab = 381;
+    let mut rng = common::Rng::new(0x5eed);
+    let target: Vec<u32> = (0..70).map(|_| rng.below(vocab) as u32).collect();
+    let others: Vec<Vec<u32>> = (0..32)
+        .map(|_| {
+            (0..1 + rng.below(60))
+                .map(|_| rng.below(vocab) as u32)
+                .collect()
+        })
+        .collect();
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(12)
+    };
+    let run = |budget: usize, with_others: bool| -> Vec<u32> {
+        let mut core = engine(&be, source.clone(), budget);
+        let mut reqs: Vec<(Vec<u32>, SamplingParams)> = Vec::new();
+        if with_others {
+            for (i, o) in others.iter().enumerate() {
+                let p = SamplingParams {
+                    seed: Some(99),
+                    max_tokens: 1 + i % 12,
+                    ignore_eos: true,
+                    ..SamplingParams::default()
+                };
+                reqs.push((o.clone(), p));
+            }
+        }
+        let at = if with_others { 17 } else { 0 };
+        reqs.insert(at, (target.clone(), params.clone()));
+        let mut results = offline::generate(&mut core, reqs);
+        let mine = results.remove(at).expect("target accepted");
+        for r in results {
+            assert!(r.expect("other accepted")[0].error.is_none());
+        }
+        mine[0].token_ids.clone()
+    };
+    let alone = run(2048, false);
+    assert_eq!(alone.len(), 12);
+    assert_eq!(run(2048, true), alone, "among 32 concurrent requests");
+    assert_eq!(run(16, true), alone, "max_num_batched_tokens 16");
+}

@@ -1,0 +1,477 @@
+//! Every verb but attention on the GPU against the CPU reference backend, on random inputs
+//! and odd shapes, with outputs poisoned first (see `common`).
+//!
+//! Tolerances: 1e-5 relative (|gpu − cpu| ≤ 1e-5 · max(|cpu|, 1)) for f32 arithmetic, f16
+//! and bf16 weights included: both backends widen the same stored halves exactly and
+//! accumulate in f32, so only the summation order differs. Copies (embedding, gather,
+//! kv_write, data movement) and the single f32 add of `add` and of the fused residual must
+//! be exact. Batch invariance is bitwise, within the GPU backend.
+
+mod common;
+
+use common::*;
+use ingot_backend_cpu::CpuBackend;
+use ingot_backend_wgpu::WgpuBackend;
+use ingot_tensor::{Backend, BackendError, DType, Op, RopeStyle, Shape};
+
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+fn matmul_both(
+    gpu: &WgpuBackend,
+    cpu: &CpuBackend,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (t, k, n): (usize, usize, usize),
+    dtype: DType,
+) -> (Vec<f32>, Vec<f32>) {
+    let gw = gpu.from_f32(w, Shape::new([n, k]), dtype).unwrap();
+    let cw = cpu.from_f32(w, Shape::new([n, k]), dtype).unwrap();
+    let gb = bias.map(|b| g32(gpu, b, &[n]));
+    let cb = bias.map(|b| c32(cpu, b, &[n]));
+    let g = gpu.matmul(&g32(gpu, x, &[t, k]), &gw, gb.as_ref()).unwrap();
+    let c = cpu.matmul(&c32(cpu, x, &[t, k]), &cw, cb.as_ref()).unwrap();
+    assert_eq!(g.dims(), &[t, n]);
+    (gpu.to_f32(&g).unwrap(), cpu.to_f32(&c).unwrap())
+}
+
+#[test]
+fn matmul_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(1);
+    // GEMV (T <= 16) and GEMM shapes, odd sizes, K below and above one 128-element chunk.
+    for (t, k, n) in [
+        (1, 896, 67),
+        (3, 129, 250),
+        (16, 200, 131),
+        (17, 300, 65),
+        (9, 1, 5),
+        (70, 257, 96),
+        (130, 64, 200),
+    ] {
+        let (x, w, b) = (rng.vec(t * k), rng.vec(n * k), rng.vec(n));
+        for dtype in DTYPES {
+            for bias in [None, Some(&b[..])] {
+                let (g, c) = matmul_both(&gpu, &cpu, &x, &w, bias, (t, k, n), dtype);
+                let what = format!("T={t} K={k} N={n} {dtype} bias={}", bias.is_some());
+                assert_close(&g, &c, 1e-5, &what);
+            }
+        }
+    }
+}
+
+/// A row's result is bit-identical whichever kernel (GEMV or GEMM) and batch computed it.
+#[test]
+fn matmul_rows_are_batch_invariant() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(2);
+    for dtype in DTYPES {
+        let (t, k, n) = (100, 333, 77);
+        let (x, w, b) = (rng.vec(t * k), rng.vec(n * k), rng.vec(n));
+        let wt = gpu.from_f32(&w, Shape::new([n, k]), dtype).unwrap();
+        let bt = g32(&gpu, &b, &[n]);
+        let run = |rows: &[f32], count: usize| {
+            let y = gpu
+                .matmul(&g32(&gpu, rows, &[count, k]), &wt, Some(&bt))
+                .unwrap();
+            gpu.to_f32(&y).unwrap()
+        };
+        let full = run(&x, t);
+        for (r0, count) in [
+            (0, 1),
+            (37, 1),
+            (99, 1),
+            (10, 5),
+            (20, 16),
+            (50, 17),
+            (3, 64),
+        ] {
+            let part = run(&x[r0 * k..(r0 + count) * k], count);
+            assert_bits(
+                &part,
+                &full[r0 * n..(r0 + count) * n],
+                &format!("{dtype}: rows {r0}..{}", r0 + count),
+            );
+        }
+    }
+}
+
+/// Weights split into parts (forced small binding limit) give the same bits as one buffer.
+#[test]
+fn split_weights_match_whole() {
+    let (Some(gpu), Some(split)) = (gpu(), gpu_split()) else {
+        return;
+    };
+    let mut rng = Rng::new(3);
+    let (v, h) = (301, 37); // 301 rows of 37 floats: 148 bytes per row, ~27 rows per part
+    let table = rng.vec(v * h);
+    let ids: Vec<u32> = (0..40).map(|_| rng.below(v) as u32).collect();
+    for dtype in DTYPES {
+        let whole = gpu.from_f32(&table, Shape::new([v, h]), dtype).unwrap();
+        let parts = split.from_f32(&table, Shape::new([v, h]), dtype).unwrap();
+        assert!(parts.storage().num_parts() > 5, "{dtype}: not split");
+        assert_eq!(whole.storage().num_parts(), 1);
+        assert_eq!(split.to_f32(&parts).unwrap(), gpu.to_f32(&whole).unwrap());
+        let e1 = gpu.embedding(&whole, &gu(&gpu, &ids, &[40])).unwrap();
+        let e2 = split.embedding(&parts, &gu(&split, &ids, &[40])).unwrap();
+        assert_bits(
+            &split.to_f32(&e2).unwrap(),
+            &gpu.to_f32(&e1).unwrap(),
+            &format!("embedding {dtype}"),
+        );
+        for t in [1, 3, 20] {
+            // x stays below the 4 KiB split size: only the weight is split.
+
+            let x = rng.vec(t * h);
+            let b = rng.vec(v);
+            let y1 = gpu
+                .matmul(&g32(&gpu, &x, &[t, h]), &whole, Some(&g32(&gpu, &b, &[v])))
+                .unwrap();
+            let y2 = split
+                .matmul(
+                    &g32(&split, &x, &[t, h]),
+                    &parts,
+                    Some(&g32(&split, &b, &[v])),
+                )
+                .unwrap();
+            assert_bits(
+                &split.to_f32(&y2).unwrap(),
+                &gpu.to_f32(&y1).unwrap(),
+                &format!("matmul {dtype} T={t}"),
+            );
+        }
+    }
+    // Activations are never split: a verb given a split tensor where it needs one buffer
+    // returns an error rather than computing on part of it.
+    let x = split
+        .from_f32(&table, Shape::new([v, h]), DType::F32)
+        .unwrap();
+    let w = g32(&split, &vec![1.0; h], &[h]);
+    assert!(matches!(
+        split.rms_norm(&x, None, &w, 1e-6),
+        Err(BackendError::Device(_))
+    ));
+}
+
+/// Reusing freed buffers (the pool, off when poisoning) changes no result: a chain whose
+/// every input is dropped before the next output is allocated, so outputs land in buffers
+/// that earlier, still pending commands read.
+#[test]
+fn pooled_buffers_give_the_same_results() {
+    let (Some(gpu), Some(pooled)) = (gpu(), gpu_pooled()) else {
+        return;
+    };
+    let mut rng = Rng::new(10);
+    let (t, k) = (5, 96);
+    let (x0, w, norm) = (rng.vec(t * k), rng.vec(k * k), rng.vec(k));
+    let run = |be: &WgpuBackend| {
+        let wt = be.from_f32(&w, Shape::new([k, k]), DType::F16).unwrap();
+        let nt = g32(be, &norm, &[k]);
+        let mut x = g32(be, &x0, &[t, k]);
+        for _ in 0..40 {
+            let y = be.matmul(&x, &wt, None).unwrap();
+            drop(x);
+            let z = be.add(&y, &y).unwrap();
+            drop(y);
+            x = be.rms_norm(&z, None, &nt, 1e-6).unwrap();
+        }
+        be.to_f32(&x).unwrap()
+    };
+    assert_bits(&run(&pooled), &run(&gpu), "pooled vs fresh buffers");
+}
+
+#[test]
+fn embedding_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(4);
+    let (v, h) = (50, 25);
+    let table = rng.vec(v * h);
+    let mut ids: Vec<u32> = (0..37).map(|_| rng.below(v) as u32).collect();
+    ids[5] = (v - 1) as u32;
+    for dtype in DTYPES {
+        let g = gpu
+            .embedding(
+                &gpu.from_f32(&table, Shape::new([v, h]), dtype).unwrap(),
+                &gu(&gpu, &ids, &[37]),
+            )
+            .unwrap();
+        let c = cpu
+            .embedding(
+                &cpu.from_f32(&table, Shape::new([v, h]), dtype).unwrap(),
+                &cu(&cpu, &ids, &[37]),
+            )
+            .unwrap();
+        assert_eq!((g.dims(), g.dtype()), (&[37usize, 25][..], DType::F32));
+        assert_bits(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            &format!("{dtype}"),
+        );
+    }
+    // An id past the vocabulary yields a NaN row, not another row.
+    let g = gpu
+        .embedding(&g32(&gpu, &table, &[v, h]), &gu(&gpu, &[1, v as u32], &[2]))
+        .unwrap();
+    let out = gpu.to_f32(&g).unwrap();
+    assert_eq!(out[..h], table[h..2 * h]);
+    assert!(out[h..].iter().all(|x| x.is_nan()));
+}
+
+#[test]
+fn rms_norm_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(5);
+    for (t, h) in [(1, 576), (37, 77), (5, 8), (3, 1), (200, 64), (2, 1000)] {
+        let (x, w, r) = (rng.vec(t * h), rng.vec(h), rng.vec(t * h));
+        let what = format!("T={t} H={h}");
+        let g = gpu
+            .rms_norm(&g32(&gpu, &x, &[t, h]), None, &g32(&gpu, &w, &[h]), 1e-6)
+            .unwrap();
+        let c = cpu
+            .rms_norm(&c32(&cpu, &x, &[t, h]), None, &c32(&cpu, &w, &[h]), 1e-6)
+            .unwrap();
+        assert_close(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            1e-5,
+            &what,
+        );
+
+        let mut gr = g32(&gpu, &r, &[t, h]);
+        let mut cr = c32(&cpu, &r, &[t, h]);
+        let g = gpu
+            .rms_norm(
+                &g32(&gpu, &x, &[t, h]),
+                Some(&mut gr),
+                &g32(&gpu, &w, &[h]),
+                1e-5,
+            )
+            .unwrap();
+        let c = cpu
+            .rms_norm(
+                &c32(&cpu, &x, &[t, h]),
+                Some(&mut cr),
+                &c32(&cpu, &w, &[h]),
+                1e-5,
+            )
+            .unwrap();
+        assert_bits(
+            &gpu.to_f32(&gr).unwrap(),
+            &cpu.to_f32(&cr).unwrap(),
+            &format!("{what}: residual"),
+        );
+        assert_close(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            1e-5,
+            &format!("{what}: fused"),
+        );
+    }
+}
+
+#[test]
+fn rms_norm_rows_are_batch_invariant() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(6);
+    let (t, h) = (300, 896);
+    let (x, w) = (rng.vec(t * h), rng.vec(h));
+    let wt = g32(&gpu, &w, &[h]);
+    let full = gpu
+        .to_f32(
+            &gpu.rms_norm(&g32(&gpu, &x, &[t, h]), None, &wt, 1e-6)
+                .unwrap(),
+        )
+        .unwrap();
+    for r in [0, 17, 299] {
+        let one = gpu
+            .rms_norm(&g32(&gpu, &x[r * h..(r + 1) * h], &[1, h]), None, &wt, 1e-6)
+            .unwrap();
+        assert_bits(
+            &gpu.to_f32(&one).unwrap(),
+            &full[r * h..(r + 1) * h],
+            &format!("row {r}"),
+        );
+    }
+}
+
+#[test]
+fn rope_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(7);
+    for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+        for (t, hq, hk, d, rot) in [
+            (1, 9, 3, 64, 64),
+            (37, 8, 2, 64, 32),
+            (5, 4, 1, 10, 6),
+            (3, 2, 2, 16, 0),
+            (4, 14, 2, 128, 128),
+        ] {
+            let (q, k) = (rng.vec(t * hq * d), rng.vec(t * hk * d));
+            // Positions up to 200k: the angle reduction must hold far beyond [-pi, pi].
+            let positions: Vec<u32> = (0..t).map(|_| rng.below(200_000) as u32).collect();
+            let inv_freq: Vec<f32> = (0..rot / 2)
+                .map(|i| 1e6f32.powf(-((2 * i) as f32) / rot as f32))
+                .collect();
+            let (mut gq, mut gk) = (g32(&gpu, &q, &[t, hq, d]), g32(&gpu, &k, &[t, hk, d]));
+            let (mut cq, mut ck) = (c32(&cpu, &q, &[t, hq, d]), c32(&cpu, &k, &[t, hk, d]));
+            gpu.rope(
+                &mut gq,
+                &mut gk,
+                &gu(&gpu, &positions, &[t]),
+                &g32(&gpu, &inv_freq, &[rot / 2]),
+                style,
+            )
+            .unwrap();
+            cpu.rope(
+                &mut cq,
+                &mut ck,
+                &cu(&cpu, &positions, &[t]),
+                &c32(&cpu, &inv_freq, &[rot / 2]),
+                style,
+            )
+            .unwrap();
+            let what = format!("{style:?} T={t} Hq={hq} Hk={hk} D={d} R={rot}");
+            // Inputs are in [-1, 1]: 1e-5 absolute is 1e-5 relative to their scale.
+            assert_close(
+                &gpu.to_f32(&gq).unwrap(),
+                &cpu.to_f32(&cq).unwrap(),
+                1e-5,
+                &what,
+            );
+            assert_close(
+                &gpu.to_f32(&gk).unwrap(),
+                &cpu.to_f32(&ck).unwrap(),
+                1e-5,
+                &what,
+            );
+        }
+    }
+}
+
+#[test]
+fn silu_mul_add_gather_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(8);
+    for (t, i) in [(1, 1536), (37, 13), (4, 1)] {
+        let x: Vec<f32> = rng.vec(t * 2 * i).iter().map(|v| v * 8.0).collect();
+        let g = gpu.silu_mul(&g32(&gpu, &x, &[t, 2 * i])).unwrap();
+        let c = cpu.silu_mul(&c32(&cpu, &x, &[t, 2 * i])).unwrap();
+        assert_eq!(g.dims(), &[t, i]);
+        assert_close(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            1e-5,
+            &format!("silu_mul T={t} I={i}"),
+        );
+    }
+    let (a, b) = (rng.vec(200 * 201), rng.vec(200 * 201));
+    let g = gpu
+        .add(&g32(&gpu, &a, &[200, 201]), &g32(&gpu, &b, &[200, 201]))
+        .unwrap();
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_bits(&gpu.to_f32(&g).unwrap(), &want, "add");
+
+    // gather_rows on every dtype, odd widths (16-bit rows straddle words), and an index
+    // past the rows (all-ones bits: NaN / u32::MAX).
+    let (t, h) = (37, 19);
+    let x = rng.vec(t * h);
+    let idx = [36u32, 0, 5, 5, 17];
+    for dtype in DTYPES {
+        let gx = gpu.from_f32(&x, Shape::new([t, h]), dtype).unwrap();
+        let cx = cpu.from_f32(&x, Shape::new([t, h]), dtype).unwrap();
+        let g = gpu.gather_rows(&gx, &gu(&gpu, &idx, &[5])).unwrap();
+        let c = cpu.gather_rows(&cx, &cu(&cpu, &idx, &[5])).unwrap();
+        assert_eq!((g.dims(), g.dtype()), (&[5usize, 19][..], dtype));
+        assert_bits(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            &format!("{dtype}"),
+        );
+        let bad = gpu.gather_rows(&gx, &gu(&gpu, &[1, 99], &[2])).unwrap();
+        let out = gpu.to_f32(&bad).unwrap();
+        assert_bits(&out[..h], &cpu.to_f32(&cx).unwrap()[h..2 * h], "row 1");
+        assert!(out[h..].iter().all(|v| v.is_nan()), "{dtype}: bad index");
+    }
+    let ints: Vec<u32> = (0..t as u32 * 3).collect();
+    let g = gpu
+        .gather_rows(&gu(&gpu, &ints, &[t, 3]), &gu(&gpu, &[4, 36, 99], &[3]))
+        .unwrap();
+    assert_eq!(
+        gpu.to_u32(&g).unwrap(),
+        [12, 13, 14, 108, 109, 110, u32::MAX, u32::MAX, u32::MAX]
+    );
+}
+
+#[test]
+fn data_movement_round_trips() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(9);
+    let x = rng.vec(61);
+    for dtype in DTYPES {
+        let g = gpu.from_f32(&x, Shape::new([61]), dtype).unwrap();
+        let c = cpu.from_f32(&x, Shape::new([61]), dtype).unwrap();
+        assert_eq!((g.dtype(), g.dims()), (dtype, &[61usize][..]));
+        assert_bits(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            &format!("{dtype}"),
+        );
+        let z = gpu.zeros(Shape::new([3, 5]), dtype).unwrap();
+        assert_eq!(gpu.to_f32(&z).unwrap(), vec![0.0; 15]);
+    }
+    let ids = gu(&gpu, &[7, 0, u32::MAX], &[3]);
+    assert_eq!(gpu.to_u32(&ids).unwrap(), [7, 0, u32::MAX]);
+    assert_eq!(
+        gpu.to_u32(&gpu.zeros(Shape::new([4]), DType::U32).unwrap())
+            .unwrap(),
+        [0; 4]
+    );
+    let empty = g32(&gpu, &[], &[0, 7]);
+    assert_eq!(gpu.to_f32(&empty).unwrap(), Vec::<f32>::new());
+    // Impossible sizes are errors, not panics or garbage.
+    assert!(gpu.zeros(Shape::new([1usize << 40]), DType::F32).is_err());
+}
+
+/// `supports` is truthful: unsupported combinations return `Unsupported`.
+#[test]
+fn supports_is_truthful() {
+    let Some(gpu) = gpu() else { return };
+    let half_x = gpu
+        .from_f32(&[0.5; 8], Shape::new([2, 4]), DType::F16)
+        .unwrap();
+    let f32_x = g32(&gpu, &[0.5; 8], &[2, 4]);
+    let w4 = g32(&gpu, &[1.0; 4], &[4]);
+    let unsupported =
+        |r: Result<_, BackendError>| matches!(r, Err(BackendError::Unsupported { .. }));
+    for dtype in DTYPES {
+        assert!(gpu.supports(Op::Matmul, dtype) && gpu.supports(Op::Embedding, dtype));
+        let w = gpu
+            .from_f32(&[0.25; 12], Shape::new([3, 4]), dtype)
+            .unwrap();
+        assert_eq!(
+            gpu.to_f32(&gpu.matmul(&f32_x, &w, None).unwrap()).unwrap(),
+            [0.5; 6]
+        );
+    }
+    for op in [
+        Op::RmsNorm,
+        Op::Rope,
+        Op::KvWrite,
+        Op::PagedAttention,
+        Op::SiluMul,
+        Op::Add,
+    ] {
+        assert!(gpu.supports(op, DType::F32), "{op}");
+        assert!(!gpu.supports(op, DType::F16), "{op}");
+    }
+    assert!(unsupported(gpu.rms_norm(&half_x, None, &w4, 1e-6)));
+    assert!(unsupported(gpu.silu_mul(&half_x)));
+    assert!(unsupported(gpu.add(&half_x, &half_x)));
+    assert!(unsupported(gpu.matmul(&half_x, &f32_x, None)));
+}
