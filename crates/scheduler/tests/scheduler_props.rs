@@ -210,3 +210,29 @@ fn preemption_recomputes_and_loses_nothing() {
     }
     assert_eq!(s.kv().num_free_blocks(), 6);
 }
+
+#[test]
+fn waiting_requests_run_by_priority_then_arrival() {
+    let cfg = SchedulerConfig {
+        max_num_seqs: 1,
+        max_num_batched_tokens: 64,
+        max_model_len: 64,
+        num_blocks: 16,
+        block_size: 4,
+        enable_prefix_caching: false,
+    };
+    let mut s = Scheduler::new(cfg);
+    for (id, priority) in [(0u64, 0), (1, 5), (2, -1), (3, 0)] {
+        let mut r = Request::new(id, vec![1, 2, 3], SamplingParams::greedy(1), vec![]);
+        r.priority = priority;
+        s.add_request(r).unwrap();
+    }
+    let mut order = Vec::new();
+    while s.has_unfinished() {
+        let out = s.schedule();
+        let sampled: HashMap<u64, u32> = out.scheduled.iter().map(|r| (r.id, 9)).collect();
+        order.extend(out.scheduled.iter().map(|r| r.id));
+        s.update(&out, &sampled);
+    }
+    assert_eq!(order, [2, 0, 3, 1]);
+}
