@@ -55,13 +55,14 @@ impl GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let backend = backend::cpu(args.engine.backend);
-    let core = setup::build_core(&args.engine, backend)?;
-    match (&args.prompt, &args.prompts_file) {
-        (Some(prompt), None) => stream_one(core, prompt, &args),
-        (None, Some(file)) => batch(core, file, &args),
-        _ => bail!("give a PROMPT or --prompts-file"),
-    }
+    backend::with_backend!(args.engine.backend, |be| {
+        let core = setup::build_core(&args.engine, be)?;
+        match (&args.prompt, &args.prompts_file) {
+            (Some(prompt), None) => stream_one(core, prompt, &args),
+            (None, Some(file)) => batch(core, file, &args),
+            _ => bail!("give a PROMPT or --prompts-file"),
+        }
+    })
 }
 
 fn stream_one<B: ingot_tensor::Backend>(

@@ -2,7 +2,9 @@
 //! sets up logging (stderr, `RUST_LOG`), and reports errors as one clear message.
 
 mod backend;
+mod bench;
 mod generate;
+mod serve;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,11 @@ struct Cli {
 enum Command {
     /// Generate text for one prompt and stream it to stdout.
     Generate(generate::GenerateArgs),
+    /// Serve the OpenAI-compatible HTTP API (chat, completions, models, metrics).
+    Serve(serve::ServeArgs),
+    /// Offline engine benchmarks (batched throughput, prefix-cache TTFT).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +38,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

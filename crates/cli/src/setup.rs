@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use ingot_engine::{EngineConfig, EngineCore, config};
-use ingot_models::{ModelFiles, spec};
+use ingot_models::{ModelFiles, ModelSource, spec};
 use ingot_runner::ModelRunner;
 use ingot_tensor::{Backend, DType};
 use ingot_tokenizer::Tokenizer;
@@ -35,6 +35,31 @@ pub struct EngineArgs {
     /// Turn automatic prefix caching off.
     #[arg(long)]
     pub no_prefix_caching: bool,
+    /// Storage type of weight matrices on the device (activations and accumulation stay f32).
+    /// `auto`: f16 for GGUF files (their quantized blocks lose nothing more that matters),
+    /// f32 for Hugging Face checkpoints.
+    #[arg(long, value_enum, default_value_t)]
+    pub dtype: WeightDtype,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightDtype {
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl WeightDtype {
+    fn resolve(self, source: &ModelSource) -> DType {
+        match (self, source) {
+            (WeightDtype::Auto, ModelSource::Gguf(_)) => DType::F16,
+            (WeightDtype::Auto, ModelSource::HfDir(_)) | (WeightDtype::F32, _) => DType::F32,
+            (WeightDtype::F16, _) => DType::F16,
+            (WeightDtype::Bf16, _) => DType::BF16,
+        }
+    }
 }
 
 pub const BLOCK_SIZE: usize = 16;
@@ -42,8 +67,9 @@ pub const BLOCK_SIZE: usize = 16;
 /// Loads the model named by `args` and builds an engine core on `backend`.
 pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCore<B>> {
     let source = spec::resolve(args.model.as_deref())?;
+    let dtype = args.dtype.resolve(&source);
     let files = ModelFiles::open(source)?;
-    let model = files.load_model(&backend, DType::F32)?;
+    let model = files.load_model(&backend, dtype)?;
     let tokenizer = Arc::new(files.tokenizer);
 
     let budget = match &args.kv_cache_memory {

@@ -254,3 +254,16 @@ fn prompt_logprobs_survive_chunking_and_match_one_pass() {
     // Chunks of 16 tokens: same values, each position once.
     assert_eq!(get(16), whole);
 }
+
+#[test]
+fn prompt_logprobs_ignore_the_prefix_cache() {
+    let mut core = common::core(tiny(), Knobs::default());
+    let prompt: Vec<u32> = (7..80).collect();
+    greedy_text(&mut core, &prompt, SamplingParams::greedy(1));
+    let p = SamplingParams {
+        prompt_logprobs: Some(1),
+        ..SamplingParams::greedy(1)
+    };
+    let lps = greedy_text(&mut core, &prompt, p).prompt_logprobs.unwrap();
+    assert_eq!(lps.len(), prompt.len() - 1);
+}

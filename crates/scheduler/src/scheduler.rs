@@ -240,7 +240,14 @@ impl Scheduler {
         {
             let id = self.waiting[0];
             let req = self.requests.get_mut(&id).expect("waiting request exists");
-            let (mut blocks, hit) = self.kv.admit(&req.tokens, req.cache_key);
+            // Prompt log-probabilities need every prompt position computed, so such requests
+            // skip the prefix cache (as in vLLM).
+            let cacheable: &[u32] = if req.params.prompt_logprobs.is_some() {
+                &[]
+            } else {
+                &req.tokens
+            };
+            let (mut blocks, hit) = self.kv.admit(cacheable, req.cache_key);
             let num_new = (req.tokens.len() - hit).min(budget);
             if !self.kv.allocate_slots(&mut blocks, hit + num_new) {
                 self.kv.free(blocks);

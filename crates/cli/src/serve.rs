@@ -1,0 +1,85 @@
+//! `ingot serve`: load the model, start the engine thread, and serve the OpenAI-compatible
+//! API (crates/server) on a tokio runtime until SIGINT/SIGTERM, then drain and exit 0.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ingot_engine::{EngineHandle, config};
+use ingot_server::ServerConfig;
+
+use crate::backend;
+use crate::setup::{self, EngineArgs};
+
+/// The name the default model is served under when none is given.
+const DEFAULT_MODEL_NAME: &str = "SmolLM2-135M-Instruct";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The model to serve, as for --model (default: SmolLM2-135M-Instruct).
+    #[arg(value_name = "MODEL", conflicts_with = "model")]
+    model_path: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on /v1/* requests.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// The model name clients send (default: the model as given on the command line).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Most requests allowed to wait; more are refused with 503 and Retry-After (default: no limit).
+    #[arg(long)]
+    max_queue: Option<usize>,
+    /// Largest request body, e.g. 32MiB (413 beyond).
+    #[arg(long, default_value = "32MiB")]
+    max_request_body: String,
+    /// Seconds requests in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(mut args: ServeArgs) -> Result<()> {
+    if let Some(m) = args.model_path.take() {
+        args.engine.model = Some(m);
+    }
+    let model_name = args
+        .served_model_name
+        .clone()
+        .or_else(|| args.engine.model.clone())
+        .unwrap_or_else(|| DEFAULT_MODEL_NAME.to_string());
+    let max_request_body = config::parse_size(&args.max_request_body)
+        .map_err(anyhow::Error::msg)
+        .context("--max-request-body")? as usize;
+    let (engine, _thread) = backend::with_backend!(args.engine.backend, |be| {
+        EngineHandle::start(setup::build_core(&args.engine, be)?, args.max_queue)
+    });
+    let cfg = ServerConfig {
+        model_name,
+        api_key: args.api_key.clone(),
+        max_request_body,
+        drain_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ingot-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(model = %cfg.model_name, "serving on http://{local}");
+        ingot_server::serve(listener, engine, cfg)
+            .await
+            .context("serving HTTP")
+    })?;
+    // Requests still running after the drain timeout are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
