@@ -28,7 +28,7 @@ if [ ! -x "$LLAMA_DIR/build/bin/llama-batched-bench" ]; then
 fi
 
 cargo build --release -q -p ingot-cli
-INGOT=target/release/ingot
+INGOT=${CARGO_TARGET_DIR:-target}/release/ingot
 MODEL=$($INGOT generate --help >/dev/null; python3 - <<'PY'
 import os
 base = os.environ.get("INGOT_MODEL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ingot", "models")

@@ -7,13 +7,13 @@
 //!   that point over the remaining time) and overall throughput (S).
 //! - `prefix-cache`: time to first token of a request whose `--prefix` tokens are already
 //!   cached, against the same request with a cold cache.
-//!
-//! Serving benchmarks against an HTTP server belong to `ingot bench serve`.
+//! - `serve`: the serving benchmark against an HTTP server, in the `ingot-bench` crate.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use ingot_bench::ServeBenchArgs;
 use ingot_engine::{EngineCore, EngineRequest};
 use ingot_scheduler::SamplingParams;
 use ingot_tensor::Backend;
@@ -27,6 +27,8 @@ pub enum BenchCommand {
     Batched(BatchedArgs),
     /// Time to first token with and without a cached prompt prefix.
     PrefixCache(PrefixArgs),
+    /// Serving benchmark against an OpenAI-compatible HTTP server (TTFT, TPOT, ITL, throughput).
+    Serve(Box<ServeBenchArgs>),
 }
 
 #[derive(Args)]
@@ -64,6 +66,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::PrefixCache(a) => crate::backend::with_backend!(a.engine.backend, |be| {
             prefix_cache(setup::build_core(&a.engine, be)?, &a)
         }),
+        BenchCommand::Serve(a) => ingot_bench::run(*a),
     }
 }
 
