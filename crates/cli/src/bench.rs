@@ -90,12 +90,25 @@ struct Timing {
 }
 
 /// Submits every prompt at once and steps the core to completion.
-fn drive<B: Backend>(core: &mut EngineCore<B>, prompts: Vec<Vec<u32>>, ntg: usize, salt: u64) -> Result<Timing> {
-    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(ntg) };
+fn drive<B: Backend>(
+    core: &mut EngineCore<B>,
+    prompts: Vec<Vec<u32>>,
+    ntg: usize,
+    salt: u64,
+) -> Result<Timing> {
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(ntg)
+    };
     let mut rxs = Vec::new();
     for (i, p) in prompts.into_iter().enumerate() {
         let (tx, rx) = unbounded_channel();
-        let req = EngineRequest { id: salt * 1_000_000 + i as u64, prompt: p, params: params.clone(), priority: 0 };
+        let req = EngineRequest {
+            id: salt * 1_000_000 + i as u64,
+            prompt: p,
+            params: params.clone(),
+            priority: 0,
+        };
         core.add_request(req, tx)?;
         rxs.push(rx);
     }
@@ -122,16 +135,26 @@ fn drive<B: Backend>(core: &mut EngineCore<B>, prompts: Vec<Vec<u32>>, ntg: usiz
     }
     core.step();
     let total = start.elapsed().as_secs_f64();
-    Ok(Timing { first_all: first_all.unwrap_or(total), total, tokens_after_first_all: after })
+    Ok(Timing {
+        first_all: first_all.unwrap_or(total),
+        total,
+        tokens_after_first_all: after,
+    })
 }
 
 fn batched<B: Backend>(mut core: EngineCore<B>, a: &BatchedArgs) -> Result<()> {
     let vocab = core.tokenizer().vocab_size();
-    println!("|    PP |    TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |");
-    println!("|-------|-------|------|--------|----------|----------|----------|----------|----------|----------|");
+    println!(
+        "|    PP |    TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |"
+    );
+    println!(
+        "|-------|-------|------|--------|----------|----------|----------|----------|----------|----------|"
+    );
     for (round, &b) in a.npl.iter().enumerate() {
         let salt = round as u64 + 1;
-        let prompts = (0..b).map(|i| prompt(a.npp, vocab, salt * 10_000 + i as u64)).collect();
+        let prompts = (0..b)
+            .map(|i| prompt(a.npp, vocab, salt * 10_000 + i as u64))
+            .collect();
         let t = drive(&mut core, prompts, a.ntg, salt)?;
         let t_tg = t.total - t.first_all;
         println!(
