@@ -253,7 +253,10 @@ impl<B: Backend> EngineCore<B> {
         let skip = choice.skip_special;
         let mut text = String::new();
         let mut stop_string = false;
-        match choice.detok.push(token, |ids| tok.decode(ids, skip)) {
+        match choice
+            .detok
+            .push(token, |ids| tok.decode(ids, skip), finished.is_some())
+        {
             Ok(Some(delta)) => {
                 let released = choice.stop.push(&delta);
                 text = released.text;

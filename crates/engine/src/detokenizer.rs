@@ -23,16 +23,19 @@ impl IncrementalDecoder {
         }
     }
 
-    /// Adds a token; returns the new text it completes, if any.
+    /// Adds a token; returns the new text it completes, if any. With `last`, text that still
+    /// ends in an incomplete character is released too (as U+FFFD): nothing will complete it.
     pub fn push<E>(
         &mut self,
         token: u32,
         decode: impl Fn(&[u32]) -> Result<String, E>,
+        last: bool,
     ) -> Result<Option<String>, E> {
         self.tokens.push(token);
         let prefix = decode(&self.tokens[self.prefix_offset..self.read_offset])?;
         let full = decode(&self.tokens[self.prefix_offset..])?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.starts_with(&prefix) {
+        let complete = last || !full.ends_with('\u{FFFD}');
+        if full.len() > prefix.len() && complete && full.starts_with(&prefix) {
             let delta = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;
             self.read_offset = self.tokens.len();
@@ -60,7 +63,7 @@ mod tests {
         let mut out = String::new();
         let mut deltas = 0;
         for &b in text.as_bytes() {
-            if let Some(s) = d.push(b as u32, decode).unwrap() {
+            if let Some(s) = d.push(b as u32, decode, false).unwrap() {
                 assert!(!s.contains('\u{FFFD}'));
                 out.push_str(&s);
                 deltas += 1;
@@ -68,5 +71,18 @@ mod tests {
         }
         assert_eq!(out, text);
         assert_eq!(deltas, 4);
+    }
+
+    #[test]
+    fn a_last_token_releases_an_incomplete_character() {
+        let mut d = IncrementalDecoder::new(&[]);
+        assert_eq!(
+            d.push(b'a' as u32, decode, false).unwrap().as_deref(),
+            Some("a")
+        );
+        // The first two bytes of "€" never get their third.
+        assert_eq!(d.push(0xE2, decode, false).unwrap(), None);
+        let tail = d.push(0x82, decode, true).unwrap().unwrap();
+        assert_eq!(tail, "\u{FFFD}");
     }
 }
