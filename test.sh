@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 cargo test --release --workspace
 
 if [ -d tests/python ]; then
-  cargo build --release -p ingot-cli
+  # `cargo test` above already built the binary for the CLI's own tests; build it only if not.
+  [ -x target/release/ingot ] || cargo build --release -p ingot-cli
   python3 -c "import openai, pytest, httpx" 2>/dev/null ||
     python3 -m pip install -q --disable-pip-version-check openai pytest httpx
   INGOT_BIN="$PWD/target/release/ingot" python3 -m pytest -q tests/python

@@ -11,63 +11,32 @@ mod common;
 use common::*;
 use ingot_backend_cpu::CpuBackend;
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape};
+use ingot_testkit::paged::{Geo, KvRows, Queries, Scene};
+use ingot_testkit::reference;
 
-/// Geometry of one test scene.
-#[derive(Clone, Copy)]
-struct Geo {
-    hq: usize,
-    hk: usize,
-    d: usize,
-    bs: usize,
+/// CPU-side operations on a testkit scene.
+trait CpuScene {
+    fn caches(&self, be: &CpuBackend) -> (T, T);
+    fn write(
+        &self,
+        be: &CpuBackend,
+        caches: &mut (T, T),
+        parts: &[(usize, std::ops::Range<usize>)],
+    );
+    fn attend(
+        &self,
+        be: &CpuBackend,
+        caches: &(T, T),
+        parts: &[(usize, usize, usize)],
+        window: Option<usize>,
+    ) -> Vec<f32>;
+    fn reference(&self, parts: &[(usize, usize, usize)], window: Option<usize>) -> Vec<f64>;
 }
 
-/// Per-sequence data: all `len` tokens' q, k, v and the block table.
-struct Seq {
-    q: Vec<f32>, // [len, Hq, D]
-    k: Vec<f32>, // [len, Hk, D]
-    v: Vec<f32>, // [len, Hk, D]
-    table: Vec<u32>,
-}
-
-struct Scene {
-    geo: Geo,
-    seqs: Vec<Seq>,
-    num_blocks: usize,
-}
-
-impl Scene {
-    /// Random sequences of the given lengths, their blocks scattered over a shuffled pool.
-    fn new(rng: &mut Rng, geo: Geo, lens: &[usize]) -> Scene {
-        let need: usize = lens.iter().map(|l| l.div_ceil(geo.bs)).sum();
-        let num_blocks = need + 3;
-        let mut pool: Vec<u32> = (0..num_blocks as u32).collect();
-        rng.shuffle(&mut pool);
-        let mut next = 0;
-        let seqs = lens
-            .iter()
-            .map(|&len| {
-                let nb = len.div_ceil(geo.bs);
-                let table = pool[next..next + nb].to_vec();
-                next += nb;
-                Seq {
-                    q: rng.vec(len * geo.hq * geo.d),
-                    k: rng.vec(len * geo.hk * geo.d),
-                    v: rng.vec(len * geo.hk * geo.d),
-                    table,
-                }
-            })
-            .collect();
-        Scene {
-            geo,
-            seqs,
-            num_blocks,
-        }
-    }
-
+impl CpuScene for Scene {
     /// Caches full of NaN: unwritten slots poison any output that reads them.
     fn caches(&self, be: &CpuBackend) -> (T, T) {
-        let g = self.geo;
-        let shape = [self.num_blocks, g.hk, g.bs, g.d];
+        let shape = self.cache_shape();
         let nan = vec![f32::NAN; shape.iter().product()];
         (f32t(be, &nan, &shape), f32t(be, &nan, &shape))
     }
@@ -80,17 +49,7 @@ impl Scene {
         parts: &[(usize, std::ops::Range<usize>)],
     ) {
         let g = self.geo;
-        let row = g.hk * g.d;
-        let (mut k, mut v, mut slots) = (Vec::new(), Vec::new(), Vec::new());
-        for (s, r) in parts {
-            let seq = &self.seqs[*s];
-            k.extend_from_slice(&seq.k[r.start * row..r.end * row]);
-            v.extend_from_slice(&seq.v[r.start * row..r.end * row]);
-            slots.extend(
-                r.clone()
-                    .map(|p| seq.table[p / g.bs] * g.bs as u32 + (p % g.bs) as u32),
-            );
-        }
+        let KvRows { k, v, slots } = self.kv_rows(parts);
         let t = slots.len();
         let (kt, vt) = (f32t(be, &k, &[t, g.hk, g.d]), f32t(be, &v, &[t, g.hk, g.d]));
         be.kv_write(
@@ -113,24 +72,14 @@ impl Scene {
     ) -> Vec<f32> {
         let g = self.geo;
         let row = g.hq * g.d;
-        let max_blocks = parts
-            .iter()
-            .map(|&(s, _, _)| self.seqs[s].table.len())
-            .max()
-            .unwrap()
-            + 1;
-        let (mut q, mut qsl, mut lens, mut tables) =
-            (Vec::new(), vec![0u32], Vec::new(), Vec::new());
-        for &(s, len, q_len) in parts {
-            let seq = &self.seqs[s];
-            q.extend_from_slice(&seq.q[(len - q_len) * row..len * row]);
-            qsl.push(qsl.last().unwrap() + q_len as u32);
-            lens.push(len as u32);
-            // Unused table entries hold garbage: reading one would fail.
-            let mut t = seq.table.clone();
-            t.resize(max_blocks, u32::MAX);
-            tables.extend(t);
-        }
+        // One spare column of garbage (u32::MAX) entries: reading one would fail.
+        let Queries {
+            q,
+            tables,
+            lens,
+            qsl,
+            max_blocks,
+        } = self.queries(parts, 1);
         let t = q.len() / row;
         let s = parts.len();
         let (bt, sl, ql) = (
@@ -163,41 +112,7 @@ impl Scene {
 
     /// Plain causal attention in f64 over contiguous K/V, same output layout as `attend`.
     fn reference(&self, parts: &[(usize, usize, usize)], window: Option<usize>) -> Vec<f64> {
-        let g = self.geo;
-        let group = g.hq / g.hk;
-        let scale = 1.0 / (g.d as f64).sqrt();
-        let mut out = Vec::new();
-        for &(s, len, q_len) in parts {
-            let seq = &self.seqs[s];
-            for pos in len - q_len..len {
-                for h in 0..g.hq {
-                    let kvh = h / group;
-                    let q = &seq.q[(pos * g.hq + h) * g.d..][..g.d];
-                    let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                    let scores: Vec<f64> = (start..=pos)
-                        .map(|p| {
-                            let k = &seq.k[(p * g.hk + kvh) * g.d..][..g.d];
-                            q.iter()
-                                .zip(k)
-                                .map(|(a, b)| *a as f64 * *b as f64)
-                                .sum::<f64>()
-                                * scale
-                        })
-                        .collect();
-                    let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                    let z: f64 = e.iter().sum();
-                    for i in 0..g.d {
-                        let acc: f64 = (start..=pos)
-                            .zip(&e)
-                            .map(|(p, w)| w * seq.v[(p * g.hk + kvh) * g.d + i] as f64)
-                            .sum();
-                        out.push(acc / z);
-                    }
-                }
-            }
-        }
-        out
+        reference::attention(self, parts, window)
     }
 }
 

@@ -12,6 +12,7 @@ use common::*;
 use half::{bf16, f16};
 use ingot_backend_cpu::{CpuBackend, CpuStorage};
 use ingot_tensor::{Backend, BackendError, DType, Op, RopeStyle, Shape};
+use ingot_testkit::reference;
 
 #[track_caller]
 fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
@@ -25,20 +26,6 @@ fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     }
 }
 
-fn rms_reference(x: &[f32], w: &[f32], eps: f32) -> Vec<f64> {
-    let h = w.len();
-    x.chunks(h)
-        .flat_map(|row| {
-            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / h as f64;
-            let inv = 1.0 / (ms + eps as f64).sqrt();
-            row.iter()
-                .zip(w)
-                .map(move |(&v, &w)| v as f64 * inv * w as f64)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn rms_norm_matches_reference() {
     let mut rng = Rng::new(20);
@@ -50,7 +37,7 @@ fn rms_norm_matches_reference() {
             .unwrap();
         assert_close(
             &host(&got),
-            &rms_reference(&x, &w, 1e-6),
+            &reference::rms_norm(&x, &w, 1e-6),
             1e-5,
             &format!("T={t} H={h}"),
         );
@@ -70,7 +57,7 @@ fn rms_norm_matches_reference() {
         assert_eq!(host(&rt), summed, "T={t} H={h}: residual update");
         assert_close(
             &host(&got),
-            &rms_reference(&summed, &w, 1e-5),
+            &reference::rms_norm(&summed, &w, 1e-5),
             1e-5,
             &format!("fused T={t} H={h}"),
         );
@@ -97,23 +84,6 @@ fn rms_norm_rows_are_batch_invariant() {
     }
 }
 
-/// Rotates one head in f64 from the f32 angle `pos * inv_freq[i]` (as the kernel defines it).
-fn rope_reference(head: &[f32], pos: u32, inv_freq: &[f32], style: RopeStyle) -> Vec<f64> {
-    let mut out: Vec<f64> = head.iter().map(|&v| v as f64).collect();
-    let half = inv_freq.len();
-    for (i, &f) in inv_freq.iter().enumerate() {
-        let angle = (pos as f32 * f) as f64;
-        let (ia, ib) = match style {
-            RopeStyle::Neox => (i, i + half),
-            RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-        };
-        let (a, b) = (head[ia] as f64, head[ib] as f64);
-        out[ia] = a * angle.cos() - b * angle.sin();
-        out[ib] = b * angle.cos() + a * angle.sin();
-    }
-    out
-}
-
 #[test]
 fn rope_matches_reference() {
     let mut rng = Rng::new(22);
@@ -128,9 +98,7 @@ fn rope_matches_reference() {
             let (q, k) = (rng.vec(t * hq * d), rng.vec(t * hk * d));
             let positions: Vec<u32> = (0..t).map(|_| rng.below(5000) as u32).collect();
             // Llama-style frequencies 10000^(-2i/rot).
-            let inv_freq: Vec<f32> = (0..rot / 2)
-                .map(|i| 10000f32.powf(-((2 * i) as f32) / rot as f32))
-                .collect();
+            let inv_freq = reference::inv_freq(10000.0, rot);
             let mut qt = f32t(&be, &q, &[t, hq, d]);
             let mut kt = f32t(&be, &k, &[t, hk, d]);
             let ft = f32t(&be, &inv_freq, &[rot / 2]);
@@ -140,7 +108,12 @@ fn rope_matches_reference() {
                 for (tok, &pos) in positions.iter().enumerate() {
                     for h in 0..heads {
                         let at = (tok * heads + h) * d;
-                        let want = rope_reference(&src[at..at + d], pos, &inv_freq, style);
+                        let want = reference::rope_head(
+                            &src[at..at + d],
+                            pos,
+                            &inv_freq,
+                            matches!(style, RopeStyle::Interleaved),
+                        );
                         let what =
                             format!("{style:?} {name} T={t} D={d} R={rot} token {tok} head {h}");
                         // |x| ≤ 1, so 1e-5 absolute is 1e-5 relative to the input scale.
@@ -187,15 +160,7 @@ fn silu_mul_matches_reference() {
         let x: Vec<f32> = rng.vec(t * 2 * i).iter().map(|v| v * 8.0).collect();
         let got = be.silu_mul(&f32t(&be, &x, &[t, 2 * i])).unwrap();
         assert_eq!(got.dims(), &[t, i]);
-        let want: Vec<f64> = (0..t)
-            .flat_map(|r| {
-                let row = &x[r * 2 * i..(r + 1) * 2 * i];
-                (0..i).map(move |j| {
-                    let g = row[j] as f64;
-                    g / (1.0 + (-g).exp()) * row[i + j] as f64
-                })
-            })
-            .collect();
+        let want = reference::silu_mul(&x, i);
         assert_close(&host(&got), &want, 1e-5, &format!("T={t} I={i}"));
     }
 }

@@ -17,105 +17,7 @@ use common::*;
 use ingot_backend_cpu::CpuBackend;
 use ingot_backend_wgpu::WgpuBackend;
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, Tensor};
-
-#[derive(Clone, Copy, Debug)]
-struct Geo {
-    hq: usize,
-    hk: usize,
-    d: usize,
-    bs: usize,
-}
-
-struct Seq {
-    q: Vec<f32>, // [len, Hq, D]
-    k: Vec<f32>, // [len, Hk, D]
-    v: Vec<f32>, // [len, Hk, D]
-    table: Vec<u32>,
-}
-
-struct Scene {
-    geo: Geo,
-    seqs: Vec<Seq>,
-    num_blocks: usize,
-}
-
-impl Scene {
-    fn new(rng: &mut Rng, geo: Geo, lens: &[usize]) -> Scene {
-        let need: usize = lens.iter().map(|l| l.div_ceil(geo.bs)).sum();
-        let num_blocks = need + 3;
-        let mut pool: Vec<u32> = (0..num_blocks as u32).collect();
-        rng.shuffle(&mut pool);
-        let mut next = 0;
-        let seqs = lens
-            .iter()
-            .map(|&len| {
-                let nb = len.div_ceil(geo.bs);
-                let table = pool[next..next + nb].to_vec();
-                next += nb;
-                Seq {
-                    q: rng.vec(len * geo.hq * geo.d),
-                    k: rng.vec(len * geo.hk * geo.d),
-                    v: rng.vec(len * geo.hk * geo.d),
-                    table,
-                }
-            })
-            .collect();
-        Scene {
-            geo,
-            seqs,
-            num_blocks,
-        }
-    }
-
-    fn cache_shape(&self) -> [usize; 4] {
-        let g = self.geo;
-        [self.num_blocks, g.hk, g.bs, g.d]
-    }
-
-    /// k, v and slots of tokens `range` of each listed sequence, concatenated.
-    fn kv_rows(&self, parts: &[(usize, std::ops::Range<usize>)]) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
-        let g = self.geo;
-        let row = g.hk * g.d;
-        let (mut k, mut v, mut slots) = (Vec::new(), Vec::new(), Vec::new());
-        for (s, r) in parts {
-            let seq = &self.seqs[*s];
-            k.extend_from_slice(&seq.k[r.start * row..r.end * row]);
-            v.extend_from_slice(&seq.v[r.start * row..r.end * row]);
-            slots.extend(
-                r.clone()
-                    .map(|p| seq.table[p / g.bs] * g.bs as u32 + (p % g.bs) as u32),
-            );
-        }
-        (k, v, slots)
-    }
-
-    /// Queries and metadata for `(sequence, context length, query count)` triples.
-    #[allow(clippy::type_complexity)]
-    fn queries(
-        &self,
-        parts: &[(usize, usize, usize)],
-    ) -> (Vec<f32>, Vec<u32>, Vec<u32>, Vec<u32>, usize) {
-        let g = self.geo;
-        let row = g.hq * g.d;
-        let max_blocks = parts
-            .iter()
-            .map(|&(s, _, _)| self.seqs[s].table.len())
-            .max()
-            .unwrap();
-        let (mut q, mut tables, mut lens, mut qsl) =
-            (Vec::new(), Vec::new(), Vec::new(), vec![0u32]);
-        for &(s, ctx, nq) in parts {
-            let seq = &self.seqs[s];
-            q.extend_from_slice(&seq.q[(ctx - nq) * row..ctx * row]);
-            let mut t = seq.table.clone();
-            t.resize(max_blocks, u32::MAX); // unused entries must never be read
-            tables.extend(t);
-            lens.push(ctx as u32);
-            qsl.push(qsl.last().unwrap() + nq as u32);
-        }
-        (q, tables, lens, qsl, max_blocks)
-    }
-}
+use ingot_testkit::paged::{Geo, KvRows, Queries, Scene};
 
 /// Runs kv_write of `writes` then paged_attention of `reads` on backend `be`; returns the
 /// attention output and both caches.
@@ -135,7 +37,7 @@ fn run<B: Backend>(
     };
     let u = |data: &[u32], dims: &[usize]| -> Tensor<B> { be.from_u32(data, dims.into()).unwrap() };
     let (mut kc, mut vc) = (f(&nan, &shape), f(&nan, &shape));
-    let (k, v, slots) = scene.kv_rows(writes);
+    let KvRows { k, v, slots } = scene.kv_rows(writes);
     let t = slots.len();
     be.kv_write(
         &f(&k, &[t, g.hk, g.d]),
@@ -145,7 +47,14 @@ fn run<B: Backend>(
         &u(&slots, &[t]),
     )
     .unwrap();
-    let (q, tables, lens, qsl, max_blocks) = scene.queries(reads);
+    // Tables padded to the longest one, no spare column.
+    let Queries {
+        q,
+        tables,
+        lens,
+        qsl,
+        max_blocks,
+    } = scene.queries(reads, 0);
     let s = lens.len();
     let tq = *qsl.last().unwrap() as usize;
     let (bt, sl, ql) = (

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ingot_backend_wgpu::WgpuBackend;
@@ -19,70 +18,9 @@ use ingot_engine::{EngineConfig, EngineCore, offline};
 use ingot_models::{ModelFiles, ModelSource};
 use ingot_runner::{InputBatch, ModelRunner, SamplingParams, ScheduledSeq};
 use ingot_tensor::DType;
-use serde_json::Value;
-
-/// `testdata/` of the repository; `INGOT_TESTDATA` overrides it for test binaries run
-/// away from their build tree (the lent GPU machine).
-fn testdata(rel: &str) -> PathBuf {
-    match std::env::var_os("INGOT_TESTDATA") {
-        Some(dir) => PathBuf::from(dir).join(rel),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../testdata")
-            .join(rel),
-    }
-}
-
-struct Prompt {
-    name: String,
-    ids: Vec<u32>,
-    logits: Vec<f32>, // [T, V]
-    greedy: Vec<u32>,
-}
-
-fn references(dir: &str) -> (usize, Vec<Prompt>) {
-    let root = testdata(dir);
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
-            .unwrap();
-    let bytes = std::fs::read(root.join(json["logits_file"].as_str().unwrap())).unwrap();
-    let all: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let prompts = json["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let off = p["logits_offset"].as_u64().unwrap() as usize;
-            let shape = ids(&p["logits_shape"]);
-            let n = (shape[0] * shape[1]) as usize;
-            Prompt {
-                name: p["name"].as_str().unwrap().into(),
-                ids: ids(&p["token_ids"]),
-                logits: all[off..off + n].to_vec(),
-                greedy: ids(&p["greedy_tokens"]),
-            }
-        })
-        .collect();
-    (json["vocab_size"].as_u64().unwrap() as usize, prompts)
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        })
-        .0
-}
+use ingot_testkit::fixtures::{
+    References, argmax, max_rel_error, references, scattered_blocks, testdata,
+};
 
 fn engine(be: &WgpuBackend, source: ModelSource, budget: usize) -> EngineCore<WgpuBackend> {
     let files = ModelFiles::open(source).expect("model opens");
@@ -103,7 +41,10 @@ fn engine(be: &WgpuBackend, source: ModelSource, budget: usize) -> EngineCore<Wg
 
 fn check(dir: &str) {
     let Some(be) = common::gpu() else { return };
-    let (vocab, prompts) = references(dir);
+    let References {
+        vocab_size: vocab,
+        prompts,
+    } = references(&testdata(dir)).unwrap();
     let source = ModelSource::HfDir(testdata(dir));
     let files = ModelFiles::open(source.clone()).unwrap();
     for dtype in [DType::F32, DType::F16] {
@@ -112,10 +53,7 @@ fn check(dir: &str) {
         let mut runner = ModelRunner::new(be.clone(), model, 64, 16, vec![]).unwrap();
         for p in &prompts {
             // One prefill of the whole prompt through a shuffled block table.
-            let blocks: Vec<u32> = (0..p.ids.len().div_ceil(16) as u32)
-                .rev()
-                .map(|b| b * 3 + 1)
-                .collect();
+            let blocks = scattered_blocks(p.ids.len(), 16);
             let seq = ScheduledSeq {
                 new_tokens: &p.ids,
                 num_computed: 0,
@@ -137,12 +75,7 @@ fn check(dir: &str) {
             for (pos, (o, r)) in ours.chunks(vocab).zip(p.logits.chunks(vocab)).enumerate() {
                 assert_eq!(argmax(o), argmax(r), "{what}: top-1 at position {pos}");
             }
-            let max_ref = p.logits.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let max_diff = ours
-                .iter()
-                .zip(&p.logits)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            let rel = max_diff / max_ref;
+            let rel = max_rel_error(&ours, &p.logits);
             eprintln!("{what}: max relative logit error {rel:e}");
             assert!(
                 rel <= 1e-2,

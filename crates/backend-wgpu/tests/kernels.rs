@@ -313,9 +313,7 @@ fn rope_matches_cpu() {
             let (q, k) = (rng.vec(t * hq * d), rng.vec(t * hk * d));
             // Positions up to 200k: the angle reduction must hold far beyond [-pi, pi].
             let positions: Vec<u32> = (0..t).map(|_| rng.below(200_000) as u32).collect();
-            let inv_freq: Vec<f32> = (0..rot / 2)
-                .map(|i| 1e6f32.powf(-((2 * i) as f32) / rot as f32))
-                .collect();
+            let inv_freq = ingot_testkit::reference::inv_freq(1e6, rot);
             let (mut gq, mut gk) = (g32(&gpu, &q, &[t, hq, d]), g32(&gpu, &k, &[t, hk, d]));
             let (mut cq, mut ck) = (c32(&cpu, &q, &[t, hq, d]), c32(&cpu, &k, &[t, hk, d]));
             gpu.rope(

@@ -11,61 +11,11 @@ use ingot_backend_cpu::CpuBackend;
 use ingot_models::{ModelFiles, ModelSource};
 use ingot_runner::{InputBatch, ModelRunner, SamplingParams, ScheduledSeq};
 use ingot_tensor::DType;
-use serde_json::Value;
-
-struct Prompt {
-    name: String,
-    text: String,
-    add_special: bool,
-    ids: Vec<u32>,
-    logits: Vec<f32>, // [T, V]
-    greedy: Vec<u32>,
-}
-
-fn references(dir: &str) -> (usize, Vec<Prompt>) {
-    let root = common::testdata(dir);
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
-            .unwrap();
-    let bytes = std::fs::read(root.join(json["logits_file"].as_str().unwrap())).unwrap();
-    let all: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let ids = |v: &Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect::<Vec<_>>()
-    };
-    let prompts = json["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let off = p["logits_offset"].as_u64().unwrap() as usize;
-            let shape = ids(&p["logits_shape"]);
-            let n = (shape[0] * shape[1]) as usize;
-            Prompt {
-                name: p["name"].as_str().unwrap().into(),
-                text: p["text"].as_str().unwrap().into(),
-                add_special: p["add_special_tokens"].as_bool().unwrap(),
-                ids: ids(&p["token_ids"]),
-                logits: all[off..off + n].to_vec(),
-                greedy: ids(&p["greedy_tokens"]),
-            }
-        })
-        .collect();
-    (json["vocab_size"].as_u64().unwrap() as usize, prompts)
-}
+use ingot_testkit::fixtures::{References, max_rel_error, references, scattered_blocks};
 
 /// Logits at every position of `ids`, computed in one prefill through a shuffled block table.
 fn all_logits(runner: &mut ModelRunner<CpuBackend>, ids: &[u32]) -> Vec<f32> {
-    let blocks: Vec<u32> = (0..ids.len().div_ceil(16) as u32)
-        .rev()
-        .map(|b| b * 3 + 1)
-        .collect();
+    let blocks = scattered_blocks(ids.len(), 16);
     let seq = ScheduledSeq {
         new_tokens: ids,
         num_computed: 0,
@@ -79,7 +29,10 @@ fn all_logits(runner: &mut ModelRunner<CpuBackend>, ids: &[u32]) -> Vec<f32> {
 }
 
 fn check(dir: &str, source: ModelSource, tolerance: f32, check_greedy: bool) {
-    let (vocab, prompts) = references(dir);
+    let References {
+        vocab_size: vocab,
+        prompts,
+    } = references(&common::testdata(dir)).unwrap();
     let label = source.path().display().to_string();
     let files = ModelFiles::open(source.clone()).unwrap();
     for p in &prompts {
@@ -92,12 +45,7 @@ fn check(dir: &str, source: ModelSource, tolerance: f32, check_greedy: bool) {
     let mut runner = ModelRunner::new(backend, model, 64, 16, vec![]).unwrap();
     for p in &prompts {
         let ours = all_logits(&mut runner, &p.ids);
-        let max_ref = p.logits.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let max_diff = ours
-            .iter()
-            .zip(&p.logits)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let rel = max_diff / max_ref;
+        let rel = max_rel_error(&ours, &p.logits);
         assert!(
             rel <= tolerance,
             "{label}: prompt '{}': logits off by {rel:e} (tolerance {tolerance:e})",

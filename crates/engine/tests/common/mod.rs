@@ -10,10 +10,9 @@ use ingot_models::{ModelFiles, ModelSource};
 use ingot_runner::ModelRunner;
 use ingot_tensor::DType;
 
+/// `testdata/<rel>` of the repository (see `ingot_testkit::fixtures::testdata`).
 pub fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
+    ingot_testkit::fixtures::testdata(rel)
 }
 
 pub struct Knobs {
