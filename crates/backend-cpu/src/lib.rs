@@ -234,12 +234,7 @@ impl Backend for CpuBackend {
     }
 
     fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
-        assert_eq!(
-            data.len(),
-            shape.numel(),
-            "from_f32: {} values for shape {shape}",
-            data.len()
-        );
+        check::upload("from_f32", data.len(), &shape);
         let storage = match dtype {
             DType::F32 => CpuStorage::F32(data.to_vec()),
             DType::F16 => {
@@ -258,12 +253,7 @@ impl Backend for CpuBackend {
     }
 
     fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
-        assert_eq!(
-            data.len(),
-            shape.numel(),
-            "from_u32: {} values for shape {shape}",
-            data.len()
-        );
+        check::upload("from_u32", data.len(), &shape);
         Ok(tensor(CpuStorage::U32(data.to_vec()), shape))
     }
 
@@ -279,18 +269,20 @@ impl Backend for CpuBackend {
     }
 
     fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
+        check::to_f32(t);
         Ok(match t.storage() {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F16(v) => v.to_f32_vec(),
             CpuStorage::BF16(v) => v.to_f32_vec(),
-            CpuStorage::U32(_) => panic!("to_f32: {t:?} is not a float tensor (use to_u32)"),
+            CpuStorage::U32(_) => unreachable!("checked above"),
         })
     }
 
     fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
+        check::to_u32(t);
         match t.storage() {
             CpuStorage::U32(v) => Ok(v.clone()),
-            _ => panic!("to_u32: {t:?} is not a u32 tensor"),
+            _ => unreachable!("checked above"),
         }
     }
 
@@ -378,11 +370,7 @@ impl Backend for CpuBackend {
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
     ) -> Result<T> {
-        check::paged_attention(q, k_cache, v_cache, meta);
-        assert!(
-            params.sliding_window != Some(0),
-            "paged_attention: sliding window of 0 positions"
-        );
+        check::paged_attention(q, k_cache, v_cache, meta, &params);
         let dims = cache_dims(k_cache);
         let qv = f32s(q, Op::PagedAttention)?;
         let kc = f32s(k_cache, Op::PagedAttention)?;

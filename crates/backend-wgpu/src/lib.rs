@@ -180,22 +180,12 @@ impl Backend for WgpuBackend {
     }
 
     fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
-        assert_eq!(
-            data.len(),
-            shape.numel(),
-            "from_f32: {} values for shape {shape}",
-            data.len()
-        );
+        check::upload("from_f32", data.len(), &shape);
         self.upload(&storage::encode(data, dtype), shape, dtype)
     }
 
     fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
-        assert_eq!(
-            data.len(),
-            shape.numel(),
-            "from_u32: {} values for shape {shape}",
-            data.len()
-        );
+        check::upload("from_u32", data.len(), &shape);
         self.upload(bytemuck::cast_slice(data), shape, DType::U32)
     }
 
@@ -220,15 +210,12 @@ impl Backend for WgpuBackend {
     }
 
     fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
-        assert!(
-            t.dtype().is_float(),
-            "to_f32: {t:?} is not a float tensor (use to_u32)"
-        );
+        check::to_f32(t);
         Ok(storage::decode(&self.download(t)?, t.dtype()))
     }
 
     fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
-        assert_eq!(t.dtype(), DType::U32, "to_u32: {t:?} is not a u32 tensor");
+        check::to_u32(t);
         Ok(bytemuck::pod_collect_to_vec(&self.download(t)?))
     }
 
@@ -286,11 +273,7 @@ impl Backend for WgpuBackend {
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
     ) -> Result<T> {
-        check::paged_attention(q, k_cache, v_cache, meta);
-        assert!(
-            params.sliding_window != Some(0),
-            "paged_attention: sliding window of 0 positions"
-        );
+        check::paged_attention(q, k_cache, v_cache, meta, &params);
         f32_only(Op::PagedAttention, &[q, k_cache, v_cache])?;
         kernels::attention::paged_attention(
             self,

@@ -2,7 +2,7 @@
 //! has exactly one definition of what it accepts. Each check panics with the caller's
 //! location (`#[track_caller]`): a violation is a bug in model or runner code.
 
-use crate::{AttentionMeta, Backend, DType, Tensor};
+use crate::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
 
 #[track_caller]
 fn rank<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, r: usize) {
@@ -178,7 +178,12 @@ pub fn paged_attention<B: Backend + ?Sized>(
     k_cache: &Tensor<B>,
     v_cache: &Tensor<B>,
     meta: &AttentionMeta<'_, B>,
+    params: &AttentionParams,
 ) {
+    assert!(
+        params.sliding_window != Some(0),
+        "paged_attention: sliding window of 0 positions"
+    );
     rank("paged_attention q", q, 3);
     float("paged_attention q", q);
     rank("paged_attention k_cache", k_cache, 4);
@@ -247,4 +252,23 @@ pub fn gather_rows<B: Backend + ?Sized>(x: &Tensor<B>, idx: &Tensor<B>) {
 pub fn add<B: Backend + ?Sized>(a: &Tensor<B>, b: &Tensor<B>) {
     assert_eq!(a.shape(), b.shape(), "add: {} vs {}", a.shape(), b.shape());
     assert_eq!(a.dtype(), b.dtype(), "add: {} vs {}", a.dtype(), b.dtype());
+}
+
+/// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.
+#[track_caller]
+pub fn upload(verb: &str, len: usize, shape: &Shape) {
+    assert_eq!(len, shape.numel(), "{verb}: {len} values for shape {shape}");
+}
+
+#[track_caller]
+pub fn to_f32<B: Backend + ?Sized>(t: &Tensor<B>) {
+    assert!(
+        t.dtype().is_float(),
+        "to_f32: {t:?} is not a float tensor (use to_u32)"
+    );
+}
+
+#[track_caller]
+pub fn to_u32<B: Backend + ?Sized>(t: &Tensor<B>) {
+    dtype("to_u32", t, DType::U32);
 }
