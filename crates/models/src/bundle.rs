@@ -1,5 +1,7 @@
 //! Loading a resolved model: its config, tokenizer and weights, from a GGUF file or a
-//! Hugging Face directory, with a progress bar over the tensors on stderr.
+//! Hugging Face directory, with a progress bar over the tensors on stderr. With
+//! [`LoadFormat::Dummy`] only the config (and the tokenizer, when there is one) is read and the
+//! weights are generated ([`crate::loader::dummy`]).
 
 use std::path::Path;
 
@@ -9,10 +11,21 @@ use ingot_tokenizer::{GgufVocab, Tokenizer};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::llama::{LlamaModel, WeightNames};
-use crate::loader::WeightSource;
 use crate::loader::gguf::GgufFile;
 use crate::loader::safetensors::SafetensorsDir;
+use crate::loader::{DummyWeights, WeightSource};
 use crate::spec::ModelSource;
+
+/// Where the weights come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadFormat {
+    /// The model's own files.
+    #[default]
+    Auto,
+    /// Random weights of the config's shapes, for benchmarks (vLLM's `--load-format dummy`).
+    /// A Hugging Face directory without tokenizer.json gets [`Tokenizer::placeholder`].
+    Dummy,
+}
 
 /// Everything a model needs before weights go to a device.
 pub struct ModelFiles {
@@ -26,6 +39,14 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Opens the files, parses the config and builds the tokenizer (weights stay mapped).
     pub fn open(source: ModelSource) -> Result<Self> {
+        Self::open_as(source, LoadFormat::Auto)
+    }
+
+    /// [`Self::open`], with the weights from `format`.
+    pub fn open_as(source: ModelSource, format: LoadFormat) -> Result<Self> {
+        if format == LoadFormat::Dummy {
+            return Self::open_dummy(source);
+        }
         match &source {
             ModelSource::Gguf(path) => {
                 let file = GgufFile::open(path)?;
@@ -54,6 +75,46 @@ impl ModelFiles {
         }
     }
 
+    fn open_dummy(source: ModelSource) -> Result<Self> {
+        let (config, tokenizer, config_path) = match &source {
+            ModelSource::Gguf(path) => {
+                let file = GgufFile::open(path)?;
+                (
+                    ModelConfig::from_gguf(&file)?,
+                    tokenizer_from_gguf(&file)?,
+                    path.clone(),
+                )
+            }
+            ModelSource::HfDir(dir) => {
+                let path = dir.join("config.json");
+                let config = ModelConfig::from_hf_json(&path)?;
+                let tokenizer = if dir.join("tokenizer.json").is_file() {
+                    Tokenizer::from_hf_dir(dir).map_err(|e| tok_err(dir, e))?
+                } else {
+                    let eos = hf_eos_id(&path);
+                    tracing::warn!(
+                        "{}: no tokenizer.json; token i reads as `<i>`",
+                        dir.display()
+                    );
+                    Tokenizer::placeholder(config.vocab_size, eos).map_err(|e| tok_err(dir, e))?
+                };
+                (config, tokenizer, path)
+            }
+        };
+        tracing::info!(
+            "dummy weights: random values of {}'s shapes",
+            config_path.display()
+        );
+        let weights = DummyWeights::new(&config, &config_path);
+        Ok(Self {
+            source,
+            config,
+            tokenizer,
+            weights: Box::new(weights),
+            names: WeightNames::HuggingFace,
+        })
+    }
+
     /// Uploads the weights to `backend` (matrices in `weight_dtype`), showing progress.
     pub fn load_model<B: Backend>(
         &self,
@@ -77,6 +138,15 @@ impl ModelFiles {
         bar.finish_and_clear();
         model
     }
+}
+
+/// The first `eos_token_id` of a config.json (an integer or a list), if any.
+fn hf_eos_id(config_path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(config_path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let eos = v.get("eos_token_id")?;
+    let first = eos.as_array().and_then(|a| a.first()).unwrap_or(eos);
+    first.as_u64().map(|id| id as u32)
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {

@@ -13,7 +13,7 @@ pub mod loader;
 pub mod registry;
 pub mod spec;
 
-pub use bundle::ModelFiles;
+pub use bundle::{LoadFormat, ModelFiles};
 pub use config::ModelConfig;
 pub use error::{ModelError, Result};
 pub use spec::ModelSource;

@@ -20,48 +20,40 @@ pub enum WeightNames {
 }
 
 impl WeightNames {
-    fn global(self, what: Global) -> &'static str {
-        match (self, what) {
-            (WeightNames::HuggingFace, Global::Embed) => "model.embed_tokens.weight",
-            (WeightNames::HuggingFace, Global::Norm) => "model.norm.weight",
-            (WeightNames::HuggingFace, Global::LmHead) => "lm_head.weight",
-            (WeightNames::Gguf, Global::Embed) => "token_embd.weight",
-            (WeightNames::Gguf, Global::Norm) => "output_norm.weight",
-            (WeightNames::Gguf, Global::LmHead) => "output.weight",
+    /// The file's name for the weight Hugging Face calls `hf` (a name of [`weight_shapes`]).
+    pub fn file_name(self, hf: &str) -> String {
+        if self == WeightNames::HuggingFace {
+            return hf.to_string();
         }
-    }
-
-    /// `part` is the HF suffix after `model.layers.N.`; GGUF names are mapped from it.
-    fn layer(self, i: usize, part: &str) -> String {
-        match self {
-            WeightNames::HuggingFace => format!("model.layers.{i}.{part}"),
-            WeightNames::Gguf => {
-                let g = match part {
-                    "input_layernorm.weight" => "attn_norm.weight",
-                    "post_attention_layernorm.weight" => "ffn_norm.weight",
-                    "self_attn.q_proj.weight" => "attn_q.weight",
-                    "self_attn.k_proj.weight" => "attn_k.weight",
-                    "self_attn.v_proj.weight" => "attn_v.weight",
-                    "self_attn.q_proj.bias" => "attn_q.bias",
-                    "self_attn.k_proj.bias" => "attn_k.bias",
-                    "self_attn.v_proj.bias" => "attn_v.bias",
-                    "self_attn.o_proj.weight" => "attn_output.weight",
-                    "mlp.gate_proj.weight" => "ffn_gate.weight",
-                    "mlp.up_proj.weight" => "ffn_up.weight",
-                    "mlp.down_proj.weight" => "ffn_down.weight",
-                    other => unreachable!("no GGUF name for {other}"),
-                };
-                format!("blk.{i}.{g}")
-            }
+        match hf {
+            "model.embed_tokens.weight" => return "token_embd.weight".into(),
+            "model.norm.weight" => return "output_norm.weight".into(),
+            "lm_head.weight" => return "output.weight".into(),
+            _ => {}
         }
+        let rest = hf
+            .strip_prefix("model.layers.")
+            .unwrap_or_else(|| unreachable!("no GGUF name for {hf}"));
+        let (i, part) = rest
+            .split_once('.')
+            .unwrap_or_else(|| unreachable!("no GGUF name for {hf}"));
+        let g = match part {
+            "input_layernorm.weight" => "attn_norm.weight",
+            "post_attention_layernorm.weight" => "ffn_norm.weight",
+            "self_attn.q_proj.weight" => "attn_q.weight",
+            "self_attn.k_proj.weight" => "attn_k.weight",
+            "self_attn.v_proj.weight" => "attn_v.weight",
+            "self_attn.q_proj.bias" => "attn_q.bias",
+            "self_attn.k_proj.bias" => "attn_k.bias",
+            "self_attn.v_proj.bias" => "attn_v.bias",
+            "self_attn.o_proj.weight" => "attn_output.weight",
+            "mlp.gate_proj.weight" => "ffn_gate.weight",
+            "mlp.up_proj.weight" => "ffn_up.weight",
+            "mlp.down_proj.weight" => "ffn_down.weight",
+            other => unreachable!("no GGUF name for {other}"),
+        };
+        format!("blk.{i}.{g}")
     }
-}
-
-#[derive(Clone, Copy)]
-enum Global {
-    Embed,
-    Norm,
-    LmHead,
 }
 
 struct Layer<B: Backend> {
@@ -106,28 +98,39 @@ pub struct LlamaModel<B: Backend> {
 struct Loader<'a, B: Backend> {
     backend: &'a B,
     src: &'a dyn WeightSource,
+    names: WeightNames,
+    shapes: std::collections::HashMap<String, Vec<usize>>,
     dtype: DType,
     on_tensor: &'a mut dyn FnMut(),
 }
 
 impl<B: Backend> Loader<'_, B> {
-    fn raw(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
-        let shape = self.src.shape(name)?;
+    /// The elements of weight `hf_name` (named as in [`weight_shapes`]) read from the file
+    /// under its own name, after checking the file's shape against the table's.
+    fn raw(&mut self, hf_name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let expected = self
+            .shapes
+            .get(hf_name)
+            .unwrap_or_else(|| unreachable!("{hf_name} is not in weight_shapes"))
+            .clone();
+        let name = self.names.file_name(hf_name);
+        let shape = self.src.shape(&name)?;
         if shape != expected {
             return Err(crate::loader::LoadError::Tensor {
-                path: self.src.file_of(name).to_path_buf(),
-                tensor: name.to_string(),
+                path: self.src.file_of(&name).to_path_buf(),
+                tensor: name,
                 message: format!("shape {shape:?} does not match the config's {expected:?}"),
             }
             .into());
         }
-        let data = self.src.load_f32(name)?;
+        let data = self.src.load_f32(&name)?;
         (self.on_tensor)();
-        Ok(data)
+        Ok((data, expected))
     }
 
-    fn load(&mut self, name: &str, shape: &[usize]) -> Result<Tensor<B>> {
-        let data = self.raw(name, shape)?;
+    /// Uploads one weight: vectors in f32, matrices in the weight dtype.
+    fn load(&mut self, hf_name: &str) -> Result<Tensor<B>> {
+        let (data, shape) = self.raw(hf_name)?;
         let dtype = if shape.len() == 1 {
             DType::F32
         } else {
@@ -136,13 +139,23 @@ impl<B: Backend> Loader<'_, B> {
         Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
     }
 
-    /// Rows of several [n_i, k] tensors stacked into one [sum n_i, k] tensor.
-    fn stacked(&mut self, parts: &[(&str, usize)], k: usize) -> Result<Tensor<B>> {
+    fn load_opt(&mut self, hf_name: &str) -> Result<Option<Tensor<B>>> {
+        if self.shapes.contains_key(hf_name) {
+            self.load(hf_name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Rows of several [n_i, k] matrices stacked into one [sum n_i, k] tensor.
+    fn stacked(&mut self, hf_names: &[&str]) -> Result<Tensor<B>> {
         let mut data = Vec::new();
-        let mut n = 0;
-        for (name, rows) in parts {
-            data.extend(self.raw(name, &[*rows, k])?);
-            n += rows;
+        let (mut n, mut k) = (0, 0);
+        for name in hf_names {
+            let (part, shape) = self.raw(name)?;
+            data.extend(part);
+            n += shape[0];
+            k = shape[1];
         }
         Ok(self
             .backend
@@ -150,15 +163,51 @@ impl<B: Backend> Loader<'_, B> {
     }
 }
 
+/// Every weight the decoder reads, by Hugging Face name, with its row-major shape: the one
+/// place the shapes are written down. [`LlamaModel::load`] checks files against it and the
+/// dummy loader ([`crate::loader::dummy`]) generates tensors from it.
+pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
+    let (qd, kd) = (c.num_heads * d, c.num_kv_heads * d);
+    let mut v = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, h],
+    )];
+    for l in 0..c.num_layers {
+        let mut layer = |part: &str, shape: Vec<usize>| {
+            v.push((format!("model.layers.{l}.{part}"), shape));
+        };
+        layer("input_layernorm.weight", vec![h]);
+        layer("self_attn.q_proj.weight", vec![qd, h]);
+        layer("self_attn.k_proj.weight", vec![kd, h]);
+        layer("self_attn.v_proj.weight", vec![kd, h]);
+        if c.qkv_bias {
+            layer("self_attn.q_proj.bias", vec![qd]);
+            layer("self_attn.k_proj.bias", vec![kd]);
+            layer("self_attn.v_proj.bias", vec![kd]);
+        }
+        layer("self_attn.o_proj.weight", vec![h, qd]);
+        layer("post_attention_layernorm.weight", vec![h]);
+        layer("mlp.gate_proj.weight", vec![i, h]);
+        layer("mlp.up_proj.weight", vec![i, h]);
+        layer("mlp.down_proj.weight", vec![h, i]);
+    }
+    v.push(("model.norm.weight".to_string(), vec![h]));
+    if !c.tie_word_embeddings {
+        v.push(("lm_head.weight".to_string(), vec![c.vocab_size, h]));
+    }
+    v
+}
+
 impl<B: Backend> LlamaModel<B> {
     /// Number of tensors [`Self::load`] reads, for progress bars.
     pub fn tensor_count(cfg: &ModelConfig) -> usize {
-        let per_layer = 9 + if cfg.qkv_bias { 3 } else { 0 };
-        2 + usize::from(!cfg.tie_word_embeddings) + cfg.num_layers * per_layer
+        weight_shapes(cfg).len()
     }
 
-    /// Reads every weight from `src`, checks shapes against `config`, and uploads them with
-    /// matrices in `weight_dtype`. `on_tensor` is called after each tensor (progress).
+    /// Reads every weight of [`weight_shapes`] from `src`, checks shapes against `config`,
+    /// and uploads them with matrices in `weight_dtype`. `on_tensor` is called after each
+    /// tensor (progress).
     pub fn load(
         backend: &B,
         config: ModelConfig,
@@ -168,52 +217,34 @@ impl<B: Backend> LlamaModel<B> {
         on_tensor: &mut dyn FnMut(),
     ) -> Result<Self> {
         let c = &config;
-        let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
-        let (qd, kd) = (c.num_heads * d, c.num_kv_heads * d);
         let mut ld = Loader {
             backend,
             src,
+            names,
+            shapes: weight_shapes(c).into_iter().collect(),
             dtype: weight_dtype,
             on_tensor,
         };
-        let embed = ld.load(names.global(Global::Embed), &[c.vocab_size, h])?;
+        let embed = ld.load("model.embed_tokens.weight")?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
-            let n = |p: &str| names.layer(l, p);
-            let bias = |ld: &mut Loader<B>, p: &str, len: usize| -> Result<Option<Tensor<B>>> {
-                if c.qkv_bias {
-                    ld.load(&n(p), &[len]).map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
+            let n = |p: &str| format!("model.layers.{l}.{p}");
             layers.push(Layer {
-                attn_norm: ld.load(&n("input_layernorm.weight"), &[h])?,
-                wq: ld.load(&n("self_attn.q_proj.weight"), &[qd, h])?,
-                wk: ld.load(&n("self_attn.k_proj.weight"), &[kd, h])?,
-                wv: ld.load(&n("self_attn.v_proj.weight"), &[kd, h])?,
-                bq: bias(&mut ld, "self_attn.q_proj.bias", qd)?,
-                bk: bias(&mut ld, "self_attn.k_proj.bias", kd)?,
-                bv: bias(&mut ld, "self_attn.v_proj.bias", kd)?,
-                wo: ld.load(&n("self_attn.o_proj.weight"), &[h, qd])?,
-                mlp_norm: ld.load(&n("post_attention_layernorm.weight"), &[h])?,
-                w_gate_up: ld.stacked(
-                    &[
-                        (&n("mlp.gate_proj.weight"), i),
-                        (&n("mlp.up_proj.weight"), i),
-                    ],
-                    h,
-                )?,
-                w_down: ld.load(&n("mlp.down_proj.weight"), &[h, i])?,
+                attn_norm: ld.load(&n("input_layernorm.weight"))?,
+                wq: ld.load(&n("self_attn.q_proj.weight"))?,
+                wk: ld.load(&n("self_attn.k_proj.weight"))?,
+                wv: ld.load(&n("self_attn.v_proj.weight"))?,
+                bq: ld.load_opt(&n("self_attn.q_proj.bias"))?,
+                bk: ld.load_opt(&n("self_attn.k_proj.bias"))?,
+                bv: ld.load_opt(&n("self_attn.v_proj.bias"))?,
+                wo: ld.load(&n("self_attn.o_proj.weight"))?,
+                mlp_norm: ld.load(&n("post_attention_layernorm.weight"))?,
+                w_gate_up: ld.stacked(&[&n("mlp.gate_proj.weight"), &n("mlp.up_proj.weight")])?,
+                w_down: ld.load(&n("mlp.down_proj.weight"))?,
             });
         }
-        let norm = ld.load(names.global(Global::Norm), &[h])?;
-        let lm_head_name = names.global(Global::LmHead);
-        let lm_head = if c.tie_word_embeddings {
-            None
-        } else {
-            Some(ld.load(lm_head_name, &[c.vocab_size, h])?)
-        };
+        let norm = ld.load("model.norm.weight")?;
+        let lm_head = ld.load_opt("lm_head.weight")?;
         let inv = c.rope.inv_freq();
         let inv_freq = backend.from_f32(&inv, Shape::new([inv.len()]), DType::F32)?;
         Ok(Self {

@@ -180,6 +180,46 @@ impl Tokenizer {
         })
     }
 
+    /// A stand-in vocabulary for models that come without a tokenizer (dummy weights for
+    /// benchmarks, `--load-format dummy`): token `i` is the word `<i>`, words are split on
+    /// whitespace, an unknown word reads as `<0>`, and decoding joins the words with spaces.
+    /// No BOS, no chat template; `eos` (if any) ends generation.
+    pub fn placeholder(vocab_size: usize, eos: Option<u32>) -> Result<Tokenizer> {
+        let vocab: serde_json::Map<String, Value> = (0..vocab_size)
+            .map(|i| (format!("<{i}>"), Value::from(i)))
+            .collect();
+        let spec = serde_json::json!({
+            "version": "1.0",
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "WhitespaceSplit"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<0>"},
+        });
+        let hf: tokenizers::Tokenizer = spec
+            .to_string()
+            .parse()
+            .map_err(|e| Error::Tokenize(format!("placeholder vocabulary: {e}")))?;
+        let eos = eos
+            .filter(|&id| (id as usize) < vocab_size)
+            .map(|id| SpecialToken {
+                id,
+                text: format!("<{id}>"),
+            });
+        Ok(Tokenizer {
+            hf,
+            bos: None,
+            eos_ids: eos.iter().map(|e| e.id).collect(),
+            eos,
+            prepend_bos: false,
+            append_eos: false,
+            adds_bos: false,
+            vocab_size,
+            chat_template: None,
+        })
+    }
+
     /// Token ids of `text`. Special tokens written in the text (like `<|im_start|>`) become their ids
     /// either way; `add_special_tokens` adds the BOS (and EOS) the model wants around a prompt.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
@@ -389,5 +429,30 @@ fn bad(path: &Path, message: String) -> Error {
     Error::BadFile {
         path: path.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tokenizer;
+
+    #[test]
+    fn placeholder_round_trips_every_id_and_knows_its_eos() {
+        let tok = Tokenizer::placeholder(1000, Some(999)).unwrap();
+        assert_eq!(tok.vocab_size(), 1000);
+        assert_eq!(tok.eos_token_ids(), &[999]);
+        assert_eq!(tok.bos_token_id(), None);
+        let ids: Vec<u32> = vec![0, 7, 998, 999, 42, 42];
+        let text = tok.decode(&ids, false).unwrap();
+        assert_eq!(text, "<0> <7> <998> <999> <42> <42>");
+        assert_eq!(tok.encode(&text, true).unwrap(), ids);
+        assert_eq!(tok.encode("hello <5>", false).unwrap(), vec![0, 5]);
+        assert!(tok.decode(&[1000], false).is_err());
+        assert!(
+            Tokenizer::placeholder(10, Some(10))
+                .unwrap()
+                .eos_token_ids()
+                .is_empty()
+        );
     }
 }

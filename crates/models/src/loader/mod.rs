@@ -1,17 +1,20 @@
 //! Weight files: GGUF (`gguf`, with `dequant` for its block formats) and safetensors
-//! (`safetensors`). Both are memory-mapped and expose the same [`WeightSource`] view, so the
-//! model code that names tensors never cares which format it reads.
+//! (`safetensors`), both memory-mapped, and generated weights for benchmarks (`dummy`). All
+//! expose the same [`WeightSource`] view, so the model code that names tensors never cares
+//! which format it reads.
 //!
 //! Every failure is a [`LoadError`] naming the file and, where one is involved, the tensor.
 
 use std::path::{Path, PathBuf};
 
 pub mod dequant;
+pub mod dummy;
 pub mod ggml_type;
 pub mod gguf;
 pub mod safetensors;
 
 pub use dequant::{DequantError, dequantize};
+pub use dummy::DummyWeights;
 pub use ggml_type::GgmlType;
 pub use gguf::{GgufFile, GgufTensorInfo, MetaValue};
 pub use safetensors::SafetensorsDir;
