@@ -1,14 +1,29 @@
 //! `ModelRunner`: owns the model, its paged KV cache, the backend and each request's
 //! sampling state. One call executes one [`SchedulerOutput`]: build the flat
-//! [`InputBatch`], upload it, run one forward pass, read back the sampled rows' logits and
+//! [`InputBatch`], upload it, run one forward pass, read back what sampling needs and
 //! sample. It knows nothing of queues or block allocation: block ids arrive in the output.
+//!
+//! Read-back: the forward pass leaves logits [R, V] on the device. Rows whose request is
+//! plainly greedy at this step (temperature 0, no bias, penalties or `min_tokens`
+//! suppression, no log-probabilities; see `SamplingState::needs_logits`) take their token
+//! from the backend's `argmax` verb, so a greedy decode step reads back R u32 ids instead
+//! of R x V floats. Only the other rows (sampled, processed, log-probability and prompt
+//! log-probability rows) are gathered on the device and read back as f32 for the host
+//! sampler. `argmax` has exactly the host sampler's semantics, so tokens do not depend on
+//! which path a row took.
+//!
+//! Seeded and temperature sampling stay on the host for now. Moving them to the device
+//! needs a sampling kernel whose draws are reproducible per request whatever the batch: a
+//! counter-based RNG (e.g. Philox) keyed by the request's seed and indexed by its output
+//! position, instead of the sequential ChaCha stream each request owns here, plus top-k /
+//! top-p / min-p filtering and the penalties as device passes.
 
 use std::collections::HashMap;
 
 use ingot_models::Result;
 use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
 use ingot_scheduler::{RequestId, SchedulerOutput};
-use ingot_tensor::{AttentionMeta, Backend, DType, Shape};
+use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
 
 use crate::sampler::{Sampled, Sampler, SamplingState};
 use crate::{InputBatch, ScheduledSeq};
@@ -25,6 +40,7 @@ pub struct ModelRunner<B: Backend> {
 }
 
 impl<B: Backend> ModelRunner<B> {
+    /// A runner with f32 KV caches of `num_blocks` blocks of `block_size` tokens per layer.
     pub fn new(
         backend: B,
         model: LlamaModel<B>,
@@ -32,7 +48,27 @@ impl<B: Backend> ModelRunner<B> {
         block_size: usize,
         eos_token_ids: Vec<u32>,
     ) -> Result<Self> {
-        let caches = model.alloc_kv_cache(&backend, num_blocks, block_size, DType::F32)?;
+        Self::with_kv_dtype(
+            backend,
+            model,
+            num_blocks,
+            block_size,
+            eos_token_ids,
+            DType::F32,
+        )
+    }
+
+    /// A runner whose KV caches hold `kv_dtype` (f32, or f16 where the backend supports it:
+    /// half the memory, K/V rounded to f16 when written, attention math still f32).
+    pub fn with_kv_dtype(
+        backend: B,
+        model: LlamaModel<B>,
+        num_blocks: usize,
+        block_size: usize,
+        eos_token_ids: Vec<u32>,
+        kv_dtype: DType,
+    ) -> Result<Self> {
+        let caches = model.alloc_kv_cache(&backend, num_blocks, block_size, kv_dtype)?;
         Ok(Self {
             backend,
             model,
@@ -55,8 +91,15 @@ impl<B: Backend> ModelRunner<B> {
     }
 
     /// Runs one forward pass over `batch`; returns logits [S', V] (row-major) of its
-    /// sampled rows.
+    /// sampled rows, read back to the host.
     pub fn forward(&mut self, batch: &InputBatch) -> Result<Vec<f32>> {
+        let logits = self.forward_logits(batch)?;
+        Ok(self.backend.to_f32(&logits)?)
+    }
+
+    /// Runs one forward pass over `batch`; returns logits [S', V] of its sampled rows, left
+    /// on the device.
+    pub fn forward_logits(&mut self, batch: &InputBatch) -> Result<Tensor<B>> {
         let b = &self.backend;
         let t = batch.num_tokens();
         let s = batch.num_seqs();
@@ -82,8 +125,7 @@ impl<B: Backend> ModelRunner<B> {
                 max_seq_len: batch.max_seq_len,
             },
         };
-        let logits = self.model.forward(b, &fb, &mut self.caches)?;
-        Ok(b.to_f32(&logits)?)
+        self.model.forward(b, &fb, &mut self.caches)
     }
 
     /// Executes one scheduler step and samples a token for every request that completes
@@ -123,15 +165,60 @@ impl<B: Backend> ModelRunner<B> {
             })
             .collect();
         let batch = InputBatch::build(&seqs, self.block_size);
-        let logits = self.forward(&batch)?;
+        let logits = self.forward_logits(&batch)?; // [R, V] on the device
+        let rows = &batch.logits_rows; // [R]
+        let state_of = |seq: usize| {
+            self.states
+                .get(&out.scheduled[seq].id)
+                .expect("a scheduled request was announced")
+        };
+        // Rows the host sampler must see in full: prompt rows, and sampled rows of requests
+        // that are not plainly greedy at this step.
+        let host_rows: Vec<u32> = (0..rows.len())
+            .filter(|&i| !rows[i].sample || state_of(rows[i].seq).needs_logits())
+            .map(|i| i as u32)
+            .collect();
+        let b = &self.backend;
+        let ids = if host_rows.len() < rows.len() {
+            Some(b.argmax(&logits)?) // [R]: used only for the other rows
+        } else {
+            None
+        };
+        let host_logits = if host_rows.is_empty() || host_rows.len() == rows.len() {
+            None
+        } else {
+            let idx = b.from_u32(&host_rows, Shape::new([host_rows.len()]))?;
+            Some(b.gather_rows(&logits, &idx)?) // [host_rows, V]
+        };
+        // Both argmax and the gather are recorded before the first read-back, so one
+        // submission carries them.
+        let ids = ids.map(|t| b.to_u32(&t)).transpose()?;
+        let host: Vec<f32> = match (&host_logits, host_rows.len()) {
+            (Some(t), _) => b.to_f32(t)?,
+            (None, 0) => Vec::new(),
+            (None, _) => b.to_f32(&logits)?,
+        };
+        if rows.is_empty() {
+            // Nothing was read back (every sequence is mid-prompt), so nothing has waited
+            // for the step's work yet: wait here, so that device failures surface in this
+            // step. Otherwise the read-backs above already waited and reported them.
+            b.sync()?;
+        }
         let v = self.vocab_size();
-        for (i, row) in batch.logits_rows.iter().enumerate() {
+        let mut next_host = 0;
+        for (i, row) in rows.iter().enumerate() {
             let id = out.scheduled[row.seq].id;
             let state = self
                 .states
                 .get_mut(&id)
                 .expect("a scheduled request was announced");
-            let logits = &logits[i * v..(i + 1) * v];
+            if host_rows.get(next_host) != Some(&(i as u32)) {
+                let ids = ids.as_ref().expect("argmax ran for device-sampled rows");
+                sampled.insert(id, state.accept(ids[i]));
+                continue;
+            }
+            let logits = &host[next_host * v..(next_host + 1) * v];
+            next_host += 1;
             if row.sample {
                 sampled.insert(id, self.sampler.sample(logits, state));
             } else {

@@ -8,7 +8,10 @@
 //! Processing order, as in vLLM: logit bias; suppression of stop tokens before
 //! `min_tokens`; repetition, frequency and presence penalties; then temperature, top-k,
 //! top-p (nucleus) and min-p on the softmax of what remains. Greedy picks the lowest index
-//! among equal maxima. Log-probabilities are those of the model's raw distribution
+//! among equal maxima ([`argmax`], the one definition the backends' `argmax` verb
+//! follows). A greedy request with nothing to process and no log-probabilities needs no
+//! logits on the host at all ([`SamplingState::needs_logits`]): the runner takes its token
+//! from the device's argmax and records it with [`SamplingState::accept`]. Log-probabilities are those of the model's raw distribution
 //! (log-softmax of the unprocessed logits), as vLLM reports them by default.
 
 use std::collections::HashMap;
@@ -104,6 +107,38 @@ impl SamplingState {
         }
     }
 
+    /// Whether this step's token needs the request's logits row on the host: false only
+    /// for a greedy request with no logit processing at this step (no bias, penalties or
+    /// `min_tokens` suppression) and no log-probabilities, whose token is plainly the argmax
+    /// of the raw row.
+    pub fn needs_logits(&self) -> bool {
+        !self.params.is_greedy() || self.needs_processing() || self.params.logprobs.is_some()
+    }
+
+    /// Records `token`, chosen without the host seeing the logits (the device's argmax of
+    /// the raw row), exactly as [`Sampler::sample`] would have; only valid when
+    /// [`SamplingState::needs_logits`] is false.
+    pub fn accept(&mut self, token: u32) -> Sampled {
+        debug_assert!(
+            !self.needs_logits(),
+            "accept() needs a plain greedy request"
+        );
+        self.record(token, None)
+    }
+
+    /// Records the step's token: hands over the prompt log-probabilities with the first
+    /// output token, and updates the penalty counts.
+    fn record(&mut self, token: u32, logprobs: Option<TokenLogprobs>) -> Sampled {
+        let prompt_logprobs = (self.num_output == 0 && self.params.prompt_logprobs.is_some())
+            .then(|| std::mem::take(&mut self.prompt_logprobs));
+        self.push(token);
+        Sampled {
+            token,
+            logprobs,
+            prompt_logprobs,
+        }
+    }
+
     fn needs_processing(&self) -> bool {
         let p = &self.params;
         !p.logit_bias.is_empty()
@@ -138,15 +173,10 @@ pub struct Sampler {
     probs: Vec<f64>,
 }
 
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
+/// The greedy choice on one row: the first index of its largest value, NaNs after index 0
+/// ignored, 0 when the row starts with NaN (the definition shared with the backends'
+/// `argmax` verb, so a token taken on the device equals the one taken here).
+pub use ingot_tensor::backend::argmax_row as argmax;
 
 /// Descending by value, ties by index: a total order, so results are reproducible.
 fn by_value(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
@@ -195,14 +225,7 @@ impl Sampler {
             self.draw(logits, state)
         };
         let lps = state.params.logprobs.map(|k| logprobs(logits, token, k));
-        let prompt_logprobs = (state.num_output == 0 && state.params.prompt_logprobs.is_some())
-            .then(|| std::mem::take(&mut state.prompt_logprobs));
-        state.push(token);
-        Sampled {
-            token,
-            logprobs: lps,
-            prompt_logprobs,
-        }
+        state.record(token, lps)
     }
 
     fn draw(&mut self, logits: &[f32], state: &mut SamplingState) -> u32 {
@@ -388,6 +411,59 @@ mod tests {
         };
         let mut st = SamplingState::new(params, &[0], &[]);
         assert_eq!(s.sample(&logits, &mut st).token, 3);
+    }
+
+    /// Which requests may skip the host logits, and that skipping changes nothing: for a
+    /// plain greedy request `accept(argmax(row))` returns what `sample(row)` does, step
+    /// after step, prompt log-probabilities handed over with the first token included.
+    #[test]
+    fn accept_equals_sample_for_plain_greedy() {
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let with = |f: fn(&mut SamplingParams)| {
+            let mut p = greedy.clone();
+            f(&mut p);
+            SamplingState::new(p, &[3, 1], &[0])
+        };
+        assert!(!with(|_| {}).needs_logits());
+        assert!(!with(|p| p.prompt_logprobs = Some(2)).needs_logits());
+        assert!(with(|p| p.temperature = 0.7).needs_logits());
+        assert!(with(|p| p.logprobs = Some(0)).needs_logits());
+        assert!(with(|p| p.logit_bias = vec![(1, 0.5)]).needs_logits());
+        assert!(with(|p| p.repetition_penalty = 1.1).needs_logits());
+        assert!(with(|p| p.frequency_penalty = 0.5).needs_logits());
+        assert!(with(|p| p.presence_penalty = -0.5).needs_logits());
+        // min_tokens suppresses EOS only until that many tokens exist.
+        let mut st = with(|p| p.min_tokens = 1);
+        assert!(st.needs_logits());
+        st.push(5);
+        assert!(!st.needs_logits());
+        // With no stop ids there is nothing to suppress.
+        let mut p = greedy.clone();
+        p.min_tokens = 3;
+        p.ignore_eos = true;
+        assert!(!SamplingState::new(p, &[], &[0]).needs_logits());
+
+        let mut rng = RequestRng::new(Some(11));
+        let mut s = Sampler::default();
+        let (mut a, mut b) = (
+            with(|p| p.prompt_logprobs = Some(1)),
+            with(|p| p.prompt_logprobs = Some(1)),
+        );
+        a.observe_prompt_row(0, &[0.5, -1.0, 2.0, 0.0]);
+        b.observe_prompt_row(0, &[0.5, -1.0, 2.0, 0.0]);
+        for step in 0..20 {
+            // Values on a coarse grid: equal maxima are frequent.
+            let row: Vec<f32> = (0..37)
+                .map(|_| (rng.open01() * 7.0).floor() as f32)
+                .collect();
+            let want = s.sample(&row, &mut a);
+            let got = b.accept(argmax(&row));
+            assert_eq!(got, want, "step {step}");
+            assert_eq!(got.prompt_logprobs.is_some(), step == 0);
+        }
     }
 
     #[test]

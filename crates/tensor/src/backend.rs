@@ -43,6 +43,7 @@ pub enum Op {
     SiluMul,
     GatherRows,
     Add,
+    Argmax,
 }
 
 impl std::fmt::Display for Op {
@@ -75,6 +76,23 @@ pub struct AttentionParams {
     pub scale: f32,
     /// Attend only to the last `w` positions (inclusive of the query's own), when set.
     pub sliding_window: Option<usize>,
+}
+
+/// The definition of the `argmax` verb on one row, shared by the CPU backend and the
+/// runner's sampler so both pick the same token: the index of the largest value, the first
+/// one among equal maxima, compared with IEEE `>` (so `-0.0` and `+0.0` tie). A NaN never
+/// replaces the running best, so NaNs after index 0 are ignored; if `row[0]` is NaN nothing
+/// can replace it and the answer is 0. A row of all `-inf` (or all NaN), or an empty row,
+/// gives 0. Equivalently: 0 when `row[0]` is NaN, else the first index of the maximum over
+/// the non-NaN values.
+pub fn argmax_row(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 pub trait Backend: Send + Sync + 'static {
@@ -168,4 +186,68 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Elementwise `a + b`, same shapes.
     fn add(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Greedy token choice: for each row of `logits` [T, V] (V >= 1; f32, other float dtypes
+    /// are `Unsupported`), the index of its largest value -> [T] u32. Exactly [`argmax_row`]'s semantics, which every backend
+    /// must reproduce bit for bit whatever its reduction order: the first index among equal
+    /// maxima (`-0.0` ties `+0.0`), NaNs after index 0 ignored, 0 when the row's first
+    /// value is NaN, 0 for a row of all `-inf`. Lets the runner read back T ids instead of
+    /// T x V floats for greedy requests.
+    fn argmax(&self, logits: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    // ---- step boundary and limits ----
+
+    /// Waits until all recorded work finished and reports asynchronous device failures
+    /// (the step boundary). A read-back (`to_f32`, `to_u32`) implies it. The default suits
+    /// synchronous backends, whose verbs have finished when they return.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The largest single tensor, in bytes, that a verb accepts (e.g. one layer's KV cache):
+    /// size allocations below it. Weights above it may still be split by the backend on
+    /// upload; activations and caches may not. The default means no limit.
+    fn max_tensor_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Running totals for benchmarks and logs (see [`Counters`]); zeros where a backend
+    /// has nothing to count.
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+}
+
+/// Running totals a backend keeps since it opened; the difference of two readings covers
+/// the work between them (e.g. one engine step).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Kernel launches recorded (GPU backends).
+    pub dispatches: u64,
+    /// Seconds the host spent blocked waiting for device results (read-backs and `sync`):
+    /// device time not hidden behind host work. Zero for synchronous backends, whose whole
+    /// time is host time.
+    pub wait_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax_row;
+
+    /// The stated semantics of the verb, case by case.
+    #[test]
+    fn argmax_row_semantics() {
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        assert_eq!(argmax_row(&[0.0, 3.0, 1.0, 3.0]), 1); // first of equal maxima
+        assert_eq!(argmax_row(&[-0.0, 0.0]), 0); // -0 ties +0
+        assert_eq!(argmax_row(&[0.0, -0.0]), 0);
+        assert_eq!(argmax_row(&[-inf, -inf, -inf]), 0);
+        assert_eq!(argmax_row(&[-inf, -5.0, -inf]), 1);
+        assert_eq!(argmax_row(&[1.0, nan, 2.0, nan]), 2); // later NaNs ignored
+        assert_eq!(argmax_row(&[nan, 5.0, inf]), 0); // a leading NaN wins
+        assert_eq!(argmax_row(&[nan, nan]), 0);
+        assert_eq!(argmax_row(&[-inf, nan, -inf]), 0);
+        assert_eq!(argmax_row(&[2.0, inf, inf]), 1);
+        assert_eq!(argmax_row(&[]), 0);
+    }
 }

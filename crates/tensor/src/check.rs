@@ -121,6 +121,27 @@ pub fn rope<B: Backend + ?Sized>(
     );
 }
 
+/// The dtypes a paged KV cache may have: f32, or f16 (K/V rounded to nearest even when
+/// written, widened exactly when read; the attention math stays f32).
+pub const KV_CACHE_DTYPES: [DType; 2] = [DType::F32, DType::F16];
+
+/// Both caches have the same dtype, one of [`KV_CACHE_DTYPES`].
+#[track_caller]
+fn kv_cache_dtypes<B: Backend + ?Sized>(verb: &str, k_cache: &Tensor<B>, v_cache: &Tensor<B>) {
+    assert!(
+        KV_CACHE_DTYPES.contains(&k_cache.dtype()),
+        "{verb}: KV cache dtype {} (expected f32 or f16)",
+        k_cache.dtype()
+    );
+    assert_eq!(
+        k_cache.dtype(),
+        v_cache.dtype(),
+        "{verb}: k_cache is {} but v_cache is {}",
+        k_cache.dtype(),
+        v_cache.dtype()
+    );
+}
+
 #[track_caller]
 pub fn kv_write<B: Backend + ?Sized>(
     k: &Tensor<B>,
@@ -143,11 +164,7 @@ pub fn kv_write<B: Backend + ?Sized>(
         v_cache.shape(),
         "kv_write: k_cache vs v_cache shapes"
     );
-    assert_eq!(
-        k_cache.dtype(),
-        v_cache.dtype(),
-        "kv_write: k_cache vs v_cache dtypes"
-    );
+    kv_cache_dtypes("kv_write", k_cache, v_cache);
     let (hk, d) = (k.dims()[1], k.dims()[2]);
     assert_eq!(
         k_cache.dims()[1],
@@ -192,6 +209,7 @@ pub fn paged_attention<B: Backend + ?Sized>(
         v_cache.shape(),
         "paged_attention: k_cache vs v_cache"
     );
+    kv_cache_dtypes("paged_attention", k_cache, v_cache);
     let (hq, d) = (q.dims()[1], q.dims()[2]);
     let hk = k_cache.dims()[1];
     assert_eq!(
@@ -252,6 +270,17 @@ pub fn gather_rows<B: Backend + ?Sized>(x: &Tensor<B>, idx: &Tensor<B>) {
 pub fn add<B: Backend + ?Sized>(a: &Tensor<B>, b: &Tensor<B>) {
     assert_eq!(a.shape(), b.shape(), "add: {} vs {}", a.shape(), b.shape());
     assert_eq!(a.dtype(), b.dtype(), "add: {} vs {}", a.dtype(), b.dtype());
+}
+
+#[track_caller]
+pub fn argmax<B: Backend + ?Sized>(logits: &Tensor<B>) {
+    rank("argmax logits", logits, 2);
+    float("argmax logits", logits);
+    assert!(
+        logits.dims()[1] > 0,
+        "argmax: logits {} have no columns",
+        logits.shape()
+    );
 }
 
 /// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.

@@ -12,7 +12,7 @@ pub mod check;
 mod dtype;
 mod shape;
 
-pub use backend::{AttentionMeta, AttentionParams, Backend, BackendError, Op, RopeStyle};
+pub use backend::{AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, RopeStyle};
 pub use dtype::DType;
 pub use shape::Shape;
 
