@@ -23,9 +23,17 @@
 //! chunk. Work is split over (token, KV head) pairs with rayon; a task handles the
 //! `Hq / Hk` query heads that share one KV head, so each K/V row it reads serves the whole
 //! group. Cost per task: O(context · group · head_dim) flops, O(CHUNK · group) scratch.
+//!
+//! Cache dtypes: f32, or f16 (half the memory and bandwidth). `kv_write` rounds K/V to f16
+//! to nearest even (the `half` crate, F16C where present); attention widens a chunk's f16
+//! K and V rows exactly into an f32 scratch of `[2, CHUNK, D]` once per chunk and runs the
+//! f32 code on it, so an f16 cache gives exactly the bits of an f32 cache holding the same
+//! (rounded) values. Extra cost: O(CHUNK · D) conversions per chunk, shared by the group.
 
 use crate::lanes::madd;
-use crate::matmul::{Isa, dots};
+use crate::matmul::{Isa, Weight, dots};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// Context positions per online-softmax step.
@@ -48,13 +56,31 @@ impl CacheDims {
     }
 }
 
+/// A KV cache element: f32, or f16 (narrowed to nearest even, widened exactly).
+pub(crate) trait CacheElem: Weight {
+    /// `dst[i] = src[i]` rounded to the cache's precision (`dst.len() == src.len()`).
+    fn narrow_slice(src: &[f32], dst: &mut [Self]);
+}
+
+impl CacheElem for f32 {
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+impl CacheElem for f16 {
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src);
+    }
+}
+
 /// Writes `k`, `v` [T, Hk, D] into the caches at `slot_mapping` [T].
-pub(crate) fn kv_write(
+pub(crate) fn kv_write<E: CacheElem>(
     dims: CacheDims,
     k: &[f32],            // [T, Hk, D]
     v: &[f32],            // [T, Hk, D]
-    k_cache: &mut [f32],  // [num_blocks, Hk, block_size, D]
-    v_cache: &mut [f32],  // [num_blocks, Hk, block_size, D]
+    k_cache: &mut [E],    // [num_blocks, Hk, block_size, D]
+    v_cache: &mut [E],    // [num_blocks, Hk, block_size, D]
     slot_mapping: &[u32], // [T]
 ) {
     let (hk, d, bs) = (dims.num_kv_heads, dims.head_dim, dims.block_size);
@@ -69,8 +95,8 @@ pub(crate) fn kv_write(
         for h in 0..hk {
             let src = (t * hk + h) * d;
             let dst = dims.row(block, h, off);
-            k_cache[dst..dst + d].copy_from_slice(&k[src..src + d]);
-            v_cache[dst..dst + d].copy_from_slice(&v[src..src + d]);
+            E::narrow_slice(&k[src..src + d], &mut k_cache[dst..dst + d]);
+            E::narrow_slice(&v[src..src + d], &mut v_cache[dst..dst + d]);
         }
     }
 }
@@ -86,13 +112,13 @@ pub(crate) struct Varlen<'a> {
 
 /// Causal attention of `q` [T, Hq, D] over the caches -> [T, Hq, D].
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn paged_attention(
+pub(crate) fn paged_attention<E: CacheElem>(
     isa: Isa,
     dims: CacheDims,
     q: &[f32], // [T, Hq, D]
     num_q_heads: usize,
-    k_cache: &[f32], // [num_blocks, Hk, block_size, D]
-    v_cache: &[f32], // [num_blocks, Hk, block_size, D]
+    k_cache: &[E], // [num_blocks, Hk, block_size, D]
+    v_cache: &[E], // [num_blocks, Hk, block_size, D]
     meta: &Varlen<'_>,
     scale: f32,
     window: Option<usize>,
@@ -185,20 +211,20 @@ fn token_sequences(meta: &Varlen<'_>, t_total: usize, dims: CacheDims) -> Vec<u3
 }
 
 /// One (token, KV head) work item: the group of query heads sharing that KV head.
-struct Task<'a> {
+struct Task<'a, E> {
     dims: CacheDims,
     q: &'a [f32], // [group, D]
     group: usize,
     kv_head: usize,
-    k_cache: &'a [f32], // [num_blocks, Hk, block_size, D]
-    v_cache: &'a [f32], // [num_blocks, Hk, block_size, D]
-    table: &'a [u32],   // [max_blocks]
+    k_cache: &'a [E], // [num_blocks, Hk, block_size, D]
+    v_cache: &'a [E], // [num_blocks, Hk, block_size, D]
+    table: &'a [u32], // [max_blocks]
     positions: std::ops::Range<usize>,
     scale: f32,
     isa: Isa,
 }
 
-impl Task<'_> {
+impl<E: CacheElem> Task<'_, E> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, out: &mut [f32]) {
@@ -223,6 +249,13 @@ impl Task<'_> {
         let mut sum = [0.0f32; MAX_GROUP];
         let mut scores = [0.0f32; MAX_GROUP * CHUNK]; // [group, CHUNK]
         let mut rows = [0usize; CHUNK]; // cache offsets of the chunk's positions
+        // Half caches: the chunk's rows widened to f32, read at offsets `j * D`.
+        let direct = E::as_f32(self.k_cache).zip(E::as_f32(self.v_cache));
+        let mut widened = match direct {
+            Some(_) => Vec::new(),
+            None => vec![0.0f32; 2 * CHUNK * d], // [2, CHUNK, D]: K rows, then V rows
+        };
+        let widened_rows: [usize; CHUNK] = std::array::from_fn(|j| j * d);
         out.fill(0.0);
 
         // Walk the block table incrementally (no division per position).
@@ -240,13 +273,27 @@ impl Task<'_> {
                     (table_idx, offset) = (table_idx + 1, 0);
                 }
             }
-            // Scores of the chunk: q [group, D] against each run of K rows that share a
-            // block (contiguous in the cache), through the matmul kernel's fixed order.
+            let (k_src, v_src, rows) = match direct {
+                Some((k, v)) => (k, v, &rows[..n]),
+                None => {
+                    let (wk, wv) = widened.split_at_mut(CHUNK * d);
+                    for (j, &r) in rows[..n].iter().enumerate() {
+                        E::widen_slice(&self.k_cache[r..r + d], &mut wk[j * d..(j + 1) * d]);
+                        E::widen_slice(&self.v_cache[r..r + d], &mut wv[j * d..(j + 1) * d]);
+                    }
+                    (&*wk, &*wv, &widened_rows[..n])
+                }
+            };
+            // Scores of the chunk: q [group, D] against each run of contiguous K rows (the
+            // rows of one block, or the whole widened chunk), through the matmul kernel's
+            // fixed per-element order (so the runs' lengths change no bit).
             let mut j0 = 0;
             while j0 < n {
-                let in_block = bs - (rows[j0] / d) % bs; // rows left in this block
-                let len = in_block.min(n - j0);
-                let k_run = &self.k_cache[rows[j0]..rows[j0] + len * d];
+                let mut len = 1;
+                while j0 + len < n && rows[j0 + len] == rows[j0] + len * d {
+                    len += 1;
+                }
+                let k_run = &k_src[rows[j0]..rows[j0] + len * d];
                 dots(self.isa, self.q, k_run, d, &mut scores[j0..], CHUNK);
                 j0 += len;
             }
@@ -264,7 +311,7 @@ impl Task<'_> {
                     *e = exp_nonpositive(*e - new_max);
                 }
                 sum[h] = sc.iter().fold(sum[h] * correction, |s, &e| s + e);
-                accumulate_v::<DB>(o, correction, sc, &rows[..n], self.v_cache);
+                accumulate_v::<DB>(o, correction, sc, rows, v_src);
             }
             p0 = p1;
         }

@@ -3,7 +3,8 @@
 //! against (DESIGN.md §5), and fast enough to serve small models.
 //!
 //! Storage is a plain `Vec` per tensor ([`CpuStorage`]). Activations are f32; matmul and
-//! embedding weights may also be f16 or bf16, widened to f32 on the fly. Every output is
+//! embedding weights may also be f16 or bf16, widened to f32 on the fly; KV caches may be
+//! f16 (rounded when written, widened when read, see `attention.rs`). Every output is
 //! allocated filled with NaN (u32::MAX for integers) before a kernel writes it, so an
 //! element a kernel forgets to write shows up in the tests.
 //!
@@ -227,9 +228,9 @@ impl Backend for CpuBackend {
         match op {
             Op::Matmul | Op::Embedding => dtype.is_float(),
             Op::GatherRows => true,
-            Op::RmsNorm | Op::Rope | Op::KvWrite | Op::PagedAttention | Op::SiluMul | Op::Add => {
-                dtype == DType::F32
-            }
+            // The KV cache dtype (activations are f32).
+            Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
+            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax => dtype == DType::F32,
         }
     }
 
@@ -356,9 +357,15 @@ impl Backend for CpuBackend {
         let dims = cache_dims(k_cache);
         let (kv, vv) = (f32s(k, Op::KvWrite)?, f32s(v, Op::KvWrite)?);
         let slots = u32s(slot_mapping);
-        let kc = f32s_mut(k_cache, Op::KvWrite)?;
-        let vc = f32s_mut(v_cache, Op::KvWrite)?;
-        attention::kv_write(dims, kv, vv, kc, vc, slots);
+        match (k_cache.storage_mut(), v_cache.storage_mut()) {
+            (CpuStorage::F32(kc), CpuStorage::F32(vc)) => {
+                attention::kv_write(dims, kv, vv, kc, vc, slots)
+            }
+            (CpuStorage::F16(kc), CpuStorage::F16(vc)) => {
+                attention::kv_write(dims, kv, vv, kc, vc, slots)
+            }
+            (kc, _) => return Err(unsupported(Op::KvWrite, kc.dtype())),
+        }
         Ok(())
     }
 
@@ -373,8 +380,6 @@ impl Backend for CpuBackend {
         check::paged_attention(q, k_cache, v_cache, meta, &params);
         let dims = cache_dims(k_cache);
         let qv = f32s(q, Op::PagedAttention)?;
-        let kc = f32s(k_cache, Op::PagedAttention)?;
-        let vc = f32s(v_cache, Op::PagedAttention)?;
         let varlen = attention::Varlen {
             block_tables: u32s(meta.block_tables),
             max_blocks: meta.block_tables.dims()[1],
@@ -384,19 +389,16 @@ impl Backend for CpuBackend {
         };
         let hq = q.dims()[1];
         let isa = self.isa;
-        let out = self.run(|| {
-            attention::paged_attention(
-                isa,
-                dims,
-                qv,
-                hq,
-                kc,
-                vc,
-                &varlen,
-                params.scale,
-                params.sliding_window,
-            )
-        });
+        let (scale, window) = (params.scale, params.sliding_window);
+        let out = match (k_cache.storage(), v_cache.storage()) {
+            (CpuStorage::F32(kc), CpuStorage::F32(vc)) => self.run(|| {
+                attention::paged_attention(isa, dims, qv, hq, kc, vc, &varlen, scale, window)
+            }),
+            (CpuStorage::F16(kc), CpuStorage::F16(vc)) => self.run(|| {
+                attention::paged_attention(isa, dims, qv, hq, kc, vc, &varlen, scale, window)
+            }),
+            (kc, _) => return Err(unsupported(Op::PagedAttention, kc.dtype())),
+        };
         Ok(tensor(CpuStorage::F32(out), q.shape().clone()))
     }
 
@@ -426,6 +428,14 @@ impl Backend for CpuBackend {
         let (av, bv) = (f32s(a, Op::Add)?, f32s(b, Op::Add)?);
         let out = self.run(|| pointwise::add(av, bv));
         Ok(tensor(CpuStorage::F32(out), a.shape().clone()))
+    }
+
+    fn argmax(&self, logits: &T) -> Result<T> {
+        check::argmax(logits);
+        let (t, v) = (logits.dims()[0], logits.dims()[1]);
+        let lv = f32s(logits, Op::Argmax)?;
+        let out = self.run(|| pointwise::argmax(lv, v));
+        Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
     }
 }
 

@@ -1,6 +1,9 @@
-//! Elementwise verbs: `silu_mul` (the gated MLP's `silu(gate) * up`) and `add`. No
-//! reductions, so batch invariance is automatic; rows run in parallel when large.
+//! Elementwise verbs: `silu_mul` (the gated MLP's `silu(gate) * up`) and `add`, plus the
+//! row-wise `argmax` (one sequential scan per row, [`ingot_tensor::backend::argmax_row`],
+//! the same definition the runner's sampler uses). No reduction crosses rows, so batch
+//! invariance is automatic; rows run in parallel when large.
 
+use ingot_tensor::backend::argmax_row;
 use rayon::prelude::*;
 
 /// Elements per rayon task.
@@ -36,5 +39,15 @@ pub(crate) fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
                 *y = a + b;
             }
         });
+    out
+}
+
+/// Per row of `x` [T, V] (V >= 1), the index of its largest value -> [T].
+pub(crate) fn argmax(x: &[f32], v: usize) -> Vec<u32> {
+    let mut out = vec![u32::MAX; x.len() / v]; // [T], poisoned
+    out.par_iter_mut()
+        .zip(x.par_chunks(v))
+        .with_min_len((MIN_TASK / v).max(1))
+        .for_each(|(y, row)| *y = argmax_row(row));
     out
 }

@@ -280,19 +280,20 @@ fn supports_is_truthful() {
         let w = be.from_f32(&[0.25; 12], Shape::new([3, 4]), dtype).unwrap();
         assert_eq!(host(&be.matmul(&f32_x, &w, None).unwrap()), [0.5; 6]);
     }
-    for op in [
-        Op::RmsNorm,
-        Op::Rope,
-        Op::KvWrite,
-        Op::PagedAttention,
-        Op::SiluMul,
-        Op::Add,
-    ] {
+    for op in [Op::RmsNorm, Op::Rope, Op::SiluMul, Op::Add] {
         assert!(be.supports(op, DType::F32), "{op}");
         assert!(
             !be.supports(op, DType::F16) && !be.supports(op, DType::BF16),
             "{op}"
         );
+    }
+    // The KV cache dtype: f32 or f16 (tests/attention.rs runs both).
+    for op in [Op::KvWrite, Op::PagedAttention] {
+        assert!(
+            be.supports(op, DType::F32) && be.supports(op, DType::F16),
+            "{op}"
+        );
+        assert!(!be.supports(op, DType::BF16), "{op}");
     }
     assert!(unsupported(be.rms_norm(&half_x, None, &w4, 1e-6)));
     assert!(unsupported(be.silu_mul(&half_x)));

@@ -1,20 +1,36 @@
 // Paged attention, varlen and causal, prefill and decode rows mixed in one launch, GQA.
-// One workgroup of CH = 64 invocations per (query head, token): dispatch (Hq, T).
+// Compiled once per KV cache dtype after a kv_*.wgsl prefix (`KvWord`, `KV_PER_WORD`,
+// `kv_unpack`: f32 caches, or f16 two per word, widened exactly). Scores, softmax and the
+// output are f32 whatever the cache dtype.
 //
 // The token finds its sequence by binary search in query_start_loc; its position is
 // seq_len - q_len + (t - query_start_loc[s]) and it attends to positions start..=pos
 // (start > 0 only with a sliding window) of its sequence, read through the block table.
 // Query head h reads KV head h / (Hq / Hk).
 //
-// Online softmax (Milakov & Gimelshein 2018; FlashAttention): the context is walked in
-// chunks of CH positions aligned to multiples of CH in absolute position (the first chunk
-// starts at `start`, the last ends at `pos`). Per chunk: invocation j scores position
-// p0 + j (a sequential fma dot product over D), the chunk max and the chunk's sum of
-// exponentials meet in fixed trees in workgroup memory, the running max, sum and output
-// (invocation j owns dims j, j + 64, ...; up to D = 256) are rescaled once, and the chunk's
-// V rows are added in position order. The chunk grid is fixed by position, never a fixed
-// count of splits, so a query's output depends only on its own context: the same bits
-// alone, in any batch, or inside a prompt processed whole or in chunks.
+// The canonical order (Milakov & Gimelshein 2018; FlashAttention, and FlashDecoding's
+// split of the context): positions are cut into chunks of CH = 64 and chunks into groups
+// of GROUP = 256 positions, both aligned to multiples of their size in absolute position
+// (the first starts at `start`, the last ends at `pos`).
+// - Within a group (`attend_group`, one workgroup of 64 invocations), an online softmax
+//   from an empty state, chunk by chunk: invocation j scores position p0 + j (a sequential
+//   fma dot product over D), the chunk max and the chunk's sum of exponentials meet in
+//   fixed trees in workgroup memory, the group's max, sum and output (invocation j owns
+//   dims j, j + 64, ...; up to D = 256) are rescaled once, and the chunk's V rows are
+//   added in position order.
+// - Group states are then merged in group order into a running state (`merge`: the
+//   larger max, both sides rescaled, fma), and the output is the running sum of weighted
+//   V divided by the running sum of weights.
+// Two ways to run it, bit-identical by construction (same functions, explicit fma, no
+// arithmetic that a compiler could contract differently):
+// - `paged_attention`: one workgroup per (query head, token) walks all its groups;
+// - the split path for few queries over long contexts, which would leave most of the
+//   GPU idle: `attention_partial` runs one workgroup per (query head, token, group) and
+//   stores each group's state (max, sum, bad flag, weighted V [D]) in `partials`, then
+//   `attention_merge` (one workgroup per (query head, token)) merges them in group order.
+// The grid of chunks and groups is fixed by position, never a fixed count of splits, so a
+// query's output depends only on its own context: the same bits alone, in any batch,
+// inside a prompt processed whole or in chunks, split or not.
 //
 // A block-table entry outside the cache turns the query's output into NaN (visible),
 // never into a read of another sequence's rows.
@@ -30,27 +46,30 @@ struct AttentionParams {
     num_blocks: u32,
     scale: f32,
     window: u32,
-    _pad0: u32,
+    groups: u32,
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttentionParams;
 @group(0) @binding(1) var<storage, read> q: array<f32>; // [T, Hq, D]
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>; // [blocks, Hk, bs, D]
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>; // [blocks, Hk, bs, D]
+@group(0) @binding(2) var<storage, read> k_cache: array<KvWord>; // [blocks, Hk, bs, D / KV_PER_WORD]
+@group(0) @binding(3) var<storage, read> v_cache: array<KvWord>; // [blocks, Hk, bs, D / KV_PER_WORD]
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>; // [S, max_blocks]
 @group(0) @binding(5) var<storage, read> seq_lens: array<u32>; // [S]
 @group(0) @binding(6) var<storage, read> query_start_loc: array<u32>; // [S + 1]
 @group(0) @binding(7) var<storage, read_write> dst: array<f32>; // [T, Hq, D]
+// Split path: per (token, head, group) max, sum, bad flag (0 or 1) and weighted V.
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>; // [T, Hq, groups, 3 + D]
 
 const CH: u32 = 64u;
+const GROUP: u32 = 256u; // positions per group: 4 chunks
 const MAX_D: u32 = 256u;
 const DPI: u32 = 4u; // dims per invocation: MAX_D / CH
 const NEG_BIG: f32 = -3.0e38;
 
 var<workgroup> q_sh: array<f32, 256>; // [D]
 var<workgroup> p_sh: array<f32, 64>; // [CH] exponentials of the chunk
-var<workgroup> rows_sh: array<u32, 64>; // [CH] cache offsets of the chunk's positions
+var<workgroup> rows_sh: array<u32, 64>; // [CH] cache offsets (elements) of the chunk's positions
 var<workgroup> red: array<f32, 64>; // [CH] reduction scratch
 var<workgroup> bad_sh: array<u32, 64>; // [CH] 1 where a block id was out of range
 
@@ -82,14 +101,15 @@ fn tree_sum(li: u32, v: f32) -> f32 {
     return m;
 }
 
-@compute @workgroup_size(64)
-fn paged_attention(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let h = wg.x;
-    let t = wg.y;
-    let d_len = params.head_dim;
+// Where token t's query sits: its context is positions start..=pos of sequence `seq`.
+struct Query {
+    seq: u32,
+    pos: u32,
+    start: u32,
+    kvh: u32,
+}
+
+fn locate(t: u32, h: u32) -> Query {
     // Largest s with query_start_loc[s] <= t (then t < query_start_loc[s + 1]).
     var lo = 0u;
     var hi = params.num_seqs;
@@ -101,32 +121,44 @@ fn paged_attention(
             hi = mid;
         }
     }
-    let s = lo;
-    let q0 = query_start_loc[s];
-    let q_len = query_start_loc[s + 1u] - q0;
-    let pos = seq_lens[s] - q_len + (t - q0);
+    let q0 = query_start_loc[lo];
+    let q_len = query_start_loc[lo + 1u] - q0;
+    let pos = seq_lens[lo] - q_len + (t - q0);
     var start = 0u;
     if params.window > 0u && pos + 1u > params.window {
         start = pos + 1u - params.window;
     }
-    let kvh = h / (params.hq / params.hk);
-    let table = s * params.max_blocks;
+    return Query(lo, pos, start, h / (params.hq / params.hk));
+}
 
-    for (var d = li; d < d_len; d += CH) {
-        q_sh[d] = q[(t * params.hq + h) * d_len + d];
-    }
-    var o: array<f32, 4>;
-    for (var i = 0u; i < DPI; i++) {
-        o[i] = 0.0;
-    }
-    var m = NEG_BIG;
-    var l = 0.0;
-    var bad = 0u;
-    workgroupBarrier();
+// The softmax state of a span of positions: max score, sum of exponentials relative to
+// it, weighted V rows (this invocation's dims li + i * CH), and whether a block id was bad.
+struct State {
+    m: f32,
+    l: f32,
+    o: array<f32, 4>,
+    bad: u32,
+}
 
-    var p0 = start;
-    while p0 <= pos {
-        let p1 = min((p0 / CH + 1u) * CH, pos + 1u);
+fn empty_state() -> State {
+    return State(NEG_BIG, 0.0, array<f32, 4>(0.0, 0.0, 0.0, 0.0), 0u);
+}
+
+// Copies the query row into workgroup memory (the caller then waits at a barrier).
+fn load_q(li: u32, t: u32, h: u32) {
+    for (var d = li; d < params.head_dim; d += CH) {
+        q_sh[d] = q[(t * params.hq + h) * params.head_dim + d];
+    }
+}
+
+// Online softmax over positions p_from..=p_to, which lie in one group, chunk by chunk.
+fn attend_group(li: u32, qr: Query, p_from: u32, p_to: u32) -> State {
+    let d_len = params.head_dim;
+    let table = qr.seq * params.max_blocks;
+    var st = empty_state();
+    var p0 = p_from;
+    while p0 <= p_to {
+        let p1 = min((p0 / CH + 1u) * CH, p_to + 1u);
         let n = p1 - p0;
         var score = NEG_BIG;
         if li < n {
@@ -137,49 +169,163 @@ fn paged_attention(
                 b = 1u;
             }
             bad_sh[li] = b;
-            let row = ((min(blk, params.num_blocks - 1u) * params.hk + kvh) * params.block_size + p % params.block_size) * d_len;
+            let row = ((min(blk, params.num_blocks - 1u) * params.hk + qr.kvh) * params.block_size + p % params.block_size) * d_len;
             rows_sh[li] = row;
             var acc = 0.0;
-            for (var d = 0u; d < d_len; d++) {
-                acc = fma(q_sh[d], k_cache[row + d], acc);
+            for (var d = 0u; d < d_len; d += KV_PER_WORD) {
+                let kk = kv_unpack(k_cache[(row + d) / KV_PER_WORD]);
+                acc = fma(q_sh[d], kk.x, acc);
+                if KV_PER_WORD == 2u {
+                    acc = fma(q_sh[d + 1u], kk.y, acc);
+                }
             }
             score = acc * params.scale;
         }
-        let m_new = max(m, tree_max(li, score));
-        let corr = exp(m - m_new);
+        let m_new = max(st.m, tree_max(li, score));
+        let corr = exp(st.m - m_new);
         var e = 0.0;
         if li < n {
             e = exp(score - m_new);
         }
         p_sh[li] = e;
         let chunk_sum = tree_sum(li, e); // its barriers also publish p_sh, rows_sh, bad_sh
-        l = l * corr + chunk_sum;
-        m = m_new;
+        st.l = fma(st.l, corr, chunk_sum);
+        st.m = m_new;
         for (var i = 0u; i < DPI; i++) {
             let d = li + i * CH;
             if d < d_len {
-                var acc = o[i] * corr;
+                var acc = st.o[i] * corr;
                 for (var j = 0u; j < n; j++) {
-                    acc = fma(p_sh[j], v_cache[rows_sh[j] + d], acc);
+                    let at = rows_sh[j] + d;
+                    let vv = kv_unpack(v_cache[at / KV_PER_WORD]);
+                    acc = fma(p_sh[j], select(vv.x, vv.y, at % KV_PER_WORD == 1u), acc);
                 }
-                o[i] = acc;
+                st.o[i] = acc;
             }
         }
         for (var j = 0u; j < n; j++) {
-            bad = bad | bad_sh[j];
+            st.bad = st.bad | bad_sh[j];
         }
         workgroupBarrier();
         p0 = p1;
     }
-    let inv = 1.0 / l;
+    return st;
+}
+
+// The running state followed by group state g (the canonical merge step).
+fn merge(run: State, g: State) -> State {
+    let m = max(run.m, g.m);
+    let a = exp(run.m - m);
+    let b = exp(g.m - m);
+    var r: State;
+    r.m = m;
+    r.l = fma(g.l, b, run.l * a);
+    for (var i = 0u; i < DPI; i++) {
+        r.o[i] = fma(g.o[i], b, run.o[i] * a);
+    }
+    r.bad = run.bad | g.bad;
+    return r;
+}
+
+// The output row of (t, h): weighted V over the sum of weights, NaN if a block was bad.
+fn write_out(li: u32, t: u32, h: u32, st: State) {
+    let inv = 1.0 / st.l;
     for (var i = 0u; i < DPI; i++) {
         let d = li + i * CH;
-        if d < d_len {
-            var v = o[i] * inv;
-            if bad != 0u {
+        if d < params.head_dim {
+            var v = st.o[i] * inv;
+            if st.bad != 0u {
                 v = bitcast<f32>(0x7fc00000u);
             }
-            dst[(t * params.hq + h) * d_len + d] = v;
+            dst[(t * params.hq + h) * params.head_dim + d] = v;
         }
     }
+}
+
+// Single pass: one workgroup of CH invocations per (query head, token): dispatch (Hq, T).
+@compute @workgroup_size(64)
+fn paged_attention(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let h = wg.x;
+    let t = wg.y;
+    let qr = locate(t, h);
+    load_q(li, t, h);
+    workgroupBarrier();
+    var run = empty_state();
+    for (var g = qr.start / GROUP; g <= qr.pos / GROUP; g++) {
+        let p_from = max(qr.start, g * GROUP);
+        let p_to = min(qr.pos, g * GROUP + GROUP - 1u);
+        run = merge(run, attend_group(li, qr, p_from, p_to));
+    }
+    write_out(li, t, h, run);
+}
+
+// Split path, phase 1: the state of group start / GROUP + z of (query head h, token t);
+// dispatch (Hq, T, groups). Workgroups past the query's last group exit at once.
+@compute @workgroup_size(64)
+fn attention_partial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let h = wg.x;
+    let t = wg.y;
+    let qr = locate(t, h);
+    let g = qr.start / GROUP + wg.z;
+    if g > qr.pos / GROUP {
+        return;
+    }
+    load_q(li, t, h);
+    workgroupBarrier();
+    let p_from = max(qr.start, g * GROUP);
+    let p_to = min(qr.pos, g * GROUP + GROUP - 1u);
+    let st = attend_group(li, qr, p_from, p_to);
+    let base = ((t * params.hq + h) * params.groups + wg.z) * (3u + params.head_dim);
+    if li == 0u {
+        partials[base] = st.m;
+        partials[base + 1u] = st.l;
+        partials[base + 2u] = f32(st.bad);
+    }
+    for (var i = 0u; i < DPI; i++) {
+        let d = li + i * CH;
+        if d < params.head_dim {
+            partials[base + 3u + d] = st.o[i];
+        }
+    }
+}
+
+// Split path, phase 2: merges the group states of (query head, token) in group order;
+// dispatch (Hq, T). More groups than `params.groups` (a seq_len above the host's
+// max_seq_len) give NaN rather than reads of states never written.
+@compute @workgroup_size(64)
+fn attention_merge(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let h = wg.x;
+    let t = wg.y;
+    let qr = locate(t, h);
+    let n = qr.pos / GROUP - qr.start / GROUP + 1u;
+    var run = empty_state();
+    if n > params.groups {
+        run.bad = 1u;
+    } else {
+        for (var z = 0u; z < n; z++) {
+            let base = ((t * params.hq + h) * params.groups + z) * (3u + params.head_dim);
+            var g: State;
+            g.m = partials[base];
+            g.l = partials[base + 1u];
+            g.bad = select(0u, 1u, partials[base + 2u] != 0.0);
+            for (var i = 0u; i < DPI; i++) {
+                let d = li + i * CH;
+                g.o[i] = 0.0;
+                if d < params.head_dim {
+                    g.o[i] = partials[base + 3u + d];
+                }
+            }
+            run = merge(run, g);
+        }
+    }
+    write_out(li, t, h, run);
 }
