@@ -1,20 +1,36 @@
 //! Rough per-verb timings of the GPU backend on Qwen2-0.5B shapes (hidden 896, 14 query
-//! heads, 2 KV heads, head dim 64, intermediate 4864, vocabulary 151,936, f16 weights):
-//! wall time per call, averaged over `REPS` calls recorded back to back and closed by
-//! `sync` (no read-back), and the host time spent recording them (output buffer, uniform
-//! buffer, bind group, pass). When the recording time is close to the wall time, the host
-//! is the bottleneck, not the kernel. Not a substitute for timestamp queries; run it with
-//! `bench/gpu_kernels.sh`.
+//! heads, 2 KV heads, head dim 64, intermediate 4864, vocabulary 151,936, f16 weights), and
+//! the decode matmul's bandwidth against a copy kernel. Run it with `bench/gpu_kernels.sh`.
 //!
-//! Output: one line per case with µs per call and the bandwidth implied by the bytes the
-//! case must move at least (weights for matmul, inputs + output for add, K/V for attention).
+//! Two kinds of figures:
+//! - Kernel time, from timestamp queries on a device of its own (same adapter): a WGSL copy
+//!   kernel (one vec4<f32> per invocation, 256 MiB or the binding limit) gives the bandwidth
+//!   the GEMV is measured against, the time of an empty dispatch (the floor of any kernel),
+//!   then the GEMV kernels of `matmul.wgsl` (the scalar `gemv`, `gemv_wide`, `gemv_wide2`) on
+//!   every Qwen2-0.5B weight shape at T = 1, 4, 8, 16, each dispatch in its own pass (median of
+//!   `REPS`). GB/s count the weight bytes only; copy counts read + write.
+//! - Verb time: wall time per `Backend` call, averaged over `REPS` calls recorded back to
+//!   back and closed by `sync` (no read-back), and the host time spent recording them. When
+//!   the recording time is close to the wall time, the host is the bottleneck, not the
+//!   kernel. The verb may run another kernel than the GEMV (cooperative matrices where the
+//!   adapter has them; `INGOT_WGPU_COOP=0` turns them off).
 
 use std::time::Instant;
 
-use ingot_backend_wgpu::{WgpuBackend, WgpuOptions};
+use ingot_backend_wgpu::params::MatmulParams;
+use ingot_backend_wgpu::{WgpuBackend, WgpuOptions, shader_modules};
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
 
 const REPS: usize = 20;
+
+/// Qwen2-0.5B weight shapes [N, K]: q/o projection, k/v projection, gate+up, down, lm_head.
+const SHAPES: [(usize, usize); 5] = [
+    (896, 896),
+    (128, 896),
+    (9728, 896),
+    (896, 4864),
+    (151_936, 896),
+];
 
 type G = Tensor<WgpuBackend>;
 
@@ -56,6 +72,283 @@ fn report(name: &str, (secs, host): (f64, f64), bytes: f64) {
     );
 }
 
+const COPY_WGSL: &str = "
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn copy(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = id.x + id.y * groups.x * 256u;
+    if i < arrayLength(&dst) {
+        dst[i] = src[i];
+    }
+}
+";
+
+const EMPTY_WGSL: &str = "
+@group(0) @binding(0) var<storage, read_write> sink: array<u32>;
+
+@compute @workgroup_size(64)
+fn empty(@builtin(local_invocation_index) i: u32) {
+    if i == 1000u {
+        sink[0] = i;
+    }
+}
+";
+
+/// A device of its own on the backend's adapter, for timing single kernels with timestamp
+/// queries.
+struct Rig {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+    max_binding: u64,
+}
+
+impl Rig {
+    fn open(allow_software: bool) -> Option<Rig> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = desc_backends();
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(desc_backends()));
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| allow_software || a.get_info().device_type != wgpu::DeviceType::Cpu)
+            .filter(|a| a.features().contains(wgpu::Features::TIMESTAMP_QUERY))
+            .max_by_key(|a| match a.get_info().device_type {
+                wgpu::DeviceType::DiscreteGpu => 4,
+                wgpu::DeviceType::IntegratedGpu => 3,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 1,
+                wgpu::DeviceType::Cpu => 0,
+            })?;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("bench rig"),
+            required_features: wgpu::Features::TIMESTAMP_QUERY,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).ok()?;
+        let period = queue.get_timestamp_period() as f64;
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Some(Rig {
+            device,
+            queue,
+            period,
+            max_binding,
+        })
+    }
+
+    fn buffer(&self, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.len().max(16) as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&b, 0, bytes);
+        b
+    }
+
+    fn pipeline(&self, source: &str, entry: &str) -> wgpu::ComputePipeline {
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(entry),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    }
+
+    /// Median GPU seconds of one dispatch of `pipeline` over `REPS` passes (after one
+    /// unmeasured pass).
+    fn time(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: (u32, u32),
+    ) -> f64 {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let count = 2 * (REPS as u32 + 1);
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = 8 * count as u64;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        for i in 0..=REPS as u32 {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(2 * i),
+                    end_of_pass_write_index: Some(2 * i + 1),
+                }),
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        staging.map_async(wgpu::MapMode::Read, .., |r| r.expect("map timestamps"));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("wait for the GPU");
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(
+            &staging.get_mapped_range(..).expect("mapped timestamps")[..],
+        );
+        let mut secs: Vec<f64> = (1..=REPS)
+            .map(|i| ticks[2 * i + 1].wrapping_sub(ticks[2 * i]) as f64 * self.period * 1e-9)
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        secs[REPS / 2]
+    }
+}
+
+fn desc_backends() -> wgpu::Backends {
+    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+}
+
+/// Output columns per `gemv_wide` workgroup (mirrors the launcher in `kernels/matmul.rs`).
+fn wide_cols(k: usize) -> usize {
+    256 / k.div_ceil(128).next_power_of_two().clamp(8, 32)
+}
+
+/// Copy bandwidth, then both GEMV kernels (f16 weights) on every shape, as kernel time.
+fn kernel_figures(rig: &Rig) {
+    let bytes = (256u64 << 20).min(rig.max_binding);
+    let src = rig.buffer(&vec![0x3c; bytes as usize], wgpu::BufferUsages::STORAGE);
+    let dst = rig.buffer(&vec![0; bytes as usize], wgpu::BufferUsages::STORAGE);
+    let copy = rig.pipeline(COPY_WGSL, "copy");
+    let vec4s = (bytes / 16) as u32;
+    let groups = vec4s.div_ceil(256);
+    let grid = (groups.div_ceil(2), 2); // 32768 x 2 workgroups for 256 MiB
+    let secs = rig.time(&copy, &[(0, &src), (1, &dst)], grid);
+    let copy_gbs = 2.0 * bytes as f64 / secs / 1e9;
+    println!(
+        "kernel copy {} MiB (vec4<f32>, read + write) {:>9.1} us {:>9.1} GB/s",
+        bytes >> 20,
+        secs * 1e6,
+        copy_gbs
+    );
+    drop((src, dst));
+    let empty = rig.pipeline(EMPTY_WGSL, "empty");
+    let floor = rig.time(
+        &empty,
+        &[(0, &rig.buffer(&[0; 16], wgpu::BufferUsages::STORAGE))],
+        (1, 1),
+    );
+    println!("kernel floor: one empty workgroup {:>7.1} us", floor * 1e6);
+
+    let module = shader_modules()
+        .into_iter()
+        .find(|m| m.name == "matmul_f16")
+        .expect("matmul_f16 module");
+    let gemv = rig.pipeline(&module.source, "gemv");
+    let wide = rig.pipeline(&module.source, "gemv_wide");
+    let wide2 = rig.pipeline(&module.source, "gemv_wide2");
+    let dummy = rig.buffer(&[0; 16], wgpu::BufferUsages::STORAGE);
+    for (n, k) in SHAPES {
+        let wbytes = (n * k * 2) as u64;
+        if wbytes > rig.max_binding {
+            println!("kernel gemv f16 W[{n}, {k}]: skipped, above the binding limit");
+            continue;
+        }
+        let halves: Vec<u16> = data(n * k, 1)
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let w = rig.buffer(bytemuck::cast_slice(&halves), wgpu::BufferUsages::STORAGE);
+        for t in [1, 4, 8, 16] {
+            let x = rig.buffer(
+                bytemuck::cast_slice(&data(t * k, 2)),
+                wgpu::BufferUsages::STORAGE,
+            );
+            let y = rig.buffer(&vec![0; t * n * 4], wgpu::BufferUsages::STORAGE);
+            let params = MatmulParams {
+                rows: t as u32,
+                k: k as u32,
+                n_total: n as u32,
+                n_start: 0,
+                n_count: n as u32,
+                has_bias: 0,
+                ..Default::default()
+            };
+            let u = rig.buffer(bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+            let old = rig.time(
+                &gemv,
+                &[(0, &u), (1, &w), (2, &x), (3, &dummy), (4, &y)],
+                (n.div_ceil(32) as u32, t.div_ceil(8) as u32),
+            );
+            let new = rig.time(
+                &wide,
+                &[(0, &u), (5, &w), (6, &x), (3, &dummy), (4, &y)],
+                (n.div_ceil(wide_cols(k)) as u32, t.div_ceil(16) as u32),
+            );
+            let new2 = rig.time(
+                &wide2,
+                &[(0, &u), (5, &w), (6, &x), (3, &dummy), (4, &y)],
+                (n.div_ceil(2 * wide_cols(k)) as u32, t.div_ceil(16) as u32),
+            );
+            let gbs = |s: f64| wbytes as f64 / s / 1e9;
+            let cell = |name: &str, s: f64| {
+                format!(
+                    "{name} {:>6.1} us {:>6.0} GB/s {:>5.1}%",
+                    s * 1e6,
+                    gbs(s),
+                    100.0 * gbs(s) / copy_gbs
+                )
+            };
+            println!(
+                "kernel gemv f16 W[{n}, {k}] T={t:<2} {} | {} | {} (% of copy)",
+                cell("gemv", old),
+                cell("gemv_wide", new),
+                cell("gemv_wide2", new2),
+            );
+        }
+    }
+}
+
 fn main() {
     let opts = WgpuOptions {
         allow_software: std::env::var("INGOT_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| v == "1"),
@@ -65,12 +358,18 @@ fn main() {
     println!("adapter: {}", be.adapter());
     let f32t = |v: &[f32], dims: &[usize]| be.from_f32(v, Shape::new(dims), DType::F32).unwrap();
 
-    for (n, k) in [(4864, 896), (896, 4864), (151_936, 896)] {
+    let allow_software = std::env::var("INGOT_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| v == "1");
+    match Rig::open(allow_software) {
+        Some(rig) => kernel_figures(&rig),
+        None => println!("kernel figures skipped: no adapter with timestamp queries"),
+    }
+
+    for (n, k) in SHAPES {
         let w = be
             .from_f32(&data(n * k, 1), Shape::new([n, k]), DType::F16)
             .unwrap();
         for t in [1, 16, 64, 512] {
-            if n > 100_000 && t > 16 {
+            if !(512..=100_000).contains(&n) && t > 16 {
                 continue;
             }
             let x = f32t(&data(t * k, 2), &[t, k]);
