@@ -5,7 +5,10 @@
 //! (lavapipe, WARP) only when asked for, through [`WgpuOptions::allow_software`] or the
 //! environment variable `INGOT_WGPU_ALLOW_SOFTWARE=1`. The device takes the adapter's own
 //! limits (so a large embedding fits where the hardware allows) and the optional features
-//! SHADER_F16 and SUBGROUP when present; every kernel has a path that needs neither.
+//! SHADER_F16 and SUBGROUP when present, plus EXPERIMENTAL_COOPERATIVE_MATRIX when the
+//! cooperative-matrix matmul will run (`kernels::matmul_coop::choose`: a 16x16x16 or
+//! 8x8x8 f16 -> f32 configuration, 32-wide subgroups); every kernel has a path that needs
+//! none of them.
 //!
 //! Errors: wgpu reports validation errors, out-of-memory and device loss asynchronously.
 //! Allocations and pipeline creation run inside error scopes and turn what they catch into
@@ -13,11 +16,14 @@
 //! device-lost callback, which record the first failure. From then on every verb and every
 //! read-back returns that failure: a step on a broken device fails, it never yields numbers.
 //!
-//! Submission: verbs record compute passes into one pending command encoder, submitted
-//! when a read-back needs results or after [`FLUSH_EVERY`] dispatches, so the GPU starts
-//! on a long step while the CPU is still encoding it (GPU-NOTES: submitting every ~30
-//! dispatches overlapped encoding with execution on the H100). Buffers and tensors dropped
-//! while commands still use them stay alive until those commands finish (wgpu refcounts).
+//! Submission: verbs record their dispatches into one compute pass of one pending command
+//! encoder, submitted when a read-back needs results or after [`FLUSH_EVERY`] dispatches, so
+//! the GPU starts on a long step while the CPU is still encoding it (GPU-NOTES: submitting
+//! every ~30 dispatches overlapped encoding with execution on the H100). Buffers and tensors
+//! dropped while commands still use them stay alive until those commands finish (wgpu
+//! refcounts). Host cost per dispatch is what limits small-batch decode (a step is ~300-400
+//! dispatches), so parameter uniforms are made once per distinct content and shared, and
+//! each pipeline's bind group layout is fetched once.
 //!
 //! Buffer pool: allocating device memory costs far more than a small kernel (on the H100 a
 //! fresh 64 MiB output cost milliseconds), and a decode step allocates the same sizes
@@ -75,20 +81,43 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
     pub subgroups: bool,
     pub max_binding_bytes: u64,
+    /// Every cooperative-matrix configuration the adapter reports (empty without the
+    /// feature): `M x N x K`, A/B type, accumulator type.
+    pub coop_configs: Vec<wgpu::CooperativeMatrixProperties>,
+    /// The fragment edge of the cooperative-matrix matmul (16 on NVIDIA, 8 on Apple), or
+    /// why it is off (see `kernels::matmul_coop::choose`).
+    pub coop_matmul: std::result::Result<u32, String>,
 }
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let configs: Vec<String> = self
+            .coop_configs
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}x{}x{} {:?}->{:?}",
+                    c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
+                )
+            })
+            .collect();
+        let matmul = match &self.coop_matmul {
+            Ok(f) => format!("{f}x{f} fragments"),
+            Err(why) => why.clone(),
+        };
         write!(
             f,
-            "{} ({:?}, {:?}, driver {}; shader-f16 {}, subgroups {}, max binding {} MiB)",
+            "{} ({:?}, {:?}, driver {}; shader-f16 {}, subgroups {}, max binding {} MiB; \
+             cooperative matrices [{}], matmul: {})",
             self.name,
             self.backend,
             self.device_type,
             self.driver,
             self.shader_f16,
             self.subgroups,
-            self.max_binding_bytes >> 20
+            self.max_binding_bytes >> 20,
+            configs.join(", "),
+            matmul
         )
     }
 }
@@ -134,6 +163,8 @@ pub fn probe(allow_software: bool) -> Option<AdapterSummary> {
 
 fn summary(adapter: &wgpu::Adapter, f: wgpu::Features, l: &wgpu::Limits) -> AdapterSummary {
     let info = adapter.get_info();
+    let coop_configs = adapter.cooperative_matrix_properties();
+    let coop_matmul = crate::kernels::matmul_coop::choose(&info, f, l, &coop_configs);
     AdapterSummary {
         name: info.name,
         backend: info.backend,
@@ -142,14 +173,30 @@ fn summary(adapter: &wgpu::Adapter, f: wgpu::Features, l: &wgpu::Limits) -> Adap
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         max_binding_bytes: l.max_storage_buffer_binding_size,
+        coop_configs,
+        coop_matmul,
     }
 }
 
-/// Commands recorded but not yet submitted.
+/// Commands recorded but not yet submitted: one encoder with one open compute pass that
+/// every dispatch joins (wgpu orders the dispatches of a pass and puts barriers between
+/// dependent ones, as between passes).
 #[derive(Default)]
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
+    /// Recording into `encoder`; ended before the encoder is finished.
+    pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
+}
+
+/// Upper bound on cached uniform buffers and bind groups; a full cache is emptied.
+const CACHE_MAX: usize = 4096;
+
+/// What a bind group binds: a pipeline's group 0 and each binding's whole buffer.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: wgpu::ComputePipeline,
+    buffers: Vec<(u32, wgpu::Buffer)>,
 }
 
 /// An open device and its queue, with the failure state and the pending encoder.
@@ -169,6 +216,17 @@ pub(crate) struct Gpu {
     pending: Mutex<Pending>,
     /// Dispatches recorded since the device opened.
     dispatched: AtomicU64,
+    /// Nanoseconds the host spent blocked on the GPU (read-backs, `sync`).
+    waited_ns: AtomicU64,
+    /// Uniform buffers by their contents. Never written after creation, so sharing one
+    /// between dispatches (of this step or later ones) is always safe.
+    uniforms: Mutex<std::collections::HashMap<Vec<u8>, wgpu::Buffer>>,
+    /// The bind group layout of each pipeline (auto layouts, group 0).
+    layouts: Mutex<std::collections::HashMap<wgpu::ComputePipeline, wgpu::BindGroupLayout>>,
+    /// Bind groups by pipeline and bound buffers (not used with `poison`). An entry keeps
+    /// its buffers alive, so a buffer leaving the pool for good takes its entries along
+    /// (see `recycle`): the cache never holds memory that nothing else holds.
+    bind_groups: Mutex<std::collections::HashMap<BindKey, wgpu::BindGroup>>,
     pool: Mutex<Pool>,
 }
 
@@ -195,13 +253,32 @@ impl Gpu {
                     .into()
             })
         })?;
-        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let limits = adapter.limits();
+        // Cooperative matrices only when the matmul will use them (they are experimental
+        // in wgpu 30: asking for them takes the opt-in below).
+        let coop = summary(&adapter, adapter.features(), &limits)
+            .coop_matmul
+            .is_ok();
+        if coop {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        let features = adapter.features() & wanted;
+        let experimental_features = if coop {
+            // SAFETY: wgpu asks callers of experimental features to accept that its
+            // implementation may still have bugs. The only experimental feature requested
+            // is cooperative matrices, for the matmul kernels of `matmul_coop.wgsl` (naga
+            // validates them; tests/coop.rs checks them against the CPU backend), and only
+            // when INGOT_WGPU_COOP=1 turns that path on.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("ingot"),
             required_features: features,
             required_limits: limits.clone(),
+            experimental_features,
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
@@ -240,6 +317,10 @@ impl Gpu {
             failure,
             pending: Mutex::default(),
             dispatched: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            uniforms: Mutex::default(),
+            layouts: Mutex::default(),
+            bind_groups: Mutex::default(),
             pool: Mutex::default(),
         })
     }
@@ -291,14 +372,57 @@ impl Gpu {
         }
         let size = buffer.size();
         let mut pool = lock(&self.pool);
-        if pool.bytes + size > POOL_MAX_BYTES {
-            return;
-        }
+        let fits = pool.bytes + size <= POOL_MAX_BYTES;
         let list = pool.free.entry(size).or_default();
-        if list.len() < POOL_MAX_PER_SIZE {
+        if fits && list.len() < POOL_MAX_PER_SIZE {
             list.push(buffer);
             pool.bytes += size;
+            return;
         }
+        drop(pool);
+        // Released for good: drop the bind groups that would keep it alive.
+        lock(&self.bind_groups).retain(|k, _| !k.buffers.iter().any(|(_, b)| *b == buffer));
+    }
+
+    /// The bind group of `pipeline` with `buffers`, made once and reused while its
+    /// buffers live (a decode step binds the same pooled buffers step after step).
+    fn bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let make = || {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+                .iter()
+                .map(|&(binding, b)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &self.layout(pipeline),
+                entries: &entries,
+            })
+        };
+        if self.poison {
+            return make();
+        }
+        let key = BindKey {
+            pipeline: pipeline.clone(),
+            buffers: buffers.iter().map(|&(i, b)| (i, b.clone())).collect(),
+        };
+        let mut cache = lock(&self.bind_groups);
+        if let Some(g) = cache.get(&key) {
+            return g.clone();
+        }
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        let g = make();
+        cache.insert(key, g.clone());
+        g
     }
 
     /// A storage buffer of `bytes` (rounded up to a word), all-ones bits when `poison`,
@@ -356,14 +480,35 @@ impl Gpu {
         })
     }
 
-    /// A uniform buffer holding one parameter struct.
+    /// A uniform buffer holding one parameter struct: made once per distinct content and
+    /// reused (a decode step repeats the same parameters every step; creating a buffer per
+    /// dispatch cost more host time than recording the dispatch).
     pub fn uniform<P: bytemuck::Pod>(&self, p: &P) -> wgpu::Buffer {
-        self.device
+        let bytes = bytemuck::bytes_of(p);
+        let mut cache = lock(&self.uniforms);
+        if let Some(b) = cache.get(bytes) {
+            return b.clone();
+        }
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        let b = self
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("params"),
-                contents: bytemuck::bytes_of(p),
+                contents: bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
-            })
+            });
+        cache.insert(bytes.to_vec(), b.clone());
+        b
+    }
+
+    /// Group 0's layout of `pipeline`, fetched from wgpu once.
+    fn layout(&self, pipeline: &wgpu::ComputePipeline) -> wgpu::BindGroupLayout {
+        lock(&self.layouts)
+            .entry(pipeline.clone())
+            .or_insert_with(|| pipeline.get_bind_group_layout(0))
+            .clone()
     }
 
     /// A 1-D or 2-D grid covering `groups` workgroups within the per-dimension limit; the
@@ -400,34 +545,27 @@ impl Gpu {
                 self.max_workgroups
             )));
         }
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-            .iter()
-            .map(|&(binding, b)| wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind_group = self.bind_group(label, pipeline, buffers);
         let mut pending = lock(&self.pending);
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("step"),
-                })
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(label),
-                timestamp_writes: None,
+        if pending.pass.is_none() {
+            let encoder = pending.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("step"),
+                    })
             });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("step"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            pending.pass = Some(pass);
         }
+        let pass = pending.pass.as_mut().expect("opened above");
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         pending.dispatches += 1;
         self.dispatched.fetch_add(1, Ordering::Relaxed);
         if pending.dispatches >= FLUSH_EVERY {
@@ -439,6 +577,7 @@ impl Gpu {
 
     fn submit(&self, pending: &mut Pending, extra: Option<wgpu::CommandEncoder>) {
         let mut buffers = Vec::with_capacity(2);
+        drop(pending.pass.take()); // ends the pass, releasing the encoder
         if let Some(e) = pending.encoder.take() {
             buffers.push(e.finish());
         }
@@ -449,6 +588,23 @@ impl Gpu {
         if !buffers.is_empty() {
             self.queue.submit(buffers);
         }
+    }
+
+    /// Blocks until the GPU has finished everything submitted, counting the time.
+    fn wait(&self) -> Result<()> {
+        let start = std::time::Instant::now();
+        let r = self
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::Device(format!("waiting for the GPU: {e}")));
+        self.waited_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r.map(|_| ())
+    }
+
+    /// Seconds the host has spent blocked on the GPU since the device opened.
+    pub fn waited_seconds(&self) -> f64 {
+        self.waited_ns.load(Ordering::Relaxed) as f64 * 1e-9
     }
 
     /// Dispatches recorded since the device opened.
@@ -467,9 +623,7 @@ impl Gpu {
     /// Submits everything recorded so far and waits until the GPU has finished it.
     pub fn sync(&self) -> Result<()> {
         self.flush()?;
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| BackendError::Device(format!("waiting for the GPU: {e}")))?;
+        self.wait()?;
         self.check()
     }
 
@@ -499,9 +653,7 @@ impl Gpu {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| BackendError::Device(format!("waiting for the GPU: {e}")))?;
+        self.wait()?;
         self.check()?;
         rx.recv()
             .map_err(|_| BackendError::Device("read-back was never mapped".into()))?

@@ -10,11 +10,13 @@
 //! structs mirrored in WGSL.
 //!
 //! Numerics: activations are f32; matmul and embedding weights may be f32, f16 or bf16
-//! (widened exactly in the shader, accumulated in f32). Every reduction has one order that
+//! (widened exactly in the shader, accumulated in f32); KV caches f32 or f16 (rounded to
+//! nearest even when written, widened exactly when read). Every reduction has one order that
 //! depends only on its length (matmul: fixed K chunks, whichever kernel runs; rms_norm: a
-//! fixed tree over 256 invocations; attention: fixed 64-position chunks of absolute
-//! position), so a row's result is bit-identical alone or in any batch (batch invariance).
-//! The CPU backend is the reference; the results agree to ~1e-5 relative, not bitwise.
+//! fixed tree over 256 invocations; attention: fixed 64-position chunks and 256-position
+//! groups of absolute position, whether or not the context is split over workgroups), so a
+//! row's result is bit-identical alone or in any batch (batch invariance). The CPU backend
+//! is the reference; the results agree to ~1e-5 relative, not bitwise.
 //!
 //! Shapes and dtypes are checked on the host with `ingot_tensor::check` before any
 //! dispatch. Index tensors (ids, slots, block tables) are not read back to be validated:
@@ -26,6 +28,7 @@ pub mod params;
 mod storage;
 
 pub use device::{AdapterSummary, WgpuOptions, probe};
+pub use kernels::attention::{AttentionSplit, use_split};
 pub use kernels::{ShaderModuleSource, shader_modules};
 pub use storage::WgpuStorage;
 
@@ -33,8 +36,8 @@ use std::sync::Arc;
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, RopeStyle, Shape, Tensor,
-    check,
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, RopeStyle, Shape,
+    Tensor, check,
 };
 
 use device::Gpu;
@@ -95,6 +98,31 @@ impl WgpuBackend {
     /// Submits all recorded work and waits for the GPU to finish it; reports any failure.
     pub fn sync(&self) -> Result<()> {
         self.gpu.sync()
+    }
+
+    /// `paged_attention` with the split-KV path chosen by `split` instead of by
+    /// [`use_split`] (tests and benchmarks; the results are the same bits either way).
+    pub fn paged_attention_split(
+        &self,
+        q: &T,
+        k_cache: &T,
+        v_cache: &T,
+        meta: &AttentionMeta<'_, Self>,
+        params: AttentionParams,
+        split: AttentionSplit,
+    ) -> Result<T> {
+        check::paged_attention(q, k_cache, v_cache, meta, &params);
+        f32_only(Op::PagedAttention, &[q])?;
+        kernels::attention::paged_attention(
+            self,
+            &self.pipelines,
+            q,
+            k_cache,
+            v_cache,
+            meta,
+            params,
+            split,
+        )
     }
 
     /// A fresh single-part f32 tensor for a verb's output (poisoned if the options say).
@@ -173,9 +201,9 @@ impl Backend for WgpuBackend {
         match op {
             Op::Matmul | Op::Embedding => dtype.is_float(),
             Op::GatherRows => true,
-            Op::RmsNorm | Op::Rope | Op::KvWrite | Op::PagedAttention | Op::SiluMul | Op::Add => {
-                dtype == DType::F32
-            }
+            // The KV cache dtype (activations are f32).
+            Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
+            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax => dtype == DType::F32,
         }
     }
 
@@ -261,7 +289,7 @@ impl Backend for WgpuBackend {
         slot_mapping: &T,
     ) -> Result<()> {
         check::kv_write(k, v, k_cache, v_cache, slot_mapping);
-        f32_only(Op::KvWrite, &[k, v, k_cache, v_cache])?;
+        f32_only(Op::KvWrite, &[k, v])?;
         kernels::attention::kv_write(self, &self.pipelines, k, v, k_cache, v_cache, slot_mapping)
     }
 
@@ -274,7 +302,7 @@ impl Backend for WgpuBackend {
         params: AttentionParams,
     ) -> Result<T> {
         check::paged_attention(q, k_cache, v_cache, meta, &params);
-        f32_only(Op::PagedAttention, &[q, k_cache, v_cache])?;
+        f32_only(Op::PagedAttention, &[q])?;
         kernels::attention::paged_attention(
             self,
             &self.pipelines,
@@ -283,6 +311,7 @@ impl Backend for WgpuBackend {
             v_cache,
             meta,
             params,
+            AttentionSplit::Auto,
         )
     }
 
@@ -301,5 +330,29 @@ impl Backend for WgpuBackend {
         check::add(a, b);
         f32_only(Op::Add, &[a, b])?;
         kernels::pointwise::add(self, &self.pipelines, a, b)
+    }
+
+    fn argmax(&self, logits: &T) -> Result<T> {
+        check::argmax(logits);
+        f32_only(Op::Argmax, &[logits])?;
+        kernels::sample::argmax(self, &self.pipelines, logits)
+    }
+
+    /// Submits everything recorded and waits for the GPU; reports a validation error or
+    /// device loss recorded since the backend opened. Read-backs do the same by themselves.
+    fn sync(&self) -> Result<()> {
+        self.gpu.sync()
+    }
+
+    /// [`WgpuBackend::max_binding_bytes`]: activations and KV caches are one buffer each.
+    fn counters(&self) -> Counters {
+        Counters {
+            dispatches: self.gpu.dispatched(),
+            wait_seconds: self.gpu.waited_seconds(),
+        }
+    }
+
+    fn max_tensor_bytes(&self) -> u64 {
+        self.max_binding_bytes()
     }
 }

@@ -65,7 +65,7 @@ pub struct RopeParams {
     pub _pad1: u32,
 }
 
-/// `attention.wgsl`, entry point `kv_write`.
+/// `kv_write.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct KvWriteParams {
@@ -79,7 +79,7 @@ pub struct KvWriteParams {
     pub _pad2: u32,
 }
 
-/// `attention.wgsl`, entry point `paged_attention`.
+/// `attention.wgsl`, all entry points.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct AttentionParams {
@@ -94,7 +94,8 @@ pub struct AttentionParams {
     pub scale: f32,
     /// Sliding window in positions; 0 = none.
     pub window: u32,
-    pub _pad0: u32,
+    /// Split path: 256-position groups per query in the partials scratch (its stride).
+    pub groups: u32,
     pub _pad1: u32,
 }
 
@@ -124,4 +125,14 @@ pub struct GatherParams {
     pub _pad0: u32,
     pub _pad1: u32,
     pub _pad2: u32,
+}
+
+/// `argmax.wgsl`: the greedy token of each row of logits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ArgmaxParams {
+    pub rows: u32,
+    pub vocab: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }

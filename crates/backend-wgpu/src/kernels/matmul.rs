@@ -1,5 +1,7 @@
-//! Launcher of `matmul.wgsl`: the GEMV kernel for up to [`GEMV_MAX_ROWS`] rows, the tiled
-//! GEMM above; one dispatch per part of W. Both kernels compute every element in the same
+//! Launcher of `matmul.wgsl`: a GEMV kernel for up to [`GEMV_MAX_ROWS`] rows (`gemv_wide`,
+//! or `gemv_wide2` from [`GEMV_WIDE2_MIN_ROWS`] rows on, 16-byte weight loads, when K is a
+//! multiple of 8; the scalar `gemv` otherwise), the tiled
+//! GEMM above; one dispatch per part of W. All kernels compute every element in the same
 //! order (see the shader's header), so the switch between them never changes a bit: a row's
 //! output is the same alone or in any batch.
 
@@ -10,10 +12,31 @@ use super::{Pipelines, u32_of, weight_index};
 use crate::params::MatmulParams;
 use crate::{T, WgpuBackend};
 
-/// Largest T for which the GEMV kernel runs (it reads W once per 8 rows).
+/// Largest T for which a GEMV kernel runs (`gemv_wide` reads W once per 16 rows).
 pub const GEMV_MAX_ROWS: usize = 16;
 
+/// Output columns per `gemv_wide` workgroup for rows of `k` elements: 256 invocations split
+/// into chunk lanes (the chunk count's next power of two, clamped to 8..=32) and columns.
+/// Mirrors `wide_lanes` in `matmul.wgsl`.
+pub(crate) fn gemv_wide_cols(k: usize) -> usize {
+    let lanes = k.div_ceil(128).next_power_of_two().clamp(8, 32);
+    256 / lanes
+}
+
+/// Smallest T for which `gemv_wide2` (two columns per invocation) runs instead of
+/// `gemv_wide`: with more rows, x loads rather than weight bytes limit `gemv_wide`.
+pub(crate) const GEMV_WIDE2_MIN_ROWS: usize = 5;
+
+/// Whether `gemv_wide` can run: both W's and x's rows must start on 16-byte boundaries.
+pub(crate) fn gemv_wide_fits(k: usize) -> bool {
+    k > 0 && k.is_multiple_of(8)
+}
+
 pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
+    // Cooperative matrices, where the adapter has them, for every T (see matmul_coop.rs).
+    if let Some(y) = super::matmul_coop::matmul(be, p, x, w, bias)? {
+        return Ok(y);
+    }
     let gpu = &be.gpu;
     let (t, k, n) = (x.dims()[0], x.dims()[1], w.dims()[0]);
     let wi = weight_index(w.dtype()).ok_or(BackendError::Unsupported {
@@ -32,6 +55,7 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
     };
     let ob = out.storage().buffer("matmul out")?;
     let gemv = t <= GEMV_MAX_ROWS;
+    let wide = gemv && gemv_wide_fits(k);
     for part in &w.storage().parts {
         let params = gpu.uniform(&MatmulParams {
             rows: u32_of("rows", t)?,
@@ -42,15 +66,36 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
             has_bias: bias.is_some() as u32,
             ..Default::default()
         });
-        let (pipeline, groups) = if gemv {
-            (&p.gemv[wi], (part.rows.div_ceil(32), t.div_ceil(8)))
+        let weights = if wide { 5 } else { 1 };
+        let acts = if wide { 6 } else { 2 };
+        let buffers = [
+            (0, &params),
+            (weights, &part.buffer),
+            (acts, xb),
+            (3, bb),
+            (4, ob),
+        ];
+        let (label, pipeline, groups) = if wide && t >= GEMV_WIDE2_MIN_ROWS {
+            let cols = 2 * gemv_wide_cols(k);
+            let g = (part.rows.div_ceil(cols), t.div_ceil(16));
+            ("gemv_wide2", &p.gemv_wide2[wi], g)
+        } else if wide {
+            let cols = gemv_wide_cols(k);
+            let g = (part.rows.div_ceil(cols), t.div_ceil(16));
+            ("gemv_wide", &p.gemv_wide[wi], g)
+        } else if gemv {
+            ("gemv", &p.gemv[wi], (part.rows.div_ceil(32), t.div_ceil(8)))
         } else {
-            (&p.gemm[wi], (part.rows.div_ceil(64), t.div_ceil(64)))
+            (
+                "gemm",
+                &p.gemm[wi],
+                (part.rows.div_ceil(64), t.div_ceil(64)),
+            )
         };
         gpu.dispatch(
-            if gemv { "gemv" } else { "gemm" },
+            label,
             pipeline,
-            &[(0, &params), (1, &part.buffer), (2, xb), (3, bb), (4, ob)],
+            &buffers,
             (u32_of("groups", groups.0)?, u32_of("groups", groups.1)?, 1),
         )?;
     }

@@ -11,9 +11,11 @@
 pub(crate) mod attention;
 pub(crate) mod embedding;
 pub(crate) mod matmul;
+pub mod matmul_coop;
 pub(crate) mod norm;
 pub(crate) mod pointwise;
 pub(crate) mod rope;
+pub(crate) mod sample;
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{BackendError, DType};
@@ -29,8 +31,11 @@ const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
 const ROPE: &str = include_str!("../shaders/rope.wgsl");
 const KV_WRITE: &str = include_str!("../shaders/kv_write.wgsl");
 const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+const KV_F32: &str = include_str!("../shaders/kv_f32.wgsl");
+const KV_F16: &str = include_str!("../shaders/kv_f16.wgsl");
 const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const GATHER: &str = include_str!("../shaders/gather.wgsl");
+const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -48,6 +53,10 @@ const WEIGHT_DTYPES: [(DType, &str); 3] = [
     (DType::BF16, DTYPE_BF16),
 ];
 
+/// The KV cache dtypes with their own kv_write and attention variants, and their snippet
+/// (`KvWord`, `kv_pack`, `kv_unpack`).
+const KV_DTYPES: [(DType, &str); 2] = [(DType::F32, KV_F32), (DType::F16, KV_F16)];
+
 /// Every module the backend compiles, every variant included: what the pipelines are built
 /// from, and what the naga tests translate to MSL and SPIR-V.
 pub fn shader_modules() -> Vec<ShaderModuleSource> {
@@ -61,17 +70,33 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         v.push(ShaderModuleSource {
             name: format!("matmul_{dtype}"),
             source: format!("{snippet}\n{MATMUL}"),
-            entry_points: vec!["gemv", "gemm"],
+            entry_points: vec!["gemv", "gemv_wide", "gemv_wide2", "gemm"],
         });
     }
-    let plain: [(&str, &str, &[&'static str]); 6] = [
+    for (dtype, snippet) in KV_DTYPES {
+        v.push(ShaderModuleSource {
+            name: format!("kv_write_{dtype}"),
+            source: format!("{snippet}\n{KV_WRITE}"),
+            entry_points: vec!["kv_write"],
+        });
+        v.push(ShaderModuleSource {
+            name: format!("attention_{dtype}"),
+            source: format!("{snippet}\n{ATTENTION}"),
+            entry_points: vec!["paged_attention", "attention_partial", "attention_merge"],
+        });
+    }
+    let plain: [(&str, &str, &[&'static str]); 4] = [
         ("rms_norm", RMS_NORM, &["rms_norm", "rms_norm_residual"]),
         ("rope", ROPE, &["rope"]),
-        ("kv_write", KV_WRITE, &["kv_write"]),
-        ("attention", ATTENTION, &["paged_attention"]),
         ("pointwise", POINTWISE, &["silu_mul", "add"]),
         ("gather", GATHER, &["gather_rows"]),
     ];
+    v.push(ShaderModuleSource {
+        name: "argmax".into(),
+        source: ARGMAX.into(),
+        entry_points: vec!["argmax"],
+    });
+    v.extend(matmul_coop::shader_modules());
     for (name, source, entries) in plain {
         v.push(ShaderModuleSource {
             name: name.into(),
@@ -87,25 +112,41 @@ pub(crate) fn weight_index(dtype: DType) -> Option<usize> {
     WEIGHT_DTYPES.iter().position(|(d, _)| *d == dtype)
 }
 
+/// Index of a KV cache dtype in the per-cache-dtype pipeline arrays.
+pub(crate) fn kv_index(dtype: DType) -> Option<usize> {
+    KV_DTYPES.iter().position(|(d, _)| *d == dtype)
+}
+
 /// Every compute pipeline, created once.
 pub(crate) struct Pipelines {
     pub embedding: [wgpu::ComputePipeline; 3],
     pub gemv: [wgpu::ComputePipeline; 3],
+    pub gemv_wide: [wgpu::ComputePipeline; 3],
+    pub gemv_wide2: [wgpu::ComputePipeline; 3],
     pub gemm: [wgpu::ComputePipeline; 3],
     pub rms_norm: wgpu::ComputePipeline,
     pub rms_norm_residual: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
-    pub kv_write: wgpu::ComputePipeline,
-    pub paged_attention: wgpu::ComputePipeline,
+    pub kv_write: [wgpu::ComputePipeline; 2],
+    pub paged_attention: [wgpu::ComputePipeline; 2],
+    pub attention_partial: [wgpu::ComputePipeline; 2],
+    pub attention_merge: [wgpu::ComputePipeline; 2],
     pub silu_mul: wgpu::ComputePipeline,
     pub add: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
+    pub argmax: wgpu::ComputePipeline,
+    /// The cooperative-matrix matmul, where the adapter runs it.
+    pub coop: Option<matmul_coop::CoopPipelines>,
 }
 
 impl Pipelines {
     pub fn build(gpu: &Gpu) -> Result<Pipelines> {
         let mut built = std::collections::HashMap::new();
         for m in shader_modules() {
+            // Built by `matmul_coop::build`, and only for the adapter's fragment size.
+            if matmul_coop::is_coop_module(&m.name) {
+                continue;
+            }
             let label = format!("shader module {}", m.name);
             let module = gpu.scoped(&label, 0, || {
                 gpu.device
@@ -147,6 +188,16 @@ impl Pipelines {
                 take("matmul_f16::gemv")?,
                 take("matmul_bf16::gemv")?,
             ],
+            gemv_wide: [
+                take("matmul_f32::gemv_wide")?,
+                take("matmul_f16::gemv_wide")?,
+                take("matmul_bf16::gemv_wide")?,
+            ],
+            gemv_wide2: [
+                take("matmul_f32::gemv_wide2")?,
+                take("matmul_f16::gemv_wide2")?,
+                take("matmul_bf16::gemv_wide2")?,
+            ],
             gemm: [
                 take("matmul_f32::gemm")?,
                 take("matmul_f16::gemm")?,
@@ -155,11 +206,27 @@ impl Pipelines {
             rms_norm: take("rms_norm::rms_norm")?,
             rms_norm_residual: take("rms_norm::rms_norm_residual")?,
             rope: take("rope::rope")?,
-            kv_write: take("kv_write::kv_write")?,
-            paged_attention: take("attention::paged_attention")?,
+            kv_write: [
+                take("kv_write_f32::kv_write")?,
+                take("kv_write_f16::kv_write")?,
+            ],
+            paged_attention: [
+                take("attention_f32::paged_attention")?,
+                take("attention_f16::paged_attention")?,
+            ],
+            attention_partial: [
+                take("attention_f32::attention_partial")?,
+                take("attention_f16::attention_partial")?,
+            ],
+            attention_merge: [
+                take("attention_f32::attention_merge")?,
+                take("attention_f16::attention_merge")?,
+            ],
             silu_mul: take("pointwise::silu_mul")?,
             add: take("pointwise::add")?,
             gather_rows: take("gather::gather_rows")?,
+            argmax: take("argmax::argmax")?,
+            coop: matmul_coop::build(gpu)?,
         })
     }
 }

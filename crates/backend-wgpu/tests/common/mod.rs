@@ -58,6 +58,7 @@ pub fn gpu_split() -> Option<WgpuBackend> {
 }
 
 /// The shared seeded test RNG (SplitMix64).
+#[allow(unused_imports)] // not every test binary that includes this module draws numbers
 pub use ingot_testkit::Rng;
 
 pub fn g32(be: &WgpuBackend, data: &[f32], dims: &[usize]) -> G {
