@@ -4,7 +4,11 @@
 //!   prompts of `--npp` tokens each generate `--ntg` tokens (greedy, EOS ignored), all
 //!   submitted at once. Reports prompt throughput (S_PP: prompt tokens over the time until
 //!   every request has its first token), generation throughput (S_TG: tokens generated after
-//!   that point over the remaining time) and overall throughput (S).
+//!   that point over the remaining time) and overall throughput (S). For the generation
+//!   phase it also splits the average step into host time (scheduling, batch building,
+//!   recording kernels, sampling) and time blocked waiting for the device (GPU time not
+//!   hidden behind host work), and counts kernel dispatches per step. A short request runs
+//!   first, untimed, so that one-time costs (first allocations) stay out of the figures.
 //! - `prefix-cache`: time to first token of a request whose `--prefix` tokens are already
 //!   cached, against the same request with a cold cache.
 //! - `serve`: the serving benchmark against an HTTP server, in the `ingot-bench` crate.
@@ -87,6 +91,23 @@ struct Timing {
     first_all: f64,
     total: f64,
     tokens_after_first_all: usize,
+    /// Generation phase (after every request had its first token).
+    tg: PhaseSplit,
+}
+
+/// Steps of one phase, with the backend's counters over them.
+#[derive(Default)]
+struct PhaseSplit {
+    steps: usize,
+    seconds: f64,
+    wait_seconds: f64,
+    dispatches: u64,
+}
+
+impl PhaseSplit {
+    fn per_step(&self, x: f64) -> f64 {
+        x / self.steps.max(1) as f64
+    }
 }
 
 /// Submits every prompt at once and steps the core to completion.
@@ -116,8 +137,17 @@ fn drive<B: Backend>(
     let mut started = vec![false; rxs.len()];
     let mut first_all = None;
     let mut after = 0;
+    let mut tg = PhaseSplit::default();
     while core.has_unfinished() {
+        let before = (Instant::now(), core.backend().counters());
         core.step();
+        if first_all.is_some() {
+            let c = core.backend().counters();
+            tg.steps += 1;
+            tg.seconds += before.0.elapsed().as_secs_f64();
+            tg.wait_seconds += c.wait_seconds - before.1.wait_seconds;
+            tg.dispatches += c.dispatches - before.1.dispatches;
+        }
         for (i, rx) in rxs.iter_mut().enumerate() {
             while let Ok(o) = rx.try_recv() {
                 if let Some(e) = o.error {
@@ -139,16 +169,18 @@ fn drive<B: Backend>(
         first_all: first_all.unwrap_or(total),
         total,
         tokens_after_first_all: after,
+        tg,
     })
 }
 
 fn batched<B: Backend>(mut core: EngineCore<B>, a: &BatchedArgs) -> Result<()> {
     let vocab = core.tokenizer().vocab_size();
+    drive(&mut core, vec![prompt(32, vocab, 0)], 4, 0)?; // warm-up, untimed
     println!(
-        "|    PP |    TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |"
+        "|    PP |    TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s | TG step ms | host ms | wait ms | disp/step |"
     );
     println!(
-        "|-------|-------|------|--------|----------|----------|----------|----------|----------|----------|"
+        "|-------|-------|------|--------|----------|----------|----------|----------|----------|----------|------------|---------|---------|-----------|"
     );
     for (round, &b) in a.npl.iter().enumerate() {
         let salt = round as u64 + 1;
@@ -157,8 +189,9 @@ fn batched<B: Backend>(mut core: EngineCore<B>, a: &BatchedArgs) -> Result<()> {
             .collect();
         let t = drive(&mut core, prompts, a.ntg, salt)?;
         let t_tg = t.total - t.first_all;
+        let tg = &t.tg;
         println!(
-            "| {:5} | {:5} | {:4} | {:6} | {:8.3} | {:8.2} | {:8.3} | {:8.2} | {:8.3} | {:8.2} |",
+            "| {:5} | {:5} | {:4} | {:6} | {:8.3} | {:8.2} | {:8.3} | {:8.2} | {:8.3} | {:8.2} | {:10.2} | {:7.2} | {:7.2} | {:9.0} |",
             a.npp,
             a.ntg,
             b,
@@ -168,7 +201,11 @@ fn batched<B: Backend>(mut core: EngineCore<B>, a: &BatchedArgs) -> Result<()> {
             t_tg,
             t.tokens_after_first_all as f64 / t_tg.max(1e-9),
             t.total,
-            (b * (a.npp + a.ntg)) as f64 / t.total
+            (b * (a.npp + a.ntg)) as f64 / t.total,
+            tg.per_step(tg.seconds) * 1e3,
+            tg.per_step(tg.seconds - tg.wait_seconds) * 1e3,
+            tg.per_step(tg.wait_seconds) * 1e3,
+            tg.per_step(tg.dispatches as f64),
         );
     }
     Ok(())

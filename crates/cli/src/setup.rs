@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use ingot_engine::{EngineConfig, EngineCore, config};
-use ingot_models::{ModelFiles, ModelSource, spec};
+use ingot_models::{LoadFormat, ModelFiles, ModelSource, spec};
 use ingot_runner::ModelRunner;
 use ingot_tensor::{Backend, DType};
 use ingot_tokenizer::Tokenizer;
@@ -40,6 +40,21 @@ pub struct EngineArgs {
     /// f32 for Hugging Face checkpoints.
     #[arg(long, value_enum, default_value_t)]
     pub dtype: WeightDtype,
+    /// Storage type of the KV cache. `auto`: f16 on the GPU backend (half the memory and
+    /// bandwidth; attention math stays f32), f32 on the CPU backend (its reference results).
+    #[arg(long, value_enum, default_value_t)]
+    pub kv_cache_dtype: KvCacheDtype,
+    /// `dummy`: random weights of the model's shapes (config.json or GGUF metadata), for
+    /// benchmarks of models whose weights are not here.
+    #[arg(long, value_enum, default_value_t)]
+    pub load_format: LoadFormatArg,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadFormatArg {
+    #[default]
+    Auto,
+    Dummy,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -62,13 +77,36 @@ impl WeightDtype {
     }
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvCacheDtype {
+    #[default]
+    Auto,
+    F32,
+    F16,
+}
+
+impl KvCacheDtype {
+    /// The cache dtype on the backend named `backend` (`Backend::name`).
+    fn resolve(self, backend: &str) -> DType {
+        match self {
+            KvCacheDtype::Auto if backend == "wgpu" => DType::F16,
+            KvCacheDtype::Auto | KvCacheDtype::F32 => DType::F32,
+            KvCacheDtype::F16 => DType::F16,
+        }
+    }
+}
+
 pub const BLOCK_SIZE: usize = 16;
 
 /// Loads the model named by `args` and builds an engine core on `backend`.
 pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCore<B>> {
     let source = spec::resolve(args.model.as_deref())?;
     let dtype = args.dtype.resolve(&source);
-    let files = ModelFiles::open(source)?;
+    let format = match args.load_format {
+        LoadFormatArg::Auto => LoadFormat::Auto,
+        LoadFormatArg::Dummy => LoadFormat::Dummy,
+    };
+    let files = ModelFiles::open_as(source, format)?;
     let model = files.load_model(&backend, dtype)?;
     let tokenizer = Arc::new(files.tokenizer);
 
@@ -78,7 +116,14 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
             .context("--kv-cache-memory")?,
         None => config::default_kv_budget(),
     };
-    let per_block = model.kv_bytes_per_block(BLOCK_SIZE, DType::F32) as u64;
+    let kv_dtype = args.kv_cache_dtype.resolve(backend.name());
+    anyhow::ensure!(
+        backend.supports(ingot_tensor::Op::KvWrite, kv_dtype)
+            && backend.supports(ingot_tensor::Op::PagedAttention, kv_dtype),
+        "--kv-cache-dtype {kv_dtype} is not supported on the {} backend",
+        backend.name()
+    );
+    let per_block = model.kv_bytes_per_block(BLOCK_SIZE, kv_dtype) as u64;
     let num_blocks = (budget / per_block) as usize;
     anyhow::ensure!(
         num_blocks > 0,
@@ -91,10 +136,11 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         block_size = BLOCK_SIZE,
         bytes = num_blocks as u64 * per_block,
         max_tokens = num_blocks * BLOCK_SIZE,
+        dtype = %kv_dtype,
         "KV cache"
     );
     let eos = tokenizer.eos_token_ids().to_vec();
-    let runner = ModelRunner::new(backend, model, num_blocks, BLOCK_SIZE, eos)?;
+    let runner = ModelRunner::with_kv_dtype(backend, model, num_blocks, BLOCK_SIZE, eos, kv_dtype)?;
     let cfg = EngineConfig {
         max_num_seqs: args.max_num_seqs,
         max_num_batched_tokens: args.max_num_batched_tokens,

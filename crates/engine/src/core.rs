@@ -119,6 +119,11 @@ impl<B: Backend> EngineCore<B> {
         &self.tokenizer
     }
 
+    /// The backend the model runs on (for its counters, in benchmarks).
+    pub fn backend(&self) -> &B {
+        &self.runner.backend
+    }
+
     pub fn has_unfinished(&self) -> bool {
         self.scheduler.has_unfinished()
     }

@@ -11,14 +11,14 @@ use common::Knobs;
 use ingot_engine::{EngineHandle, SubmitError, offline};
 use ingot_models::ModelSource;
 use ingot_scheduler::{AddError, FinishReason, SamplingParams};
+use ingot_tensor::DType;
 
 fn tiny() -> ModelSource {
     ModelSource::HfDir(common::testdata("tiny-qwen2"))
 }
 
-#[test]
-fn default_model_knows_the_capital_of_france() {
-    let mut core = common::core(ingot_models::spec::resolve(None).unwrap(), Knobs::default());
+/// The default model answers through its chat template and stops at EOS.
+fn knows_the_capital_of_france<B: ingot_tensor::Backend>(mut core: ingot_engine::EngineCore<B>) {
     let tok = core.tokenizer().clone();
     let messages =
         [serde_json::json!({"role": "user", "content": "What is the capital of France?"})];
@@ -32,6 +32,28 @@ fn default_model_knows_the_capital_of_france() {
     let c = &out[0].as_ref().unwrap()[0];
     assert!(c.text.contains("Paris"), "answer: {:?}", c.text);
     assert_eq!(c.finish_reason, Some(FinishReason::Stop), "ends at EOS");
+}
+
+#[test]
+fn default_model_knows_the_capital_of_france() {
+    let source = ingot_models::spec::resolve(None).unwrap();
+    knows_the_capital_of_france(common::core(source, Knobs::default()));
+}
+
+/// The same on the GPU backend as `ingot serve --backend gpu` runs it: f16 weights and an
+/// f16 KV cache (on lavapipe in CI). Catches what kernel tests on random data can miss.
+#[test]
+fn default_model_knows_the_capital_of_france_on_gpu() {
+    let Some(be) = common::gpu() else {
+        return;
+    };
+    let source = ingot_models::spec::resolve(None).unwrap();
+    let knobs = Knobs {
+        num_blocks: 64,
+        ..Knobs::default()
+    };
+    let core = common::core_on(be, source, knobs, DType::F16, DType::F16);
+    knows_the_capital_of_france(core);
 }
 
 fn greedy_text(

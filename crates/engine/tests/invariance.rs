@@ -4,13 +4,43 @@
 //! (d) under a KV budget so small that requests are preempted and recomputed, and (e) after
 //! an earlier request has put its prompt's prefix in the cache. Greedy and seeded sampling
 //! (temperature 0.8) must give identical tokens in every setting.
+//!
+//! The suite runs on the CPU backend (f32 weights and KV) and on the GPU backend (f16
+//! weights, f16 KV, as `ingot serve --backend gpu` runs): identical within each backend.
+//! CI runs the GPU cases on lavapipe with the tiny model; the default model's GPU cases
+//! are for a real GPU (`INGOT_GPU_DEFAULT_MODEL=1`), lavapipe being too slow for them.
 
 mod common;
 
 use common::Knobs;
+use ingot_backend_cpu::CpuBackend;
 use ingot_engine::offline;
 use ingot_models::ModelSource;
 use ingot_scheduler::SamplingParams;
+use ingot_tensor::{Backend, DType};
+
+/// Where the suite runs: a backend and the storage types of weights and KV cache.
+struct On<B: Backend + Clone> {
+    backend: B,
+    weights: DType,
+    kv: DType,
+}
+
+fn cpu() -> On<CpuBackend> {
+    On {
+        backend: CpuBackend::new(),
+        weights: DType::F32,
+        kv: DType::F32,
+    }
+}
+
+fn gpu() -> Option<On<ingot_backend_wgpu::WgpuBackend>> {
+    common::gpu().map(|backend| On {
+        backend,
+        weights: DType::F16,
+        kv: DType::F16,
+    })
+}
 
 /// Deterministic pseudo-random numbers (a 64-bit LCG), so the mixes are reproducible.
 struct Lcg(u64);
@@ -59,14 +89,21 @@ impl Suite {
 
     /// Runs the target (at position 17 of the mix when `with_others`) and returns its tokens,
     /// with the engine's stats.
-    fn run(
+    fn run<B: Backend + Clone>(
         &self,
+        on: &On<B>,
         knobs: Knobs,
         params: &SamplingParams,
         with_others: bool,
         warm_prefix: bool,
     ) -> (Vec<u32>, ingot_engine::EngineStats) {
-        let mut core = common::core(self.source.clone(), knobs);
+        let mut core = common::core_on(
+            on.backend.clone(),
+            self.source.clone(),
+            knobs,
+            on.weights,
+            on.kv,
+        );
         if warm_prefix {
             // Same first 48 tokens as the target, then something else.
             let mut p: Vec<u32> = self.target[..48].to_vec();
@@ -106,22 +143,22 @@ impl Suite {
         (target[0].token_ids.clone(), core.stats())
     }
 
-    fn check(&self, params: SamplingParams, tight_blocks: usize) {
+    fn check<B: Backend + Clone>(&self, on: &On<B>, params: SamplingParams, tight_blocks: usize) {
         let params = SamplingParams {
             max_tokens: self.max_tokens,
             ignore_eos: true,
             ..params
         };
-        let (alone, _) = self.run(Knobs::default(), &params, false, false);
+        let (alone, _) = self.run(on, Knobs::default(), &params, false, false);
         assert_eq!(alone.len(), self.max_tokens);
-        let (mixed, _) = self.run(Knobs::default(), &params, true, false);
+        let (mixed, _) = self.run(on, Knobs::default(), &params, true, false);
         assert_eq!(mixed, alone, "(b) among 32 concurrent requests");
         for budget in [16, 64, 2048] {
             let knobs = Knobs {
                 max_num_batched_tokens: budget,
                 ..Knobs::default()
             };
-            let (chunked, _) = self.run(knobs, &params, true, false);
+            let (chunked, _) = self.run(on, knobs, &params, true, false);
             assert_eq!(chunked, alone, "(c) max_num_batched_tokens {budget}");
         }
         let knobs = Knobs {
@@ -129,13 +166,13 @@ impl Suite {
             max_num_batched_tokens: 64,
             ..Knobs::default()
         };
-        let (preempted, stats) = self.run(knobs, &params, true, false);
+        let (preempted, stats) = self.run(on, knobs, &params, true, false);
         assert!(
             stats.num_preemptions_total > 0,
             "(d) the KV budget must force preemption"
         );
         assert_eq!(preempted, alone, "(d) under preemption");
-        let (cached, stats) = self.run(Knobs::default(), &params, false, true);
+        let (cached, stats) = self.run(on, Knobs::default(), &params, false, true);
         assert!(
             stats.prefix_cache_hits >= 48,
             "(e) the prefix must come from the cache"
@@ -154,21 +191,36 @@ fn tiny() -> Suite {
     )
 }
 
+fn seeded(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.8,
+        seed: Some(seed),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn tiny_greedy_is_batch_invariant() {
-    tiny().check(SamplingParams::greedy(1), 12);
+    tiny().check(&cpu(), SamplingParams::greedy(1), 12);
 }
 
 #[test]
 fn tiny_seeded_sampling_is_batch_invariant() {
-    tiny().check(
-        SamplingParams {
-            temperature: 0.8,
-            seed: Some(1234),
-            ..Default::default()
-        },
-        12,
-    );
+    tiny().check(&cpu(), seeded(1234), 12);
+}
+
+#[test]
+fn tiny_greedy_is_batch_invariant_on_gpu() {
+    if let Some(on) = gpu() {
+        tiny().check(&on, SamplingParams::greedy(1), 12);
+    }
+}
+
+#[test]
+fn tiny_seeded_sampling_is_batch_invariant_on_gpu() {
+    if let Some(on) = gpu() {
+        tiny().check(&on, seeded(1234), 12);
+    }
 }
 
 fn default_model() -> Suite {
@@ -178,17 +230,34 @@ fn default_model() -> Suite {
 
 #[test]
 fn default_model_greedy_is_batch_invariant() {
-    default_model().check(SamplingParams::greedy(1), 7);
+    default_model().check(&cpu(), SamplingParams::greedy(1), 7);
 }
 
 #[test]
 fn default_model_seeded_sampling_is_batch_invariant() {
-    default_model().check(
-        SamplingParams {
-            temperature: 0.8,
-            seed: Some(7),
-            ..Default::default()
-        },
-        7,
-    );
+    default_model().check(&cpu(), seeded(7), 7);
+}
+
+/// The default model on the GPU backend, when `INGOT_GPU_DEFAULT_MODEL=1` (a real GPU).
+fn default_on_gpu() -> Option<On<ingot_backend_wgpu::WgpuBackend>> {
+    if std::env::var("INGOT_GPU_DEFAULT_MODEL").is_ok_and(|v| v == "1") {
+        gpu()
+    } else {
+        eprintln!("SKIPPED: set INGOT_GPU_DEFAULT_MODEL=1 to run the default model on the GPU");
+        None
+    }
+}
+
+#[test]
+fn default_model_greedy_is_batch_invariant_on_gpu() {
+    if let Some(on) = default_on_gpu() {
+        default_model().check(&on, SamplingParams::greedy(1), 7);
+    }
+}
+
+#[test]
+fn default_model_seeded_sampling_is_batch_invariant_on_gpu() {
+    if let Some(on) = default_on_gpu() {
+        default_model().check(&on, seeded(7), 7);
+    }
 }

@@ -1,14 +1,19 @@
-//! Shared test setup: build an engine core on the CPU backend from a model source.
+//! Shared test setup: build an engine core from a model source, on the CPU backend or on
+//! the GPU backend (opened once per test binary; a loud skip when there is no adapter,
+//! a failure instead when `INGOT_REQUIRE_GPU=1`, as CI sets with lavapipe installed).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use ingot_backend_cpu::CpuBackend;
+use ingot_backend_wgpu::{WgpuBackend, WgpuOptions};
 use ingot_engine::{EngineConfig, EngineCore};
 use ingot_models::{ModelFiles, ModelSource};
 use ingot_runner::ModelRunner;
-use ingot_tensor::DType;
+use ingot_tensor::{Backend, DType};
 
 /// `testdata/<rel>` of the repository (see `ingot_testkit::fixtures::testdata`).
 pub fn testdata(rel: &str) -> PathBuf {
@@ -34,14 +39,23 @@ impl Default for Knobs {
 }
 
 pub fn core(source: ModelSource, k: Knobs) -> EngineCore<CpuBackend> {
+    core_on(CpuBackend::new(), source, k, DType::F32, DType::F32)
+}
+
+/// An engine core on `backend` with weights stored as `weights` and a KV cache of `kv`.
+pub fn core_on<B: Backend>(
+    backend: B,
+    source: ModelSource,
+    k: Knobs,
+    weights: DType,
+    kv: DType,
+) -> EngineCore<B> {
     let files = ModelFiles::open(source).expect("model opens");
-    let backend = CpuBackend::new();
-    let model = files
-        .load_model(&backend, DType::F32)
-        .expect("weights load");
+    let model = files.load_model(&backend, weights).expect("weights load");
     let max_model_len = model.config.max_position_embeddings;
     let eos = files.tokenizer.eos_token_ids().to_vec();
-    let runner = ModelRunner::new(backend, model, k.num_blocks, 16, eos).expect("runner");
+    let runner =
+        ModelRunner::with_kv_dtype(backend, model, k.num_blocks, 16, eos, kv).expect("runner");
     let cfg = EngineConfig {
         max_num_seqs: k.max_num_seqs,
         max_num_batched_tokens: k.max_num_batched_tokens,
@@ -51,4 +65,30 @@ pub fn core(source: ModelSource, k: Knobs) -> EngineCore<CpuBackend> {
         enable_prefix_caching: k.prefix_caching,
     };
     EngineCore::new(runner, Arc::new(files.tokenizer), cfg)
+}
+
+/// The GPU backend for engine tests (software adapters accepted), or `None` with a
+/// SKIPPED line when there is none and `INGOT_REQUIRE_GPU` is not `1`.
+pub fn gpu() -> Option<WgpuBackend> {
+    static BE: OnceLock<Option<WgpuBackend>> = OnceLock::new();
+    BE.get_or_init(|| {
+        let opts = WgpuOptions {
+            allow_software: true,
+            ..WgpuOptions::default()
+        };
+        match WgpuBackend::new(opts) {
+            Ok(be) => {
+                eprintln!("engine tests on {}", be.adapter());
+                Some(be)
+            }
+            Err(e) if std::env::var("INGOT_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("INGOT_REQUIRE_GPU=1 but the GPU backend cannot open: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no GPU adapter, GPU engine tests not run: {e}");
+                None
+            }
+        }
+    })
+    .clone()
 }
