@@ -5,8 +5,8 @@
 //! Split-KV decode (FlashDecoding, Dao et al. 2023): a launch of few queries over long
 //! contexts gives the single-pass kernel only Hq·T workgroups, each walking thousands of
 //! positions while most of the GPU idles. The split path runs one workgroup per (query
-//! head, token, 256-position group) into a scratch of group states
-//! `[T, Hq, groups, 3 + D]` (O(T·Hq·context/256·D) floats), then merges them in group
+//! head, token, 64-position group) into a scratch of group states
+//! `[T, Hq, groups, 3 + D]` (O(T·Hq·context/64·D) floats), then merges them in group
 //! order. Both paths run the same WGSL functions in the same order (see the shader's
 //! header), so the choice, made here by [`use_split`], never changes a bit: it may depend
 //! on the batch freely without breaking batch invariance.
@@ -23,7 +23,7 @@ pub const MAX_HEAD_DIM: usize = 256;
 
 /// Positions per group of the canonical order: the unit of work of the split path
 /// (`GROUP` in `attention.wgsl`).
-pub const GROUP_POSITIONS: usize = 256;
+pub const GROUP_POSITIONS: usize = 64;
 
 /// The split path is taken only while the single-pass grid has fewer (query head, token)
 /// workgroups than this: above it, the GPU is busy anyway.

@@ -1,6 +1,7 @@
-//! Launcher of `matmul.wgsl`: a GEMV kernel for up to [`GEMV_MAX_ROWS`] rows (`gemv_wide`,
-//! or `gemv_wide2` from [`GEMV_WIDE2_MIN_ROWS`] rows on, 16-byte weight loads, when K is a
-//! multiple of 8; the scalar `gemv` otherwise), the tiled
+//! Launcher of `matmul.wgsl`: a GEMV kernel for few rows (`gemv_wide` up to
+//! [`GEMV_WIDE_MAX_ROWS`] rows, `gemv_wide2` from [`GEMV_WIDE2_MIN_ROWS`] rows on, 16-byte
+//! weight loads, when K is a multiple of 8; the scalar `gemv` up to [`GEMV_MAX_ROWS`]
+//! otherwise), the tiled
 //! GEMM above; one dispatch per part of W. All kernels compute every element in the same
 //! order (see the shader's header), so the switch between them never changes a bit: a row's
 //! output is the same alone or in any batch.
@@ -12,8 +13,13 @@ use super::{Pipelines, u32_of, weight_index};
 use crate::params::MatmulParams;
 use crate::{T, WgpuBackend};
 
-/// Largest T for which a GEMV kernel runs (`gemv_wide` reads W once per 16 rows).
+/// Largest T for which the scalar `gemv` runs.
 pub const GEMV_MAX_ROWS: usize = 16;
+
+/// Largest T for which `gemv_wide`/`gemv_wide2` run (one pass over W per 16 rows). On the
+/// H200 (2026-11-27) four passes of `gemv_wide2` at T=64 beat the tiled GEMM on every
+/// Qwen2-0.5B shape (e.g. W[896, 4864]: ~150 µs vs 668 µs); by T=512 the GEMM wins.
+pub const GEMV_WIDE_MAX_ROWS: usize = 64;
 
 /// Output columns per `gemv_wide` workgroup for rows of `k` elements: 256 invocations split
 /// into chunk lanes (the chunk count's next power of two, clamped to 8..=32) and columns.
@@ -54,8 +60,8 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
         None => &gpu.dummy,
     };
     let ob = out.storage().buffer("matmul out")?;
+    let wide = t <= GEMV_WIDE_MAX_ROWS && gemv_wide_fits(k);
     let gemv = t <= GEMV_MAX_ROWS;
-    let wide = gemv && gemv_wide_fits(k);
     for part in &w.storage().parts {
         let params = gpu.uniform(&MatmulParams {
             rows: u32_of("rows", t)?,
