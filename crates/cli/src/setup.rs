@@ -124,11 +124,23 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         backend.name()
     );
     let per_block = model.kv_bytes_per_block(BLOCK_SIZE, kv_dtype) as u64;
-    let num_blocks = (budget / per_block) as usize;
+    let mut num_blocks = (budget / per_block) as usize;
     anyhow::ensure!(
         num_blocks > 0,
         "--kv-cache-memory {budget} bytes is less than one KV block ({per_block} bytes)"
     );
+    // Each layer's K (and V) cache is one tensor: it must fit the backend's largest.
+    let per_block_tensor = per_block / (2 * model.config.num_layers as u64);
+    let max_blocks = (backend.max_tensor_bytes() / per_block_tensor) as usize;
+    if num_blocks > max_blocks {
+        tracing::warn!(
+            "KV cache capped at {max_blocks} blocks: one layer's cache may not exceed the \
+             {} backend's {} MiB tensor limit",
+            backend.name(),
+            backend.max_tensor_bytes() >> 20
+        );
+        num_blocks = max_blocks;
+    }
     let model_len = model.config.max_position_embeddings;
     let max_model_len = args.max_model_len.unwrap_or(model_len).min(model_len);
     tracing::info!(
