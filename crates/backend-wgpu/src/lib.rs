@@ -353,6 +353,7 @@ impl Backend for WgpuBackend {
     }
 
     fn max_tensor_bytes(&self) -> u64 {
-        self.max_binding_bytes()
+        // Tensors above the split size are stored in parts, which only weights may be.
+        self.gpu.split_bytes
     }
 }

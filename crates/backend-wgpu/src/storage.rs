@@ -78,9 +78,10 @@ pub(crate) fn plan(shape: &Shape, dtype: DType, max_bytes: u64) -> Result<Vec<(u
     let (rows, per_row) = rows_of(shape);
     let row_bytes = (per_row * dtype.size_in_bytes()) as u64;
     let total = rows as u64 * row_bytes;
-    // A part's size is rounded up to a word, hence the 4 bytes of slack.
-    if total + 4 <= max_bytes || rows <= 1 {
-        if total + 4 > max_bytes {
+    // A buffer's size is rounded up to a word.
+    let padded = total.div_ceil(4) * 4;
+    if padded <= max_bytes || rows <= 1 {
+        if padded > max_bytes {
             return Err(BackendError::Device(format!(
                 "a tensor of shape {shape} ({total} bytes) exceeds the adapter's storage \
                  binding limit of {max_bytes} bytes and has no rows to split"
