@@ -8,7 +8,9 @@
 //!   the GEMV is measured against, the time of an empty dispatch (the floor of any kernel),
 //!   then the GEMV kernels of `matmul.wgsl` (the scalar `gemv`, `gemv_wide`, `gemv_wide2`) on
 //!   every Qwen2-0.5B weight shape at T = 1, 4, 8, 16, each dispatch in its own pass (median of
-//!   `REPS`). GB/s count the weight bytes only; copy counts read + write.
+//!   `REPS`). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
+//!   (`gemm` and `gemm_big`) on the prefill shapes at T = 512 and 8192, in
+//!   TFLOP/s.
 //! - Verb time: wall time per `Backend` call, averaged over `REPS` calls recorded back to
 //!   back and closed by `sync` (no read-back), and the host time spent recording them. When
 //!   the recording time is close to the wall time, the host is the bottleneck, not the
@@ -255,6 +257,31 @@ fn wide_cols(k: usize) -> usize {
 }
 
 /// Copy bandwidth, then both GEMV kernels (f16 weights) on every shape, as kernel time.
+/// Input x [T, K], output y [T, N] and the parameter uniform of a whole-W matmul.
+fn matmul_io(
+    rig: &Rig,
+    t: usize,
+    n: usize,
+    k: usize,
+) -> (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer) {
+    let x = rig.buffer(
+        bytemuck::cast_slice(&data(t * k, 2)),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let y = rig.buffer(&vec![0; t * n * 4], wgpu::BufferUsages::STORAGE);
+    let params = MatmulParams {
+        rows: t as u32,
+        k: k as u32,
+        n_total: n as u32,
+        n_start: 0,
+        n_count: n as u32,
+        has_bias: 0,
+        ..Default::default()
+    };
+    let u = rig.buffer(bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+    (x, y, u)
+}
+
 fn kernel_figures(rig: &Rig) {
     let bytes = (256u64 << 20).min(rig.max_binding);
     let src = rig.buffer(&vec![0x3c; bytes as usize], wgpu::BufferUsages::STORAGE);
@@ -300,21 +327,7 @@ fn kernel_figures(rig: &Rig) {
             .collect();
         let w = rig.buffer(bytemuck::cast_slice(&halves), wgpu::BufferUsages::STORAGE);
         for t in [1, 4, 8, 16] {
-            let x = rig.buffer(
-                bytemuck::cast_slice(&data(t * k, 2)),
-                wgpu::BufferUsages::STORAGE,
-            );
-            let y = rig.buffer(&vec![0; t * n * 4], wgpu::BufferUsages::STORAGE);
-            let params = MatmulParams {
-                rows: t as u32,
-                k: k as u32,
-                n_total: n as u32,
-                n_start: 0,
-                n_count: n as u32,
-                has_bias: 0,
-                ..Default::default()
-            };
-            let u = rig.buffer(bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+            let (x, y, u) = matmul_io(rig, t, n, k);
             let old = rig.time(
                 &gemv,
                 &[(0, &u), (1, &w), (2, &x), (3, &dummy), (4, &y)],
@@ -349,6 +362,49 @@ fn kernel_figures(rig: &Rig) {
     }
 }
 
+/// The tiled GEMM on the prefill shapes (f32 and f16 weights, T = 512 and 8192) as kernel
+/// time and TFLOP/s (2 T N K flops): `gemm` as the launcher runs it (64x64 tiles), and
+/// `gemm_big`, the 128x128-tile GEMM of `matmul.wgsl` (launched where `gemm_big_pays`).
+fn gemm_figures(rig: &Rig) {
+    let dummy = rig.buffer(&[0; 16], wgpu::BufferUsages::STORAGE);
+    for dtype in ["f32", "f16"] {
+        let module = shader_modules()
+            .into_iter()
+            .find(|m| m.name == format!("matmul_{dtype}"))
+            .expect("matmul module");
+        let gemm = rig.pipeline(&module.source, "gemm");
+        let big = rig.pipeline(&module.source, "gemm_big");
+        for &(n, k) in &SHAPES[..4] {
+            let wv = data(n * k, 1);
+            let wbytes: Vec<u8> = if dtype == "f32" {
+                bytemuck::cast_slice(&wv).to_vec()
+            } else {
+                let h: Vec<u16> = wv
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_bits())
+                    .collect();
+                bytemuck::cast_slice(&h).to_vec()
+            };
+            let w = rig.buffer(&wbytes, wgpu::BufferUsages::STORAGE);
+            for t in [512, 8192] {
+                let (x, y, u) = matmul_io(rig, t, n, k);
+                let buffers = [(0, &u), (1, &w), (2, &x), (3, &dummy), (4, &y)];
+                let grid = |tile: usize| (n.div_ceil(tile) as u32, t.div_ceil(tile) as u32);
+                let tflops = |s: f64| 2.0 * (t * n * k) as f64 / s / 1e12;
+                let s64 = rig.time(&gemm, &buffers, grid(64));
+                let s128 = rig.time(&big, &buffers, grid(128));
+                println!(
+                    "kernel gemm {dtype} W[{n}, {k}] T={t:<5} gemm {:>8.1} us {:>5.1} TFLOP/s | gemm_big {:>8.1} us {:>5.1} TFLOP/s",
+                    s64 * 1e6,
+                    tflops(s64),
+                    s128 * 1e6,
+                    tflops(s128),
+                );
+            }
+        }
+    }
+}
+
 fn main() {
     let opts = WgpuOptions {
         allow_software: std::env::var("INGOT_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| v == "1"),
@@ -360,7 +416,10 @@ fn main() {
 
     let allow_software = std::env::var("INGOT_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| v == "1");
     match Rig::open(allow_software) {
-        Some(rig) => kernel_figures(&rig),
+        Some(rig) => {
+            kernel_figures(&rig);
+            gemm_figures(&rig);
+        }
         None => println!("kernel figures skipped: no adapter with timestamp queries"),
     }
 
@@ -368,8 +427,8 @@ fn main() {
         let w = be
             .from_f32(&data(n * k, 1), Shape::new([n, k]), DType::F16)
             .unwrap();
-        for t in [1, 16, 64, 512] {
-            if !(512..=100_000).contains(&n) && t > 16 {
+        for t in [1, 16, 64, 512, 8192] {
+            if !(512..=100_000).contains(&n) && t > 16 || n > 100_000 && t > 512 {
                 continue;
             }
             let x = f32t(&data(t * k, 2), &[t, k]);

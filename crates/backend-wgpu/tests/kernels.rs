@@ -73,6 +73,39 @@ fn matmul_matches_cpu() {
     }
 }
 
+/// The 128x128-tile GEMM (large outputs: `gemm_big_pays`) against the CPU, and its rows
+/// bit-identical to the same rows computed alone (GEMV) and in a 100-row batch (64x64 GEMM).
+#[test]
+fn big_tile_gemm_matches_cpu_and_other_kernels() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(5);
+    // 3 x 129 and 17 x 16 tiles of 128; K with a short last chunk and a short last step.
+    for (t, k, n) in [(257, 300, 16390), (2100, 136, 2000)] {
+        let (x, w, b) = (rng.vec(t * k), rng.vec(n * k), rng.vec(n));
+        for dtype in DTYPES {
+            let (g, c) = matmul_both(&gpu, &cpu, &x, &w, Some(&b), (t, k, n), dtype);
+            assert_close(&g, &c, 2e-5, &format!("T={t} K={k} N={n} {dtype}"));
+            let wt = gpu.from_f32(&w, Shape::new([n, k]), dtype).unwrap();
+            let bt = g32(&gpu, &b, &[n]);
+            for (r0, count) in [(0, 1), (t - 1, 1), (t / 2 - 50, 100)] {
+                let y = gpu
+                    .matmul(
+                        &g32(&gpu, &x[r0 * k..(r0 + count) * k], &[count, k]),
+                        &wt,
+                        Some(&bt),
+                    )
+                    .unwrap();
+                assert_bits(
+                    &gpu.to_f32(&y).unwrap(),
+                    &g[r0 * n..(r0 + count) * n],
+                    &format!("{dtype} T={t} rows {r0}..{}", r0 + count),
+                );
+            }
+        }
+    }
+}
+
 /// A row's result is bit-identical whichever kernel (GEMV or GEMM) and batch computed it.
 #[test]
 fn matmul_rows_are_batch_invariant() {

@@ -1,8 +1,8 @@
 //! Launcher of `matmul.wgsl`: a GEMV kernel for few rows (`gemv_wide` up to
 //! [`GEMV_WIDE_MAX_ROWS`] rows, `gemv_wide2` from [`GEMV_WIDE2_MIN_ROWS`] rows on, 16-byte
 //! weight loads, when K is a multiple of 8; the scalar `gemv` up to [`GEMV_MAX_ROWS`]
-//! otherwise), the tiled
-//! GEMM above; one dispatch per part of W. All kernels compute every element in the same
+//! otherwise), and above them the tiled GEMM (`gemm_big`'s 128x128 tiles where
+//! [`gemm_big_pays`], else `gemm`'s 64x64); one dispatch per part of W. All kernels compute every element in the same
 //! order (see the shader's header), so the switch between them never changes a bit: a row's
 //! output is the same alone or in any batch.
 
@@ -32,6 +32,16 @@ pub(crate) fn gemv_wide_cols(k: usize) -> usize {
 /// Smallest T for which `gemv_wide2` (two columns per invocation) runs instead of
 /// `gemv_wide`: with more rows, x loads rather than weight bytes limit `gemv_wide`.
 pub(crate) const GEMV_WIDE2_MIN_ROWS: usize = 5;
+
+/// Whether the 128x128-tile `gemm_big` runs instead of `gemm` (64x64 tiles) for T rows and
+/// N output columns: when it still gives at least 256 workgroups. On the H100
+/// (2026-11-27, kernels_bench) it ran 1.3-1.6x faster at T=8192 on the Qwen2-0.5B shapes
+/// with N >= 896 and f32 or f16 weights, and slower where its grid is small (T=512 with
+/// N=896, N=128). Both compute the same per-element sequence, so the rule never changes a
+/// bit.
+pub(crate) fn gemm_big_pays(t: usize, n: usize) -> bool {
+    t.div_ceil(128) * n.div_ceil(128) >= 256
+}
 
 /// Whether `gemv_wide` can run: both W's and x's rows must start on 16-byte boundaries.
 pub(crate) fn gemv_wide_fits(k: usize) -> bool {
@@ -91,6 +101,9 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
             ("gemv_wide", &p.gemv_wide[wi], g)
         } else if gemv {
             ("gemv", &p.gemv[wi], (part.rows.div_ceil(32), t.div_ceil(8)))
+        } else if gemm_big_pays(t, part.rows) {
+            let g = (part.rows.div_ceil(128), t.div_ceil(128));
+            ("gemm_big", &p.gemm_big[wi], g)
         } else {
             (
                 "gemm",

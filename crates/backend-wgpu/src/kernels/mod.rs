@@ -70,7 +70,7 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         v.push(ShaderModuleSource {
             name: format!("matmul_{dtype}"),
             source: format!("{snippet}\n{MATMUL}"),
-            entry_points: vec!["gemv", "gemv_wide", "gemv_wide2", "gemm"],
+            entry_points: vec!["gemv", "gemv_wide", "gemv_wide2", "gemm", "gemm_big"],
         });
     }
     for (dtype, snippet) in KV_DTYPES {
@@ -124,6 +124,7 @@ pub(crate) struct Pipelines {
     pub gemv_wide: [wgpu::ComputePipeline; 3],
     pub gemv_wide2: [wgpu::ComputePipeline; 3],
     pub gemm: [wgpu::ComputePipeline; 3],
+    pub gemm_big: [wgpu::ComputePipeline; 3],
     pub rms_norm: wgpu::ComputePipeline,
     pub rms_norm_residual: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
@@ -202,6 +203,11 @@ impl Pipelines {
                 take("matmul_f32::gemm")?,
                 take("matmul_f16::gemm")?,
                 take("matmul_bf16::gemm")?,
+            ],
+            gemm_big: [
+                take("matmul_f32::gemm_big")?,
+                take("matmul_f16::gemm_big")?,
+                take("matmul_bf16::gemm_big")?,
             ],
             rms_norm: take("rms_norm::rms_norm")?,
             rms_norm_residual: take("rms_norm::rms_norm_residual")?,

@@ -28,6 +28,8 @@
 //   staged through workgroup memory BK = 16 columns of K at a time (KC is a multiple of BK,
 //   so a tile step never straddles a chunk). Steps past K are skipped, not zero-padded, so
 //   no extra operation enters an accumulator.
+// - `gemm_big` (many rows and columns): 128x128 tiles, 8x8 per invocation, k-major vec4
+//   staging, two buffers; see its own comment.
 //
 // W may be one part of a weight split by rows (see `storage.rs`): its first row is output
 // column `n_start`. The weight dtype comes from the prepended `dtype_*.wgsl` (`load_w`, and
@@ -667,4 +669,216 @@ fn gemm(
     store4(m + 1u, n, tot1);
     store4(m + 2u, n, tot2);
     store4(m + 3u, n, tot3);
+}
+
+// gemm_big: `gemm` for large outputs (the launcher's `gemm_big_pays`: 1.3-1.6x faster on
+// the H100 at T=8192, slower on small grids; `examples/kernels_bench.rs` times both). The same
+// per-element operations as `gemm`, on a 128x128 output tile per workgroup, 8x8 sums per
+// invocation: rows tr*4.. and 64 + tr*4.., columns tc*4.. and 64 + tc*4.., four of each, so
+// that a warp's vec4 reads of the staged tiles are contiguous. x and W are staged BK2 = 8
+// columns of K per step, transposed (k-major: row kk holds the tile's 128 values of
+// k0 + kk), so an invocation reads four rows or columns as one vec4; the rows are padded to
+// 132 values, so that a warp's staging writes (8 k x 4 rows) hit 32 distinct banks. Two
+// buffers: while the tile computes from one, the next step's values, loaded into registers
+// before the arithmetic, go into the other; one barrier per step. 2 x 2 x 8 x 132 x 4 B =
+// 16.5 KiB of workgroup memory.
+//
+// The sums are plain vec4 variables on purpose: the same kernel with the 4x4 blocks held
+// in structs passed through helper functions ran at 6-12 TFLOP/s on the H200 (2026-11-27),
+// and `gemm` itself fell from 14.5 to 6.5 TFLOP/s when its accumulators became such a
+// struct: the driver seems to keep them in memory, not registers.
+const TILE2: u32 = 128u;
+const BK2: u32 = 8u; // a divisor of KC: a step never straddles a chunk
+const LD2: u32 = 33u; // vec4s per staged k row (128 values + 4 of padding)
+const STAGE2: u32 = 264u; // vec4s per staging buffer: BK2 * LD2
+
+var<workgroup> xq: array<vec4<f32>, 528>; // [2, BK2, LD2] x tile, k-major: x[m0 + 4j + c] in [.][.][j][c]
+var<workgroup> wq: array<vec4<f32>, 528>; // [2, BK2, LD2] W tile, k-major
+
+// Element k of tile row `r` (0 outside the output or past K: such values are never used in
+// a sum, since the sums stop at K and the stores at the output's edge).
+fn x_at(m0: u32, r: u32, k: u32) -> f32 {
+    if m0 + r < params.rows && k < params.k {
+        return x[(m0 + r) * params.k + k];
+    }
+    return 0.0;
+}
+
+fn w_at(n0: u32, r: u32, k: u32) -> f32 {
+    if n0 + r < params.n_count && k < params.k {
+        return load_w((n0 + r) * params.k + k);
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(256)
+fn gemm_big(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let m0 = wg.y * TILE2;
+    let n0 = wg.x * TILE2;
+    // A warp covers 4 x 8 invocations, so its vec4 reads of a k row touch 4 (x) and 8 (W)
+    // consecutive quads: one bank wavefront each.
+    let warp = li / 32u;
+    let lane = li % 32u;
+    let tr = (warp / 2u) * 4u + lane / 8u; // 0..15
+    let tc = (warp % 2u) * 8u + lane % 8u; // 0..15
+    // Staging: this invocation loads column sk of tile rows sr, sr + 32, sr + 64, sr + 96
+    // (8 invocations read 32 consecutive bytes of a row) and writes them to component
+    // sr % 4 of quads sr / 4 + 8i of k row sk.
+    let sk = li % BK2;
+    let sr = li / BK2;
+    let sq = sk * LD2 + sr / 4u;
+    let sc = sr % 4u;
+    // Sums of this step's chunk (a: rows 0-3 x columns 0-3, b: rows 0-3 x columns 64-67,
+    // c: rows 64-67 x columns 0-3, d: rows 64-67 x columns 64-67; digit: the row) and the
+    // totals of the chunks before (t*).
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    var d0 = vec4<f32>(0.0);
+    var d1 = vec4<f32>(0.0);
+    var d2 = vec4<f32>(0.0);
+    var d3 = vec4<f32>(0.0);
+    var ta0 = vec4<f32>(0.0);
+    var ta1 = vec4<f32>(0.0);
+    var ta2 = vec4<f32>(0.0);
+    var ta3 = vec4<f32>(0.0);
+    var tb0 = vec4<f32>(0.0);
+    var tb1 = vec4<f32>(0.0);
+    var tb2 = vec4<f32>(0.0);
+    var tb3 = vec4<f32>(0.0);
+    var tc0 = vec4<f32>(0.0);
+    var tc1 = vec4<f32>(0.0);
+    var tc2 = vec4<f32>(0.0);
+    var tc3 = vec4<f32>(0.0);
+    var td0 = vec4<f32>(0.0);
+    var td1 = vec4<f32>(0.0);
+    var td2 = vec4<f32>(0.0);
+    var td3 = vec4<f32>(0.0);
+    // Step 0 into buffer 0.
+    xq[sq][sc] = x_at(m0, sr, sk);
+    xq[sq + 8u][sc] = x_at(m0, sr + 32u, sk);
+    xq[sq + 16u][sc] = x_at(m0, sr + 64u, sk);
+    xq[sq + 24u][sc] = x_at(m0, sr + 96u, sk);
+    wq[sq][sc] = w_at(n0, sr, sk);
+    wq[sq + 8u][sc] = w_at(n0, sr + 32u, sk);
+    wq[sq + 16u][sc] = w_at(n0, sr + 64u, sk);
+    wq[sq + 24u][sc] = w_at(n0, sr + 96u, sk);
+    workgroupBarrier();
+    let nsteps = (params.k + BK2 - 1u) / BK2;
+    for (var s = 0u; s < nsteps; s++) {
+        let k0 = s * BK2;
+        let next = s + 1u < nsteps;
+        // The next step's values, loaded before the arithmetic hides their latency.
+        var xn = vec4<f32>(0.0);
+        var wn = vec4<f32>(0.0);
+        if next {
+            let k = k0 + BK2 + sk;
+            xn = vec4<f32>(x_at(m0, sr, k), x_at(m0, sr + 32u, k), x_at(m0, sr + 64u, k), x_at(m0, sr + 96u, k));
+            wn = vec4<f32>(w_at(n0, sr, k), w_at(n0, sr + 32u, k), w_at(n0, sr + 64u, k), w_at(n0, sr + 96u, k));
+        }
+        let kn = min(BK2, params.k - k0); // 8 but in a short last step
+        let buf = (s % 2u) * STAGE2;
+        for (var kk = 0u; kk < BK2; kk++) {
+            if kk < kn {
+                let o = buf + kk * LD2;
+                let x0 = xq[o + tr];
+                let x1 = xq[o + 16u + tr];
+                let w0 = wq[o + tc];
+                let w1 = wq[o + 16u + tc];
+                a0 = fma(vec4<f32>(x0.x), w0, a0);
+                a1 = fma(vec4<f32>(x0.y), w0, a1);
+                a2 = fma(vec4<f32>(x0.z), w0, a2);
+                a3 = fma(vec4<f32>(x0.w), w0, a3);
+                b0 = fma(vec4<f32>(x0.x), w1, b0);
+                b1 = fma(vec4<f32>(x0.y), w1, b1);
+                b2 = fma(vec4<f32>(x0.z), w1, b2);
+                b3 = fma(vec4<f32>(x0.w), w1, b3);
+                c0 = fma(vec4<f32>(x1.x), w0, c0);
+                c1 = fma(vec4<f32>(x1.y), w0, c1);
+                c2 = fma(vec4<f32>(x1.z), w0, c2);
+                c3 = fma(vec4<f32>(x1.w), w0, c3);
+                d0 = fma(vec4<f32>(x1.x), w1, d0);
+                d1 = fma(vec4<f32>(x1.y), w1, d1);
+                d2 = fma(vec4<f32>(x1.z), w1, d2);
+                d3 = fma(vec4<f32>(x1.w), w1, d3);
+            }
+        }
+        if next {
+            let q = ((s + 1u) % 2u) * STAGE2 + sq;
+            xq[q][sc] = xn.x;
+            xq[q + 8u][sc] = xn.y;
+            xq[q + 16u][sc] = xn.z;
+            xq[q + 24u][sc] = xn.w;
+            wq[q][sc] = wn.x;
+            wq[q + 8u][sc] = wn.y;
+            wq[q + 16u][sc] = wn.z;
+            wq[q + 24u][sc] = wn.w;
+        }
+        workgroupBarrier();
+        // End of a chunk (or of K): its sums join the totals, in chunk order.
+        if (k0 + BK2) % KC == 0u || !next {
+            ta0 = ta0 + a0;
+            ta1 = ta1 + a1;
+            ta2 = ta2 + a2;
+            ta3 = ta3 + a3;
+            tb0 = tb0 + b0;
+            tb1 = tb1 + b1;
+            tb2 = tb2 + b2;
+            tb3 = tb3 + b3;
+            tc0 = tc0 + c0;
+            tc1 = tc1 + c1;
+            tc2 = tc2 + c2;
+            tc3 = tc3 + c3;
+            td0 = td0 + d0;
+            td1 = td1 + d1;
+            td2 = td2 + d2;
+            td3 = td3 + d3;
+            a0 = vec4<f32>(0.0);
+            a1 = vec4<f32>(0.0);
+            a2 = vec4<f32>(0.0);
+            a3 = vec4<f32>(0.0);
+            b0 = vec4<f32>(0.0);
+            b1 = vec4<f32>(0.0);
+            b2 = vec4<f32>(0.0);
+            b3 = vec4<f32>(0.0);
+            c0 = vec4<f32>(0.0);
+            c1 = vec4<f32>(0.0);
+            c2 = vec4<f32>(0.0);
+            c3 = vec4<f32>(0.0);
+            d0 = vec4<f32>(0.0);
+            d1 = vec4<f32>(0.0);
+            d2 = vec4<f32>(0.0);
+            d3 = vec4<f32>(0.0);
+        }
+    }
+    let m = m0 + tr * 4u;
+    let n = n0 + tc * 4u;
+    store4(m, n, ta0);
+    store4(m + 1u, n, ta1);
+    store4(m + 2u, n, ta2);
+    store4(m + 3u, n, ta3);
+    store4(m, n + 64u, tb0);
+    store4(m + 1u, n + 64u, tb1);
+    store4(m + 2u, n + 64u, tb2);
+    store4(m + 3u, n + 64u, tb3);
+    store4(m + 64u, n, tc0);
+    store4(m + 65u, n, tc1);
+    store4(m + 66u, n, tc2);
+    store4(m + 67u, n, tc3);
+    store4(m + 64u, n + 64u, td0);
+    store4(m + 65u, n + 64u, td1);
+    store4(m + 66u, n + 64u, td2);
+    store4(m + 67u, n + 64u, td3);
 }
