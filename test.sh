@@ -9,8 +9,9 @@ cargo test --release --workspace
 
 if [ -d tests/python ]; then
   # `cargo test` above already built the binary for the CLI's own tests; build it only if not.
-  [ -x target/release/ingot ] || cargo build --release -p ingot-cli
+  bin="${CARGO_TARGET_DIR:-$PWD/target}/release/ingot"
+  [ -x "$bin" ] || cargo build --release -p ingot-cli
   python3 -c "import openai, pytest, httpx" 2>/dev/null ||
     python3 -m pip install -q --disable-pip-version-check openai pytest httpx
-  INGOT_BIN="$PWD/target/release/ingot" python3 -m pytest -q tests/python
+  INGOT_BIN="$bin" python3 -m pytest -q tests/python
 fi
