@@ -21,6 +21,7 @@ mod matmul;
 mod norm;
 mod pointwise;
 mod rope;
+mod sample;
 
 pub use matmul::Isa;
 
@@ -230,7 +231,9 @@ impl Backend for CpuBackend {
             Op::GatherRows => true,
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax => dtype == DType::F32,
+            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax | Op::Sample => {
+                dtype == DType::F32
+            }
         }
     }
 
@@ -435,6 +438,15 @@ impl Backend for CpuBackend {
         let (t, v) = (logits.dims()[0], logits.dims()[1]);
         let lv = f32s(logits, Op::Argmax)?;
         let out = self.run(|| pointwise::argmax(lv, v));
+        Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
+    }
+
+    fn sample(&self, logits: &T, params: &T) -> Result<T> {
+        check::sample(logits, params);
+        let (t, v) = (logits.dims()[0], logits.dims()[1]);
+        let lv = f32s(logits, Op::Sample)?;
+        let pv = u32s(params);
+        let out = self.run(|| sample::sample(lv, v, pv));
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
     }
 }

@@ -203,7 +203,9 @@ impl Backend for WgpuBackend {
             Op::GatherRows => true,
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax => dtype == DType::F32,
+            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax | Op::Sample => {
+                dtype == DType::F32
+            }
         }
     }
 
@@ -336,6 +338,17 @@ impl Backend for WgpuBackend {
         check::argmax(logits);
         f32_only(Op::Argmax, &[logits])?;
         kernels::sample::argmax(self, &self.pipelines, logits)
+    }
+
+    fn sample(&self, logits: &T, params: &T) -> Result<T> {
+        check::sample(logits, params);
+        f32_only(Op::Sample, &[logits])?;
+        kernels::sample::sample(self, &self.pipelines, logits, params)
+    }
+
+    /// Sampled rows take their token from `sample.wgsl`, so a decode step reads back ids.
+    fn samples_on_device(&self) -> bool {
+        true
     }
 
     /// Submits everything recorded and waits for the GPU; reports a validation error or

@@ -136,3 +136,14 @@ pub struct ArgmaxParams {
     pub _pad0: u32,
     pub _pad1: u32,
 }
+
+/// `sample.wgsl`: temperature / top-k / top-p / min-p sampling of each row of logits (the
+/// per-row parameters travel in a storage buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SampleParams {
+    pub rows: u32,
+    pub vocab: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}

@@ -653,3 +653,162 @@ fn argmax_matches_cpu() {
     Backend::sync(&gpu).unwrap();
     assert_eq!(gpu.max_tensor_bytes(), gpu.max_binding_bytes());
 }
+
+/// The CPU's choice for a sampling row with `params` changed by `edit` (to probe whether a
+/// GPU/CPU difference sits on a filter boundary).
+fn cpu_sample_with(
+    cpu: &CpuBackend,
+    row: &[f32],
+    params: [u32; 8],
+    edit: impl Fn(&mut [u32; 8]),
+) -> u32 {
+    let mut p = params;
+    edit(&mut p);
+    let v = row.len();
+    let out = cpu
+        .sample(&c32(cpu, row, &[1, v]), &cu(cpu, &p, &[1, 8]))
+        .unwrap();
+    cpu.to_u32(&out).unwrap()[0]
+}
+
+/// Whether the GPU's token `g` differing from the CPU's `c` is a near-tie, which a few ulp
+/// of `/`, `exp` or `ln` (the only operations the backends may round differently) can
+/// flip. Precisely, one of:
+/// - both tokens' noisy scores `s + g` (host, f64 noise from the same hash) are within
+///   1e-4 · max(1, |score|) of each other;
+/// - the CPU picks `g` itself once `top_p` or `min_p` moves by a relative 1e-4 either way
+///   (a token on the nucleus or min-p boundary);
+/// - with top-k on, the k-th and (k+1)-th largest scaled values are within 1e-5 relative.
+fn sample_near_tie(cpu: &CpuBackend, row: &[f32], params: [u32; 8], g: u32, c: u32) -> bool {
+    let t = f32::from_bits(params[0]);
+    let score = |i: u32| {
+        let u = ingot_tensor::backend::sample_uniform(params[4], params[5], params[6], i) as f64;
+        (row[i as usize] / t) as f64 - (-u.ln()).ln()
+    };
+    let (sc, sg) = (score(c), score(g));
+    if (sc - sg).abs() <= 1e-4 * sc.abs().max(1.0) {
+        return true;
+    }
+    for f in [1.0 - 1e-4, 1.0 + 1e-4] {
+        let moved = |w: usize| {
+            cpu_sample_with(cpu, row, params, |p| {
+                p[w] = (f32::from_bits(p[w]) * f).min(1.0).to_bits()
+            })
+        };
+        if moved(2) == g || moved(3) == g {
+            return true;
+        }
+    }
+    let k = params[1] as usize;
+    if k > 0 && k < row.len() {
+        let mut s: Vec<f32> = row.iter().map(|&x| x / t).collect();
+        s.sort_by(|a, b| b.total_cmp(a));
+        if (s[k - 1] - s[k]).abs() <= 1e-5 * s[k - 1].abs().max(1.0) {
+            return true;
+        }
+    }
+    false
+}
+
+/// GPU `sample` against the CPU reference on random rows: vocabularies from 1 to Qwen's
+/// 151936, temperatures 0.3-1.5, each filter alone and all combined, random seeds and
+/// counters. Both follow one definition with the same reduction order, so they must pick
+/// the same token in at least 99% of rows, and every difference must be a near-tie (see
+/// `sample_near_tie`). Also: a row's token does not depend on the batch (bitwise), greedy
+/// rows (temperature 0) are the first maximum, and zero rows work.
+#[test]
+fn sample_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(77);
+    let temps = [0.3f32, 0.5, 0.8, 1.0, 1.5];
+    let (mut total, mut differ) = (0usize, 0usize);
+    for (t, v) in [
+        (20, 1),
+        (60, 7),
+        (200, 300),
+        (100, 257),
+        (60, 4099),
+        (10, 151_936),
+    ] {
+        // Logits with a spread like a model's: uniform in [-8, 8), some rows coarse (ties).
+        let mut x = rng.vec(t * v);
+        for (r, row) in x.chunks_mut(v).enumerate() {
+            for e in row.iter_mut() {
+                *e *= 8.0;
+                if r % 9 == 4 {
+                    *e = e.round();
+                }
+            }
+        }
+        let mut params = Vec::with_capacity(t * 8);
+        for r in 0..t {
+            let temp = temps[rng.below(temps.len())];
+            let top_k = (1 + rng.below(v.min(60))) as u32;
+            let top_p = 0.5 + 0.45 * (rng.uniform() + 1.0) / 2.0;
+            let min_p = 0.02 + 0.2 * (rng.uniform() + 1.0) / 2.0;
+            let (k, p, m) = match r % 5 {
+                0 => (0, 1.0, 0.0),
+                1 => (top_k, 1.0, 0.0),
+                2 => (0, top_p, 0.0),
+                3 => (0, 1.0, min_p),
+                _ => (top_k, top_p, min_p),
+            };
+            let seed = rng.next_u64();
+            let counter = rng.below(5000) as u32;
+            params.extend(ingot_tensor::backend::sample_params(
+                temp, k, p, m, seed, counter,
+            ));
+        }
+        let g = gpu
+            .sample(&g32(&gpu, &x, &[t, v]), &gu(&gpu, &params, &[t, 8]))
+            .unwrap();
+        assert_eq!((g.dtype(), g.dims()), (DType::U32, &[t][..]));
+        let c = cpu
+            .sample(&c32(&cpu, &x, &[t, v]), &cu(&cpu, &params, &[t, 8]))
+            .unwrap();
+        let (g, c) = (gpu.to_u32(&g).unwrap(), cpu.to_u32(&c).unwrap());
+        for r in 0..t {
+            total += 1;
+            if g[r] != c[r] {
+                differ += 1;
+                let row = &x[r * v..(r + 1) * v];
+                let prm: [u32; 8] = params[r * 8..(r + 1) * 8].try_into().unwrap();
+                assert!(
+                    sample_near_tie(&cpu, row, prm, g[r], c[r]),
+                    "V={v} row {r} params {prm:?}: gpu {} cpu {} is not a near-tie",
+                    g[r],
+                    c[r]
+                );
+            }
+        }
+        // Batch invariance: the last row alone picks what it picked in the batch.
+        let r = t - 1;
+        let alone = gpu
+            .sample(
+                &g32(&gpu, &x[r * v..], &[1, v]),
+                &gu(&gpu, &params[r * 8..], &[1, 8]),
+            )
+            .unwrap();
+        assert_eq!(
+            gpu.to_u32(&alone).unwrap()[0],
+            g[r],
+            "V={v}: batch invariance"
+        );
+    }
+    eprintln!("sample: {differ} of {total} rows differ from the CPU (near-ties)");
+    assert!(differ * 100 <= total, "{differ} of {total} rows differ");
+    // Greedy rows and zero rows.
+    let x = [0.5f32, 2.0, -1.0, 2.0, f32::NAN];
+    let greedy = ingot_tensor::backend::sample_params(0.0, 0, 1.0, 0.0, 1, 1);
+    let g = gpu
+        .sample(&g32(&gpu, &x, &[1, 5]), &gu(&gpu, &greedy, &[1, 8]))
+        .unwrap();
+    assert_eq!(gpu.to_u32(&g).unwrap(), [1]);
+    let none = gpu
+        .sample(&g32(&gpu, &[], &[0, 5]), &gu(&gpu, &[], &[0, 8]))
+        .unwrap();
+    assert_eq!(gpu.to_u32(&none).unwrap(), Vec::<u32>::new());
+    assert!(gpu.supports(Op::Sample, DType::F32) && !gpu.supports(Op::Sample, DType::F16));
+    assert!(gpu.samples_on_device() && !cpu.samples_on_device());
+}

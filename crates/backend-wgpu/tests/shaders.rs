@@ -156,3 +156,8 @@ fn uniform_structs_match_wgsl() {
 fn argmax_params_match_wgsl() {
     check_struct!(ArgmaxParams, [rows, vocab, _pad0, _pad1]);
 }
+
+#[test]
+fn sample_params_match_wgsl() {
+    check_struct!(SampleParams, [rows, vocab, _pad0, _pad1]);
+}

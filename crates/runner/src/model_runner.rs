@@ -7,22 +7,27 @@
 //! plainly greedy at this step (temperature 0, no bias, penalties or `min_tokens`
 //! suppression, no log-probabilities; see `SamplingState::needs_logits`) take their token
 //! from the backend's `argmax` verb, so a greedy decode step reads back R u32 ids instead
-//! of R x V floats. Only the other rows (sampled, processed, log-probability and prompt
-//! log-probability rows) are gathered on the device and read back as f32 for the host
-//! sampler. `argmax` has exactly the host sampler's semantics, so tokens do not depend on
+//! of R x V floats. Only the other rows (sampled rows not sampled on the device,
+//! processed, log-probability and prompt log-probability rows) are gathered on the device
+//! and read back as f32 for the host sampler. `argmax` has exactly the host sampler's semantics, so tokens do not depend on
 //! which path a row took.
 //!
-//! Seeded and temperature sampling stay on the host for now. Moving them to the device
-//! needs a sampling kernel whose draws are reproducible per request whatever the batch: a
-//! counter-based RNG (e.g. Philox) keyed by the request's seed and indexed by its output
-//! position, instead of the sequential ChaCha stream each request owns here, plus top-k /
-//! top-p / min-p filtering and the penalties as device passes.
+//! Sampled rows: on a backend that samples on the device (`Backend::samples_on_device`,
+//! the GPU backends), a row whose request is sampled (temperature > 0, top-k / top-p /
+//! min-p allowed) with nothing else to process (`SamplingState::device_sampleable`) takes
+//! its token from the backend's `sample` verb too: Gumbel-max over noise hashed from the
+//! request's seed (drawn once from its host RNG when unseeded) and its output position, so
+//! a request's draws never depend on the batch, and the step reads back ids only. Rows
+//! with penalties, bias, `min_tokens` suppression or log-probabilities keep the host
+//! sampler, and on the CPU backend every sampled row does, so CPU results are those of
+//! the host sampler's ChaCha stream.
 
 use std::collections::HashMap;
 
 use ingot_models::Result;
 use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
 use ingot_scheduler::{RequestId, SchedulerOutput};
+use ingot_tensor::backend::SAMPLE_PARAM_WORDS;
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
 
 use crate::sampler::{Sampled, Sampler, SamplingState};
@@ -172,15 +177,47 @@ impl<B: Backend> ModelRunner<B> {
                 .get(&out.scheduled[seq].id)
                 .expect("a scheduled request was announced")
         };
-        // Rows the host sampler must see in full: prompt rows, and sampled rows of requests
-        // that are not plainly greedy at this step.
+        // Where each row's token comes from: the host sampler (prompt rows, and sampled
+        // rows that need processing or log-probabilities), the device argmax (plainly
+        // greedy rows) or the device sampler (plainly sampled rows, on backends that
+        // sample on the device).
+        let on_device = self.backend.samples_on_device();
+        let source: Vec<Source> = rows
+            .iter()
+            .map(|row| {
+                let state = state_of(row.seq);
+                if !row.sample {
+                    Source::Host
+                } else if !state.needs_logits() {
+                    Source::Argmax
+                } else if on_device && state.device_sampleable() {
+                    Source::Sample
+                } else {
+                    Source::Host
+                }
+            })
+            .collect();
         let host_rows: Vec<u32> = (0..rows.len())
-            .filter(|&i| !rows[i].sample || state_of(rows[i].seq).needs_logits())
+            .filter(|&i| source[i] == Source::Host)
             .map(|i| i as u32)
             .collect();
         let b = &self.backend;
-        let ids = if host_rows.len() < rows.len() {
-            Some(b.argmax(&logits)?) // [R]: used only for the other rows
+        let ids = if source.contains(&Source::Argmax) {
+            Some(b.argmax(&logits)?) // [R]: used only for the argmax rows
+        } else {
+            None
+        };
+        let drawn = if source.contains(&Source::Sample) {
+            // [R, 8]; the other rows get temperature 0 (a cheap greedy pass, unused).
+            let mut params = vec![0u32; rows.len() * SAMPLE_PARAM_WORDS];
+            for (i, row) in rows.iter().enumerate() {
+                if source[i] == Source::Sample {
+                    params[i * SAMPLE_PARAM_WORDS..(i + 1) * SAMPLE_PARAM_WORDS]
+                        .copy_from_slice(&state_of(row.seq).device_params());
+                }
+            }
+            let params = b.from_u32(&params, Shape::new([rows.len(), SAMPLE_PARAM_WORDS]))?;
+            Some(b.sample(&logits, &params)?) // [R]: used only for the sampled rows
         } else {
             None
         };
@@ -190,9 +227,10 @@ impl<B: Backend> ModelRunner<B> {
             let idx = b.from_u32(&host_rows, Shape::new([host_rows.len()]))?;
             Some(b.gather_rows(&logits, &idx)?) // [host_rows, V]
         };
-        // Both argmax and the gather are recorded before the first read-back, so one
+        // argmax, sample and the gather are all recorded before the first read-back, so one
         // submission carries them.
         let ids = ids.map(|t| b.to_u32(&t)).transpose()?;
+        let drawn = drawn.map(|t| b.to_u32(&t)).transpose()?;
         let host: Vec<f32> = match (&host_logits, host_rows.len()) {
             (Some(t), _) => b.to_f32(t)?,
             (None, 0) => Vec::new(),
@@ -212,10 +250,18 @@ impl<B: Backend> ModelRunner<B> {
                 .states
                 .get_mut(&id)
                 .expect("a scheduled request was announced");
-            if host_rows.get(next_host) != Some(&(i as u32)) {
-                let ids = ids.as_ref().expect("argmax ran for device-sampled rows");
-                sampled.insert(id, state.accept(ids[i]));
-                continue;
+            match source[i] {
+                Source::Argmax => {
+                    let ids = ids.as_ref().expect("argmax ran for greedy rows");
+                    sampled.insert(id, state.accept(ids[i]));
+                    continue;
+                }
+                Source::Sample => {
+                    let drawn = drawn.as_ref().expect("sample ran for sampled rows");
+                    sampled.insert(id, state.accept(drawn[i]));
+                    continue;
+                }
+                Source::Host => {}
             }
             let logits = &host[next_host * v..(next_host + 1) * v];
             next_host += 1;
@@ -227,4 +273,15 @@ impl<B: Backend> ModelRunner<B> {
         }
         Ok(sampled)
     }
+}
+
+/// Where a logits row's token (or prompt log-probabilities) comes from this step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Read back to the host: the host sampler, or prompt log-probabilities.
+    Host,
+    /// The device's `argmax` (plainly greedy rows).
+    Argmax,
+    /// The device's `sample` (plainly sampled rows, on backends that sample on the device).
+    Sample,
 }

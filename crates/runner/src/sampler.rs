@@ -11,7 +11,11 @@
 //! among equal maxima ([`argmax`], the one definition the backends' `argmax` verb
 //! follows). A greedy request with nothing to process and no log-probabilities needs no
 //! logits on the host at all ([`SamplingState::needs_logits`]): the runner takes its token
-//! from the device's argmax and records it with [`SamplingState::accept`]. Log-probabilities are those of the model's raw distribution
+//! from the device's argmax and records it with [`SamplingState::accept`]. Likewise a
+//! sampled request with nothing to process ([`SamplingState::device_sampleable`]) may
+//! take its token from the device's `sample` verb, which draws by its own definition
+//! (counter-based noise keyed by [`SamplingState::device_seed`] and the output position)
+//! rather than this stream; the runner does so only on backends that sample on the device. Log-probabilities are those of the model's raw distribution
 //! (log-softmax of the unprocessed logits), as vLLM reports them by default.
 
 use std::collections::HashMap;
@@ -29,6 +33,11 @@ impl RequestRng {
         Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
     /// Uniform in (0, 1): 53 random bits, offset by half a step so 0 cannot occur.
     pub fn open01(&mut self) -> f64 {
         let bits = self.0.next_u64() >> 11;
@@ -40,6 +49,9 @@ impl RequestRng {
 pub struct SamplingState {
     pub params: SamplingParams,
     pub rng: RequestRng,
+    /// The seed of the device sampler's noise: the request's seed, or for an unseeded
+    /// request one draw of `rng` taken when the request arrived.
+    pub device_seed: u64,
     /// Tokens that may end the request; masked while fewer than `min_tokens` exist.
     pub stop_ids: Vec<u32>,
     /// Every token seen (prompt and output), for the repetition penalty.
@@ -65,8 +77,11 @@ impl SamplingState {
             HashMap::new()
         };
         let keep_prompt = params.prompt_logprobs.is_some();
+        let mut rng = RequestRng::new(params.seed);
+        let device_seed = params.seed.unwrap_or_else(|| rng.next_u64());
         Self {
-            rng: RequestRng::new(params.seed),
+            rng,
+            device_seed,
             params,
             stop_ids,
             seen,
@@ -115,13 +130,37 @@ impl SamplingState {
         !self.params.is_greedy() || self.needs_processing() || self.params.logprobs.is_some()
     }
 
+    /// Whether this step's token may come from the device's `sample` verb: a sampled
+    /// request (temperature > 0; top-k, top-p and min-p allowed) with no logit processing
+    /// at this step and no log-probabilities. Its draw then follows the device definition
+    /// (Gumbel-max over counter-based noise keyed by [`SamplingState::device_params`]),
+    /// not this sampler's ChaCha stream.
+    pub fn device_sampleable(&self) -> bool {
+        self.params.temperature > 0.0 && !self.needs_processing() && self.params.logprobs.is_none()
+    }
+
+    /// This step's row of the device `sample` verb's params: the filters, the device seed,
+    /// and the number of tokens produced so far as the counter.
+    pub fn device_params(&self) -> [u32; ingot_tensor::backend::SAMPLE_PARAM_WORDS] {
+        let p = &self.params;
+        ingot_tensor::backend::sample_params(
+            p.temperature,
+            u32::try_from(p.top_k).unwrap_or(0),
+            p.top_p,
+            p.min_p,
+            self.device_seed,
+            self.num_output as u32,
+        )
+    }
+
     /// Records `token`, chosen without the host seeing the logits (the device's argmax of
-    /// the raw row), exactly as [`Sampler::sample`] would have; only valid when
-    /// [`SamplingState::needs_logits`] is false.
+    /// the raw row, or its `sample` for a [`SamplingState::device_sampleable`] request),
+    /// exactly as [`Sampler::sample`] records a token; only valid when
+    /// [`SamplingState::needs_logits`] is false or the request is device-sampleable.
     pub fn accept(&mut self, token: u32) -> Sampled {
         debug_assert!(
-            !self.needs_logits(),
-            "accept() needs a plain greedy request"
+            !self.needs_logits() || self.device_sampleable(),
+            "accept() needs a plain greedy or device-sampleable request"
         );
         self.record(token, None)
     }
@@ -464,6 +503,58 @@ mod tests {
             assert_eq!(got, want, "step {step}");
             assert_eq!(got.prompt_logprobs.is_some(), step == 0);
         }
+    }
+
+    /// Which requests the device may sample, and the params row it gets.
+    #[test]
+    fn device_sampleable_requests() {
+        let plain = SamplingParams {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.05,
+            seed: Some(0x1234_5678_9abc_def0),
+            ..Default::default()
+        };
+        let with = |f: fn(&mut SamplingParams)| {
+            let mut p = plain.clone();
+            f(&mut p);
+            SamplingState::new(p, &[3, 1], &[0])
+        };
+        assert!(with(|_| {}).device_sampleable());
+        assert!(with(|p| p.prompt_logprobs = Some(1)).device_sampleable());
+        assert!(!with(|p| p.temperature = 0.0).device_sampleable());
+        assert!(!with(|p| p.logprobs = Some(0)).device_sampleable());
+        assert!(!with(|p| p.logit_bias = vec![(1, 0.5)]).device_sampleable());
+        assert!(!with(|p| p.repetition_penalty = 1.1).device_sampleable());
+        assert!(!with(|p| p.frequency_penalty = 0.5).device_sampleable());
+        assert!(!with(|p| p.presence_penalty = 0.5).device_sampleable());
+        let mut st = with(|p| p.min_tokens = 1);
+        assert!(!st.device_sampleable());
+        st.push(5);
+        assert!(st.device_sampleable());
+        // The params row: filters, the request's own seed, the output position as counter.
+        let mut st = with(|_| {});
+        assert_eq!(
+            st.device_params(),
+            [
+                0.7f32.to_bits(),
+                40,
+                0.9f32.to_bits(),
+                0.05f32.to_bits(),
+                0x9abc_def0,
+                0x1234_5678,
+                0,
+                0
+            ]
+        );
+        st.accept(9);
+        st.accept(4);
+        assert_eq!(st.device_params()[6], 2);
+        // Unseeded requests draw distinct device seeds.
+        let a = with(|p| p.seed = None).device_seed;
+        let b = with(|p| p.seed = None).device_seed;
+        assert_ne!(a, b);
     }
 
     #[test]

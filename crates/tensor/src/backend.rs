@@ -44,6 +44,7 @@ pub enum Op {
     GatherRows,
     Add,
     Argmax,
+    Sample,
 }
 
 impl std::fmt::Display for Op {
@@ -93,6 +94,50 @@ pub fn argmax_row(row: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+/// The "lowbias32" 32-bit integer hash (C. Wellons' hash-prospector constants), the mixing
+/// step of [`Backend::sample`]'s counter-based noise.
+pub fn sample_hash(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
+/// The uniform number in (0, 1) of [`Backend::sample`] for token `index` of a row whose
+/// params hold `seed` (lo, hi) and `counter`: 23 hashed bits, offset by half a step.
+pub fn sample_uniform(seed_lo: u32, seed_hi: u32, counter: u32, index: u32) -> f32 {
+    let h = sample_hash(
+        sample_hash(sample_hash(sample_hash(index ^ 0x9e37_79b9) ^ counter) ^ seed_hi) ^ seed_lo,
+    );
+    ((h >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
+}
+
+/// Words per row of [`Backend::sample`]'s params.
+pub const SAMPLE_PARAM_WORDS: usize = 8;
+
+/// One row of [`Backend::sample`]'s params.
+pub fn sample_params(
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    min_p: f32,
+    seed: u64,
+    counter: u32,
+) -> [u32; SAMPLE_PARAM_WORDS] {
+    [
+        temperature.to_bits(),
+        top_k,
+        top_p.to_bits(),
+        min_p.to_bits(),
+        seed as u32,
+        (seed >> 32) as u32,
+        counter,
+        0,
+    ]
 }
 
 pub trait Backend: Send + Sync + 'static {
@@ -194,6 +239,46 @@ pub trait Backend: Send + Sync + 'static {
     /// value is NaN, 0 for a row of all `-inf`. Lets the runner read back T ids instead of
     /// T x V floats for greedy requests.
     fn argmax(&self, logits: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Temperature sampling with top-k, top-p and min-p filters, one token per row of
+    /// `logits` [R, V] (f32; V >= 1) with `params` [R, 8] u32 -> [R] u32. A row's params are
+    /// `[temperature (f32 bits), top_k (0 = off), top_p (f32 bits), min_p (f32 bits),
+    /// seed lo, seed hi, counter, pad]`, the counter being the request's output position.
+    /// The one definition, which every backend follows:
+    ///
+    /// 1. `s[i] = logits[i] / temperature` (f32). Values compare through the order key of
+    ///    `argmax.wgsl` (NaN lowest, `-0 == +0`). If `temperature` is not `> 0` the row is
+    ///    greedy: `s = logits`, and the answer is step 2's index.
+    /// 2. `(m, j)` = the largest non-NaN `s` and its first index (0 if every `s` is NaN).
+    ///    If the row is greedy or `m` is not finite, the answer is `j`.
+    /// 3. `p[i] = exp(s[i] - m)` (0 for NaN), unnormalised, so `p[j] = 1`.
+    /// 4. top-k (when `0 < top_k < V`): `t_k` = the `top_k`-th largest key of `s`, found by
+    ///    32 bisection steps on the u32 key (each an exact count of keys `>= mid`); tokens
+    ///    with key `>= t_k` stay (ties at the threshold all stay). Otherwise `t_k = 0`.
+    /// 5. top-p (when `0 < top_p < 1`): `Z = sum p[i]` over keys `>= t_k`; `t_p` = the
+    ///    largest key `t` with `sum p[i]` over keys `>= max(t, t_k)` `>= top_p * Z`, by 32
+    ///    bisection steps on the key. Otherwise `t_p = 0`. Sums use one fixed order: 256
+    ///    lanes, lane `l` adds columns `l, l + 256, ...` in turn, then a binary tree
+    ///    (`lane[l] += lane[l + h]` for h = 128, 64, .., 1).
+    /// 6. min-p (when `min_p > 0`, clamped to 1): tokens with `p[i] >= min_p` stay.
+    /// 7. Among tokens that stay and have `p[i] > 0`, the answer is the argmax of
+    ///    `s[i] + g[i]` (ties -> lowest index), with Gumbel noise `g = -ln(-ln(u))`,
+    ///    `u = ((h >> 9) + 0.5) / 2^23` and `h = mix(mix(mix(mix(i ^ 0x9e3779b9) ^ counter)
+    ///    ^ seed_hi) ^ seed_lo)`, `mix` the "lowbias32" integer hash
+    ///    ([`sample_hash`]). Token `j` always stays, so the answer is well defined.
+    ///
+    /// Gumbel-max draws token `i` with probability proportional to `p[i]` among those that
+    /// stay. A row's token depends only on its own logits and params (batch invariant), and
+    /// the same (seed, counter) gives the same token. Backends agree bit for bit except
+    /// where `/`, `exp` or `ln` round differently (GPUs allow a few ulp): then a near-tie
+    /// at a filter threshold or between the two best noisy scores may resolve differently.
+    fn sample(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
+    /// its host sampler. False for the CPU reference, whose host path is the pinned one.
+    fn samples_on_device(&self) -> bool {
+        false
+    }
 
     // ---- step boundary and limits ----
 

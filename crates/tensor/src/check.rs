@@ -283,6 +283,20 @@ pub fn argmax<B: Backend + ?Sized>(logits: &Tensor<B>) {
     );
 }
 
+#[track_caller]
+pub fn sample<B: Backend + ?Sized>(logits: &Tensor<B>, params: &Tensor<B>) {
+    argmax(logits);
+    rank("sample params", params, 2);
+    dtype("sample params", params, DType::U32);
+    assert_eq!(
+        params.dims(),
+        [logits.dims()[0], crate::backend::SAMPLE_PARAM_WORDS],
+        "sample: params {} for logits {}",
+        params.shape(),
+        logits.shape()
+    );
+}
+
 /// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.
 #[track_caller]
 pub fn upload(verb: &str, len: usize, shape: &Shape) {

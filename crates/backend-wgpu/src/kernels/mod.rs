@@ -36,6 +36,7 @@ const KV_F16: &str = include_str!("../shaders/kv_f16.wgsl");
 const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const GATHER: &str = include_str!("../shaders/gather.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
+const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -96,6 +97,11 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         source: ARGMAX.into(),
         entry_points: vec!["argmax"],
     });
+    v.push(ShaderModuleSource {
+        name: "sample".into(),
+        source: SAMPLE.into(),
+        entry_points: vec!["sample"],
+    });
     v.extend(matmul_coop::shader_modules());
     for (name, source, entries) in plain {
         v.push(ShaderModuleSource {
@@ -136,6 +142,7 @@ pub(crate) struct Pipelines {
     pub add: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
+    pub sample: wgpu::ComputePipeline,
     /// The cooperative-matrix matmul, where the adapter runs it.
     pub coop: Option<matmul_coop::CoopPipelines>,
 }
@@ -232,6 +239,7 @@ impl Pipelines {
             add: take("pointwise::add")?,
             gather_rows: take("gather::gather_rows")?,
             argmax: take("argmax::argmax")?,
+            sample: take("sample::sample")?,
             coop: matmul_coop::build(gpu)?,
         })
     }

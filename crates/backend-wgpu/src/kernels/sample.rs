@@ -1,14 +1,16 @@
 //! Launcher of `argmax.wgsl`: the greedy token of each row of logits [rows, vocab] -> [rows]
 //! u32, one workgroup per row (a fixed 256-way reduction tree; see the shader for why the
 //! answer is the CPU scan's, bit for bit). It lets a decode step read back 4 bytes per row
-//! instead of 4 x vocab. The sampling family lives here; temperature sampling still runs
-//! on the host (see the runner's `model_runner.rs`).
+//! instead of 4 x vocab. Also the launcher of `sample.wgsl`: temperature sampling with
+//! top-k, top-p and min-p filters ([`ingot_tensor::Backend::sample`]), one workgroup per
+//! row, so sampled rows read back ids too; penalties, bias and log-probabilities stay on
+//! the host (see the runner's `model_runner.rs`).
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{DType, Shape};
 
 use super::{Pipelines, u32_of};
-use crate::params::ArgmaxParams;
+use crate::params::{ArgmaxParams, SampleParams};
 use crate::{T, WgpuBackend};
 
 pub(crate) fn argmax(be: &WgpuBackend, p: &Pipelines, logits: &T) -> Result<T> {
@@ -32,6 +34,34 @@ pub(crate) fn argmax(be: &WgpuBackend, p: &Pipelines, logits: &T) -> Result<T> {
             (0, &params),
             (1, logits.storage().buffer("argmax logits")?),
             (2, out.storage().buffer("argmax out")?),
+        ],
+        (gx, gy, 1),
+    )?;
+    Ok(out)
+}
+
+pub(crate) fn sample(be: &WgpuBackend, p: &Pipelines, logits: &T, row_params: &T) -> Result<T> {
+    let gpu = &be.gpu;
+    let (rows, vocab) = (logits.dims()[0], logits.dims()[1]);
+    let out = be.output_typed(Shape::new([rows]), DType::U32, "sample out")?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    u32_of("logits elements", rows * vocab)?;
+    let params = gpu.uniform(&SampleParams {
+        rows: u32_of("rows", rows)?,
+        vocab: u32_of("vocab", vocab)?,
+        ..Default::default()
+    });
+    let (gx, gy) = gpu.grid(rows as u64)?;
+    gpu.dispatch(
+        "sample",
+        &p.sample,
+        &[
+            (0, &params),
+            (1, logits.storage().buffer("sample logits")?),
+            (2, row_params.storage().buffer("sample params")?),
+            (3, out.storage().buffer("sample out")?),
         ],
         (gx, gy, 1),
     )?;
