@@ -153,6 +153,23 @@ fn load_q(li: u32, t: u32, h: u32) {
     }
 }
 
+// One cache word of K in the q.k chain: its one (f32) or two (f16) dims from `d`, in order.
+fn qk_word(acc: f32, d: u32, w: KvWord) -> f32 {
+    let kk = kv_unpack(w);
+    var a = fma(q_sh[d], kk.x, acc);
+    if KV_PER_WORD == 2u {
+        a = fma(q_sh[d + 1u], kk.y, a);
+    }
+    return a;
+}
+
+// Dim `d` of the V row of the chunk's position `j` (offsets published in rows_sh).
+fn v_at(j: u32, d: u32) -> f32 {
+    let at = rows_sh[j] + d;
+    let vv = kv_unpack(v_cache[at / KV_PER_WORD]);
+    return select(vv.x, vv.y, at % KV_PER_WORD == 1u);
+}
+
 // Online softmax over positions p_from..=p_to, which lie in one group, chunk by chunk.
 fn attend_group(li: u32, qr: Query, p_from: u32, p_to: u32) -> State {
     let d_len = params.head_dim;
@@ -173,13 +190,33 @@ fn attend_group(li: u32, qr: Query, p_from: u32, p_to: u32) -> State {
             bad_sh[li] = b;
             let row = ((min(blk, params.num_blocks - 1u) * params.hk + qr.kvh) * params.block_size + p % params.block_size) * d_len;
             rows_sh[li] = row;
+            // Eight cache words loaded ahead (independent loads in flight), then applied in
+            // dim order: the same operation sequence as one word at a time.
+            let wbase = row / KV_PER_WORD;
+            let words = d_len / KV_PER_WORD;
             var acc = 0.0;
-            for (var d = 0u; d < d_len; d += KV_PER_WORD) {
-                let kk = kv_unpack(k_cache[(row + d) / KV_PER_WORD]);
-                acc = fma(q_sh[d], kk.x, acc);
-                if KV_PER_WORD == 2u {
-                    acc = fma(q_sh[d + 1u], kk.y, acc);
-                }
+            var i = 0u;
+            for (; i + 8u <= words; i += 8u) {
+                let w0 = k_cache[wbase + i];
+                let w1 = k_cache[wbase + i + 1u];
+                let w2 = k_cache[wbase + i + 2u];
+                let w3 = k_cache[wbase + i + 3u];
+                let w4 = k_cache[wbase + i + 4u];
+                let w5 = k_cache[wbase + i + 5u];
+                let w6 = k_cache[wbase + i + 6u];
+                let w7 = k_cache[wbase + i + 7u];
+                let d = i * KV_PER_WORD;
+                acc = qk_word(acc, d, w0);
+                acc = qk_word(acc, d + KV_PER_WORD, w1);
+                acc = qk_word(acc, d + 2u * KV_PER_WORD, w2);
+                acc = qk_word(acc, d + 3u * KV_PER_WORD, w3);
+                acc = qk_word(acc, d + 4u * KV_PER_WORD, w4);
+                acc = qk_word(acc, d + 5u * KV_PER_WORD, w5);
+                acc = qk_word(acc, d + 6u * KV_PER_WORD, w6);
+                acc = qk_word(acc, d + 7u * KV_PER_WORD, w7);
+            }
+            for (; i < words; i++) {
+                acc = qk_word(acc, i * KV_PER_WORD, k_cache[wbase + i]);
             }
             score = acc * params.scale;
         }
@@ -197,10 +234,28 @@ fn attend_group(li: u32, qr: Query, p_from: u32, p_to: u32) -> State {
             let d = li + i * CH;
             if d < d_len {
                 var acc = st.o[i] * corr;
-                for (var j = 0u; j < n; j++) {
-                    let at = rows_sh[j] + d;
-                    let vv = kv_unpack(v_cache[at / KV_PER_WORD]);
-                    acc = fma(p_sh[j], select(vv.x, vv.y, at % KV_PER_WORD == 1u), acc);
+                // As for K: eight values loaded ahead, then added in position order.
+                var j = 0u;
+                for (; j + 8u <= n; j += 8u) {
+                    let v0 = v_at(j, d);
+                    let v1 = v_at(j + 1u, d);
+                    let v2 = v_at(j + 2u, d);
+                    let v3 = v_at(j + 3u, d);
+                    let v4 = v_at(j + 4u, d);
+                    let v5 = v_at(j + 5u, d);
+                    let v6 = v_at(j + 6u, d);
+                    let v7 = v_at(j + 7u, d);
+                    acc = fma(p_sh[j], v0, acc);
+                    acc = fma(p_sh[j + 1u], v1, acc);
+                    acc = fma(p_sh[j + 2u], v2, acc);
+                    acc = fma(p_sh[j + 3u], v3, acc);
+                    acc = fma(p_sh[j + 4u], v4, acc);
+                    acc = fma(p_sh[j + 5u], v5, acc);
+                    acc = fma(p_sh[j + 6u], v6, acc);
+                    acc = fma(p_sh[j + 7u], v7, acc);
+                }
+                for (; j < n; j++) {
+                    acc = fma(p_sh[j], v_at(j, d), acc);
                 }
                 st.o[i] = acc;
             }
