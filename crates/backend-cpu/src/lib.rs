@@ -231,9 +231,13 @@ impl Backend for CpuBackend {
             Op::GatherRows => true,
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax | Op::Sample => {
-                dtype == DType::F32
-            }
+            Op::RmsNorm
+            | Op::Rope
+            | Op::SiluMul
+            | Op::Add
+            | Op::Argmax
+            | Op::Sample
+            | Op::TopLogprobs => dtype == DType::F32,
         }
     }
 
@@ -448,6 +452,18 @@ impl Backend for CpuBackend {
         let pv = u32s(params);
         let out = self.run(|| sample::sample(lv, v, pv));
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
+    }
+
+    fn top_logprobs(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
+        check::top_logprobs(logits, tokens, k);
+        let (t, v) = (logits.dims()[0], logits.dims()[1]);
+        let lv = f32s(logits, Op::TopLogprobs)?;
+        let tv = u32s(tokens);
+        let out = self.run(|| sample::top_logprobs(lv, v, tv, k));
+        Ok(tensor(
+            CpuStorage::F32(out),
+            Shape::new([t, ingot_tensor::backend::top_logprobs_width(k)]),
+        ))
     }
 }
 

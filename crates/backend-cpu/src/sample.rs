@@ -4,11 +4,15 @@
 //! order keys, the same 32-step bisections on keys, and the same fixed 256-lane sum order,
 //! so the two agree bit for bit wherever `/`, `exp` and `ln` round alike.
 //!
+//! Also the `top_logprobs` verb: per row a max, a sum of `exp` in the fixed 256-lane order
+//! (the GPU's), and the top `k` by partial selection under the shared ranking
+//! (`ingot_tensor::backend::rank_cmp`, the host sampler's), O(V + k log k) per row.
+//!
 //! Cost per row: one pass for the maximum, 32 counting passes for top-k and 33 summing
 //! passes (each recomputing `exp`) for top-p when those filters are on, one final pass.
 //! Rows are independent and run in parallel.
 
-use ingot_tensor::backend::{SAMPLE_PARAM_WORDS, sample_uniform};
+use ingot_tensor::backend::{SAMPLE_PARAM_WORDS, rank_cmp, sample_uniform, top_logprobs_width};
 use rayon::prelude::*;
 
 /// Lanes of the fixed reduction order (the GPU workgroup size).
@@ -136,6 +140,51 @@ pub(crate) fn sample(logits: &[f32], v: usize, params: &[u32]) -> Vec<u32> {
         .zip(params.par_chunks(SAMPLE_PARAM_WORDS))
         .map(|(row, prm)| sample_row(row, prm))
         .collect()
+}
+
+/// `top_logprobs` of every row of `logits` [rows, v] for `tokens` [rows] -> [rows, 2 (1 + k)]
+/// (the layout and arithmetic are the doc of `Backend::top_logprobs`).
+pub(crate) fn top_logprobs(logits: &[f32], v: usize, tokens: &[u32], k: usize) -> Vec<f32> {
+    let w = top_logprobs_width(k);
+    let mut out = vec![0.0f32; tokens.len() * w];
+    out.par_chunks_mut(w)
+        .zip(logits.par_chunks(v))
+        .zip(tokens.par_iter())
+        .for_each(|((o, row), &token)| top_logprobs_row(row, token, k, o));
+    out
+}
+
+/// One row of [`top_logprobs`] into `out` [2 (1 + k)].
+fn top_logprobs_row(row: &[f32], token: u32, k: usize, out: &mut [f32]) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut lanes = [0.0f32; LANES];
+    for (c, &x) in row.iter().enumerate() {
+        lanes[c % LANES] += (x - m).exp();
+    }
+    let mut h = LANES / 2;
+    while h > 0 {
+        for l in 0..h {
+            lanes[l] += lanes[l + h];
+        }
+        h /= 2;
+    }
+    let lse = m + lanes[0].ln();
+    out[0] = f32::from_bits(token);
+    out[1] = row.get(token as usize).map_or(f32::NAN, |&x| x - lse);
+    let mut top: Vec<(u32, f32)> = row
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (i as u32, x))
+        .collect();
+    if k > 0 && k < top.len() {
+        top.select_nth_unstable_by(k - 1, rank_cmp);
+    }
+    top.truncate(k);
+    top.sort_unstable_by(rank_cmp);
+    for (j, (i, x)) in top.into_iter().enumerate() {
+        out[2 + 2 * j] = f32::from_bits(i);
+        out[3 + 2 * j] = x - lse;
+    }
 }
 
 #[cfg(test)]

@@ -203,9 +203,13 @@ impl Backend for WgpuBackend {
             Op::GatherRows => true,
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm | Op::Rope | Op::SiluMul | Op::Add | Op::Argmax | Op::Sample => {
-                dtype == DType::F32
-            }
+            Op::RmsNorm
+            | Op::Rope
+            | Op::SiluMul
+            | Op::Add
+            | Op::Argmax
+            | Op::Sample
+            | Op::TopLogprobs => dtype == DType::F32,
         }
     }
 
@@ -344,6 +348,12 @@ impl Backend for WgpuBackend {
         check::sample(logits, params);
         f32_only(Op::Sample, &[logits])?;
         kernels::sample::sample(self, &self.pipelines, logits, params)
+    }
+
+    fn top_logprobs(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
+        check::top_logprobs(logits, tokens, k);
+        f32_only(Op::TopLogprobs, &[logits])?;
+        kernels::sample::top_logprobs(self, &self.pipelines, logits, tokens, k)
     }
 
     /// Sampled rows take their token from `sample.wgsl`, so a decode step reads back ids.

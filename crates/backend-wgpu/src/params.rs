@@ -147,3 +147,13 @@ pub struct SampleParams {
     pub _pad0: u32,
     pub _pad1: u32,
 }
+
+/// `top_logprobs.wgsl`: the chosen and the `k` best tokens' log-probabilities per row.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct TopLogprobsParams {
+    pub rows: u32,
+    pub vocab: u32,
+    pub k: u32,
+    pub _pad0: u32,
+}

@@ -812,3 +812,85 @@ fn sample_matches_cpu() {
     assert!(gpu.supports(Op::Sample, DType::F32) && !gpu.supports(Op::Sample, DType::F16));
     assert!(gpu.samples_on_device() && !cpu.samples_on_device());
 }
+
+/// `top_logprobs` on the GPU equals the CPU reference on random rows: every id (chosen and
+/// top-k, in order) bit for bit, every log-probability within 1e-5 absolute (the two sum
+/// `exp` in the same order, but their `exp`/`ln` may round a few ulp apart). Rows include
+/// heavy ties (values on a coarse grid), ties at the top, signed zeros and -inf columns.
+#[test]
+fn top_logprobs_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(41);
+    for (v, ks) in [
+        (1usize, &[0usize, 1][..]),
+        (5, &[0, 3, 5]),
+        (257, &[1, 7, 20]),
+        (4099, &[0, 2, 13]),
+        (151_936, &[0, 1, 5, 20]),
+    ] {
+        let t = 4;
+        let mut x: Vec<f32> = rng.vec(t * v).iter().map(|u| u * 12.0).collect();
+        // Row 1: few distinct values, so long runs of ties.
+        for y in &mut x[v..2 * v] {
+            *y = (*y / 3.0).round();
+        }
+        // Row 2: a repeated maximum, signed zeros and -inf among random values.
+        for (j, y) in x[2 * v..3 * v].iter_mut().enumerate() {
+            *y = match j % 7 {
+                0 => 13.0,
+                1 => 0.0,
+                2 => -0.0,
+                3 => f32::NEG_INFINITY,
+                _ => *y,
+            };
+        }
+        let tokens: Vec<u32> = (0..t).map(|_| rng.below(v) as u32).collect();
+        for &k in ks {
+            let w = 2 * (1 + k);
+            let g = gpu
+                .top_logprobs(&g32(&gpu, &x, &[t, v]), &gu(&gpu, &tokens, &[t]), k)
+                .unwrap();
+            assert_eq!(g.dims(), [t, w]);
+            let g = gpu.to_f32(&g).unwrap();
+            let c = cpu
+                .top_logprobs(&c32(&cpu, &x, &[t, v]), &cu(&cpu, &tokens, &[t]), k)
+                .unwrap();
+            let c = cpu.to_f32(&c).unwrap();
+            for r in 0..t {
+                for j in 0..1 + k {
+                    let (gi, ci) = (g[r * w + 2 * j].to_bits(), c[r * w + 2 * j].to_bits());
+                    assert_eq!(gi, ci, "V={v} k={k} row {r}: id {j}");
+                    let (gl, cl) = (g[r * w + 2 * j + 1], c[r * w + 2 * j + 1]);
+                    assert!(
+                        gl == cl || (gl - cl).abs() <= 1e-5,
+                        "V={v} k={k} row {r}: logprob {j}: {gl} vs {cl}"
+                    );
+                }
+                // The list is the ranking: ids distinct, logprobs non-increasing.
+                let ids: Vec<u32> = (0..k).map(|j| g[r * w + 2 + 2 * j].to_bits()).collect();
+                let mut dedup = ids.clone();
+                dedup.sort_unstable();
+                dedup.dedup();
+                assert_eq!(dedup.len(), k, "V={v} k={k} row {r}: repeated ids");
+                for j in 1..k {
+                    assert!(g[r * w + 1 + 2 * j] >= g[r * w + 3 + 2 * j]);
+                }
+            }
+        }
+    }
+    // A chosen token outside the vocabulary gets NaN; zero rows give an empty tensor.
+    let x = [0.5f32, 2.0, -1.0];
+    let g = gpu
+        .top_logprobs(&g32(&gpu, &x, &[1, 3]), &gu(&gpu, &[7], &[1]), 2)
+        .unwrap();
+    let g = gpu.to_f32(&g).unwrap();
+    assert_eq!(g[0].to_bits(), 7);
+    assert!(g[1].is_nan());
+    assert_eq!((g[2].to_bits(), g[4].to_bits()), (1, 0));
+    let none = gpu
+        .top_logprobs(&g32(&gpu, &[], &[0, 3]), &gu(&gpu, &[], &[0]), 1)
+        .unwrap();
+    assert_eq!(gpu.to_f32(&none).unwrap(), Vec::<f32>::new());
+    assert!(gpu.supports(Op::TopLogprobs, DType::F32));
+}

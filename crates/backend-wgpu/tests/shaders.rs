@@ -161,3 +161,8 @@ fn argmax_params_match_wgsl() {
 fn sample_params_match_wgsl() {
     check_struct!(SampleParams, [rows, vocab, _pad0, _pad1]);
 }
+
+#[test]
+fn top_logprobs_params_match_wgsl() {
+    check_struct!(TopLogprobsParams, [rows, vocab, k, _pad0]);
+}

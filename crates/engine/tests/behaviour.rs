@@ -289,3 +289,61 @@ fn prompt_logprobs_ignore_the_prefix_cache() {
     let lps = greedy_text(&mut core, &prompt, p).prompt_logprobs.unwrap();
     assert_eq!(lps.len(), prompt.len() - 1);
 }
+
+/// On the GPU, rows whose only host work is log-probabilities take them from the device's
+/// `top_logprobs` verb: a greedy request's chosen token is its top-1 with exactly the top-1
+/// log-probability and the list is sorted; in the same batch a plain greedy request with
+/// the same prompt produces the same tokens (the token still comes from `argmax`), and a
+/// sampled request with log-probabilities gets a list for each of its tokens.
+#[test]
+fn logprobs_on_gpu_come_from_the_device() {
+    let Some(be) = common::gpu() else {
+        return;
+    };
+    let mut core = common::core_on(be, tiny(), Knobs::default(), DType::F32, DType::F32);
+    let prompt: Vec<u32> = (3..40).collect();
+    let with_lp = SamplingParams {
+        logprobs: Some(5),
+        ignore_eos: true,
+        ..SamplingParams::greedy(8)
+    };
+    let plain = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(8)
+    };
+    let sampled = SamplingParams {
+        temperature: 0.8,
+        seed: Some(3),
+        logprobs: Some(2),
+        ..with_lp.clone()
+    };
+    let out = offline::generate(
+        &mut core,
+        vec![
+            (prompt.clone(), with_lp),
+            (prompt.clone(), plain),
+            (prompt, sampled),
+        ],
+    );
+    let c = |i: usize| out[i].as_ref().unwrap()[0].clone();
+    let (lp, plain, sampled) = (c(0), c(1), c(2));
+    assert_eq!(
+        lp.token_ids, plain.token_ids,
+        "logprobs do not change greedy tokens"
+    );
+    assert_eq!(lp.logprobs.len(), 8);
+    for (l, &t) in lp.logprobs.iter().zip(&lp.token_ids) {
+        assert_eq!(l.token, t);
+        assert_eq!(l.top.len(), 5);
+        assert_eq!(l.top[0].0, t, "greedy picks the most likely token");
+        assert_eq!(l.top[0].1, l.logprob, "same logprob for the same token");
+        assert!(l.logprob <= 1e-6);
+        assert!(l.top.windows(2).all(|w| w[0].1 >= w[1].1), "sorted");
+    }
+    assert_eq!(sampled.logprobs.len(), 8);
+    for (l, &t) in sampled.logprobs.iter().zip(&sampled.token_ids) {
+        assert_eq!(l.token, t);
+        assert_eq!(l.top.len(), 2);
+        assert!(l.logprob <= l.top[0].1 && l.top[0].1 >= l.top[1].1);
+    }
+}

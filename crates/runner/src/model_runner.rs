@@ -18,19 +18,29 @@
 //! its token from the backend's `sample` verb too: Gumbel-max over noise hashed from the
 //! request's seed (drawn once from its host RNG when unseeded) and its output position, so
 //! a request's draws never depend on the batch, and the step reads back ids only. Rows
-//! with penalties, bias, `min_tokens` suppression or log-probabilities keep the host
-//! sampler, and on the CPU backend every sampled row does, so CPU results are those of
-//! the host sampler's ChaCha stream.
+//! with penalties, bias or `min_tokens` suppression keep the host sampler (log-probability
+//! rows: see below), and on the CPU backend every sampled row does, so CPU results are
+//! those of the host sampler's ChaCha stream.
+//!
+//! Log-probability rows: on such a backend, a row whose only host work would be its
+//! per-token log-probabilities (`SamplingState::device_logprobs`: `logprobs = Some(k)` and
+//! nothing to process; prompt log-probabilities are not covered) stays on the device too.
+//! Those rows are gathered into [L, V] per kind (greedy, sampled), take their token from
+//! `argmax` or `sample` on the gathered rows (row-wise verbs, so the same token as on the
+//! full batch), and their log-probabilities from the `top_logprobs` verb with the largest
+//! `k` among them (each row keeps its own first `k`, a prefix of the same total ranking):
+//! the step reads back 2 (1 + k) floats per such row instead of V. The cost on the device
+//! is k + 2 passes over each gathered row.
 
 use std::collections::HashMap;
 
 use ingot_models::Result;
 use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
 use ingot_scheduler::{RequestId, SchedulerOutput};
-use ingot_tensor::backend::SAMPLE_PARAM_WORDS;
+use ingot_tensor::backend::{SAMPLE_PARAM_WORDS, top_logprobs_width};
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
 
-use crate::sampler::{Sampled, Sampler, SamplingState};
+use crate::sampler::{Sampled, Sampler, SamplingState, TokenLogprobs};
 use crate::{InputBatch, ScheduledSeq};
 
 pub struct ModelRunner<B: Backend> {
@@ -192,6 +202,12 @@ impl<B: Backend> ModelRunner<B> {
                     Source::Argmax
                 } else if on_device && state.device_sampleable() {
                     Source::Sample
+                } else if on_device && state.device_logprobs().is_some() {
+                    if state.params.is_greedy() {
+                        Source::ArgmaxLogprobs
+                    } else {
+                        Source::SampleLogprobs
+                    }
                 } else {
                     Source::Host
                 }
@@ -221,6 +237,40 @@ impl<B: Backend> ModelRunner<B> {
         } else {
             None
         };
+        // Log-probability rows, per kind: gathered, their tokens and `top_logprobs` taken on
+        // the gathered rows. `k` is the largest of the group's, clamped to the vocabulary.
+        let v = self.vocab_size();
+        let mut lp_groups = Vec::new();
+        for kind in [Source::ArgmaxLogprobs, Source::SampleLogprobs] {
+            let members: Vec<u32> = (0..rows.len())
+                .filter(|&i| source[i] == kind)
+                .map(|i| i as u32)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let k = members
+                .iter()
+                .filter_map(|&i| state_of(rows[i as usize].seq).device_logprobs())
+                .max()
+                .unwrap_or(0)
+                .min(v);
+            let idx = b.from_u32(&members, Shape::new([members.len()]))?;
+            let sub = b.gather_rows(&logits, &idx)?; // [L, V]
+            let tokens = if kind == Source::ArgmaxLogprobs {
+                b.argmax(&sub)? // [L]
+            } else {
+                let mut params = Vec::with_capacity(members.len() * SAMPLE_PARAM_WORDS);
+                for &i in &members {
+                    params.extend_from_slice(&state_of(rows[i as usize].seq).device_params());
+                }
+                let params =
+                    b.from_u32(&params, Shape::new([members.len(), SAMPLE_PARAM_WORDS]))?;
+                b.sample(&sub, &params)? // [L]
+            };
+            let lps = b.top_logprobs(&sub, &tokens, k)?; // [L, 2 (1 + k)]
+            lp_groups.push((members, k, lps));
+        }
         let host_logits = if host_rows.is_empty() || host_rows.len() == rows.len() {
             None
         } else {
@@ -231,6 +281,20 @@ impl<B: Backend> ModelRunner<B> {
         // submission carries them.
         let ids = ids.map(|t| b.to_u32(&t)).transpose()?;
         let drawn = drawn.map(|t| b.to_u32(&t)).transpose()?;
+        // Per row index: its device log-probabilities (chosen token first), from the groups.
+        let mut device_lps: HashMap<usize, TokenLogprobs> = HashMap::new();
+        for (members, k, lps) in &lp_groups {
+            let vals = b.to_f32(lps)?; // [L, 2 (1 + k)]
+            let w = top_logprobs_width(*k);
+            for (j, &i) in members.iter().enumerate() {
+                let own_k = state_of(rows[i as usize].seq)
+                    .device_logprobs()
+                    .expect("a log-probability row")
+                    .min(v);
+                let row = &vals[j * w..(j + 1) * w];
+                device_lps.insert(i as usize, TokenLogprobs::from_device_row(row, own_k));
+            }
+        }
         let host: Vec<f32> = match (&host_logits, host_rows.len()) {
             (Some(t), _) => b.to_f32(t)?,
             (None, 0) => Vec::new(),
@@ -242,7 +306,6 @@ impl<B: Backend> ModelRunner<B> {
             // step. Otherwise the read-backs above already waited and reported them.
             b.sync()?;
         }
-        let v = self.vocab_size();
         let mut next_host = 0;
         for (i, row) in rows.iter().enumerate() {
             let id = out.scheduled[row.seq].id;
@@ -259,6 +322,13 @@ impl<B: Backend> ModelRunner<B> {
                 Source::Sample => {
                     let drawn = drawn.as_ref().expect("sample ran for sampled rows");
                     sampled.insert(id, state.accept(drawn[i]));
+                    continue;
+                }
+                Source::ArgmaxLogprobs | Source::SampleLogprobs => {
+                    let lps = device_lps
+                        .remove(&i)
+                        .expect("top_logprobs ran for this row");
+                    sampled.insert(id, state.accept_with_logprobs(lps.token, lps));
                     continue;
                 }
                 Source::Host => {}
@@ -284,4 +354,10 @@ enum Source {
     Argmax,
     /// The device's `sample` (plainly sampled rows, on backends that sample on the device).
     Sample,
+    /// Greedy rows whose only host work would be log-probabilities: gathered, `argmax`
+    /// and `top_logprobs` on the device.
+    ArgmaxLogprobs,
+    /// Sampled rows whose only host work would be log-probabilities: gathered, `sample`
+    /// and `top_logprobs` on the device.
+    SampleLogprobs,
 }

@@ -139,6 +139,14 @@ impl SamplingState {
         self.params.temperature > 0.0 && !self.needs_processing() && self.params.logprobs.is_none()
     }
 
+    /// `Some(k)` when this step's only reason to need the logits on the host is the
+    /// request's per-token log-probabilities (`logprobs = Some(k)`, no logit processing):
+    /// then a backend that samples on the device may take the token from `argmax` (greedy)
+    /// or `sample`, and the log-probabilities from its `top_logprobs` verb.
+    pub fn device_logprobs(&self) -> Option<usize> {
+        self.params.logprobs.filter(|_| !self.needs_processing())
+    }
+
     /// This step's row of the device `sample` verb's params: the filters, the device seed,
     /// and the number of tokens produced so far as the counter.
     pub fn device_params(&self) -> [u32; ingot_tensor::backend::SAMPLE_PARAM_WORDS] {
@@ -163,6 +171,17 @@ impl SamplingState {
             "accept() needs a plain greedy or device-sampleable request"
         );
         self.record(token, None)
+    }
+
+    /// Records `token` with log-probabilities computed on the device (a
+    /// [`SamplingState::device_logprobs`] request), as [`Sampler::sample`] records a token
+    /// with the host's.
+    pub fn accept_with_logprobs(&mut self, token: u32, logprobs: TokenLogprobs) -> Sampled {
+        debug_assert!(
+            self.device_logprobs().is_some(),
+            "accept_with_logprobs() needs a request whose only processing is logprobs"
+        );
+        self.record(token, Some(logprobs))
     }
 
     /// Records the step's token: hands over the prompt log-probabilities with the first
@@ -205,6 +224,24 @@ pub struct Sampled {
     pub prompt_logprobs: Option<Vec<TokenLogprobs>>,
 }
 
+impl TokenLogprobs {
+    /// The list from one row of the `top_logprobs` verb's output (`[id_c, lp_c, id_1, lp_1,
+    /// ..]`, ids as f32 bits), keeping its first `k` top entries (at most the row's):
+    /// exactly the struct and order [`logprobs`] builds on the host.
+    pub fn from_device_row(row: &[f32], k: usize) -> TokenLogprobs {
+        let top = row[2..]
+            .chunks_exact(2)
+            .take(k)
+            .map(|p| (p[0].to_bits(), p[1]))
+            .collect();
+        TokenLogprobs {
+            token: row[0].to_bits(),
+            logprob: row[1],
+            top,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Sampler {
     row: Vec<f32>,
@@ -217,10 +254,9 @@ pub struct Sampler {
 /// `argmax` verb, so a token taken on the device equals the one taken here).
 pub use ingot_tensor::backend::argmax_row as argmax;
 
-/// Descending by value, ties by index: a total order, so results are reproducible.
-fn by_value(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
+/// Descending by value, ties by index: a total order, so results are reproducible (the one
+/// definition, shared with the backends' `top_logprobs` verb).
+use ingot_tensor::backend::rank_cmp as by_value;
 
 /// Log-probabilities of `token` and the `k` best tokens under softmax(`logits`).
 pub fn logprobs(logits: &[f32], token: u32, k: usize) -> TokenLogprobs {
@@ -564,5 +600,94 @@ mod tests {
         let total: f64 = logits.iter().map(|&x| (x as f64 - 3.0).exp()).sum();
         assert!((lp.logprob as f64 - (2.0 - 3.0 - total.ln())).abs() < 1e-6);
         assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    /// The requests whose only host work is log-probabilities.
+    #[test]
+    fn device_logprobs_requests() {
+        let with = |f: fn(&mut SamplingParams)| {
+            let mut p = SamplingParams {
+                logprobs: Some(3),
+                ..Default::default()
+            };
+            f(&mut p);
+            SamplingState::new(p, &[3, 1], &[0])
+        };
+        assert_eq!(with(|_| {}).device_logprobs(), Some(3));
+        assert_eq!(with(|p| p.temperature = 0.8).device_logprobs(), Some(3));
+        assert_eq!(with(|p| p.logprobs = None).device_logprobs(), None);
+        assert_eq!(
+            with(|p| p.logit_bias = vec![(1, 0.5)]).device_logprobs(),
+            None
+        );
+        assert_eq!(with(|p| p.repetition_penalty = 1.1).device_logprobs(), None);
+        assert_eq!(with(|p| p.presence_penalty = 0.5).device_logprobs(), None);
+        let mut st = with(|p| p.min_tokens = 1);
+        assert_eq!(st.device_logprobs(), None);
+        st.push(5);
+        assert_eq!(st.device_logprobs(), Some(3));
+    }
+
+    /// The CPU backend's `top_logprobs` verb, read back through `from_device_row`, equals
+    /// the host `logprobs` on random rows (with ties and specials): same ids in the same
+    /// order, log-probabilities within 1e-5 (the verb sums in f32, the host in f64).
+    #[test]
+    fn top_logprobs_verb_matches_host_logprobs() {
+        use ingot_backend_cpu::CpuBackend;
+        use ingot_tensor::{Backend, DType, Shape};
+        use rand::RngExt;
+        let be = CpuBackend::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for (v, k) in [
+            (1usize, 0usize),
+            (1, 1),
+            (7, 7),
+            (300, 5),
+            (1000, 20),
+            (5000, 0),
+        ] {
+            let rows = 4;
+            let mut logits: Vec<f32> = (0..rows * v)
+                .map(|_| rng.random_range(-8.0f32..8.0))
+                .collect();
+            // Row 1: heavy ties (few distinct values); row 2: ties at the top, signed zeros
+            // and -inf.
+            for x in &mut logits[v..2 * v] {
+                *x = (*x).round() / 2.0;
+            }
+            for (j, x) in logits[2 * v..3 * v].iter_mut().enumerate() {
+                *x = match j % 5 {
+                    0 => 4.0,
+                    1 => 0.0,
+                    2 => -0.0,
+                    3 => f32::NEG_INFINITY,
+                    _ => *x,
+                };
+            }
+            let tokens: Vec<u32> = (0..rows).map(|_| rng.random_range(0..v as u32)).collect();
+            let lt = be
+                .from_f32(&logits, Shape::new([rows, v]), DType::F32)
+                .unwrap();
+            let tt = be.from_u32(&tokens, Shape::new([rows])).unwrap();
+            let out = be.to_f32(&be.top_logprobs(&lt, &tt, k).unwrap()).unwrap();
+            let w = 2 * (1 + k);
+            assert_eq!(out.len(), rows * w);
+            for r in 0..rows {
+                let got = TokenLogprobs::from_device_row(&out[r * w..(r + 1) * w], k);
+                let want = logprobs(&logits[r * v..(r + 1) * v], tokens[r], k);
+                assert_eq!(got.token, want.token);
+                assert!((got.logprob - want.logprob).abs() <= 1e-5, "v {v} row {r}");
+                let ids = |t: &TokenLogprobs| t.top.iter().map(|p| p.0).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "v {v} k {k} row {r}");
+                for (g, w) in got.top.iter().zip(&want.top) {
+                    assert!(
+                        (g.1 - w.1).abs() <= 1e-5 || (g.1 == w.1),
+                        "v {v} row {r}: {} vs {}",
+                        g.1,
+                        w.1
+                    );
+                }
+            }
+        }
     }
 }

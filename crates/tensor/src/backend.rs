@@ -45,6 +45,7 @@ pub enum Op {
     Add,
     Argmax,
     Sample,
+    TopLogprobs,
 }
 
 impl std::fmt::Display for Op {
@@ -94,6 +95,32 @@ pub fn argmax_row(row: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+/// The ranking of log-probability lists, shared by the runner's host sampler (its top-k
+/// candidates and `logprobs`) and every backend's [`Backend::top_logprobs`]: descending by
+/// value under IEEE `totalOrder` ([`f32::total_cmp`]: `-NaN < -inf < .. < -0 < +0 < .. <
+/// +inf < +NaN`), equal values by ascending index. A total order on `(index, value)`, so a
+/// top-k list is reproducible whatever the sort. GPU code compares the u32 key
+/// [`rank_key`], which orders values exactly as `total_cmp` does.
+pub fn rank_cmp(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// An unsigned key ordered as [`f32::total_cmp`] orders the values (negative values have
+/// all bits flipped, non-negative ones the sign bit set): the integer form of [`rank_cmp`].
+pub fn rank_key(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// Words per row of [`Backend::top_logprobs`]'s output for `k` top tokens.
+pub fn top_logprobs_width(k: usize) -> usize {
+    2 * (1 + k)
 }
 
 /// The "lowbias32" 32-bit integer hash (C. Wellons' hash-prospector constants), the mixing
@@ -274,6 +301,31 @@ pub trait Backend: Send + Sync + 'static {
     /// at a filter threshold or between the two best noisy scores may resolve differently.
     fn sample(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>>;
 
+    /// Log-probabilities of each row's chosen token and of its `k` most likely tokens:
+    /// `logits` [R, V] f32 (V >= 1, `k <= V`), `tokens` [R] u32 -> [R, 2 * (1 + k)] f32
+    /// ([`top_logprobs_width`]). Row layout: `(id, logprob)` pairs, first the chosen token,
+    /// then the top `k` best first: `[id_c, lp_c, id_1, lp_1, .., id_k, lp_k]`. An id is a
+    /// u32 stored by bit cast (`f32::from_bits(id)`; read it back with `to_bits`, never as a
+    /// number: small ids are subnormal floats).
+    ///
+    /// The one definition, which every backend follows:
+    /// 1. `m` = the row's largest value (f32 `max`; rows holding NaN give unspecified
+    ///    log-probabilities, ids stay defined).
+    /// 2. `s = sum exp(x - m)` in f32 in one fixed order: 256 lanes, lane `l` adds columns
+    ///    `l, l + 256, ..` in turn, then a binary tree (`lane[l] += lane[l + h]` for
+    ///    h = 128, 64, .., 1). `lse = m + ln(s)`; a token's logprob is `x - lse` (f32).
+    /// 3. The top `k` are the first `k` of the row ranked by [`rank_cmp`] (descending
+    ///    `total_cmp`, ties to the lower index) — exactly the host sampler's list.
+    ///
+    /// A chosen token `>= V` gets logprob NaN. Backends agree on every id and, up to the
+    /// rounding of `exp`/`ln`, on the log-probabilities (1e-5 absolute in the tests).
+    fn top_logprobs(
+        &self,
+        logits: &Tensor<Self>,
+        tokens: &Tensor<Self>,
+        k: usize,
+    ) -> Result<Tensor<Self>>;
+
     /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
     /// its host sampler. False for the CPU reference, whose host path is the pinned one.
     fn samples_on_device(&self) -> bool {
@@ -317,7 +369,40 @@ pub struct Counters {
 
 #[cfg(test)]
 mod tests {
-    use super::argmax_row;
+    use super::{argmax_row, rank_cmp, rank_key};
+
+    /// The integer key orders random values (specials included) exactly as `total_cmp`.
+    #[test]
+    fn rank_key_is_total_cmp() {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MIN_POSITIVE,
+            -1e-45,
+            1.0,
+            -1.0,
+        ];
+        let mut s = 0x1234_5678u32;
+        let mut vals: Vec<f32> = specials.to_vec();
+        for _ in 0..2000 {
+            s = super::sample_hash(s);
+            vals.push(f32::from_bits(s));
+        }
+        for &a in &vals {
+            for &b in vals.iter().step_by(37) {
+                assert_eq!(rank_key(a).cmp(&rank_key(b)), a.total_cmp(&b), "{a} vs {b}");
+                // Descending by value, then ascending by index.
+                assert_eq!(
+                    rank_cmp(&(0, a), &(1, b)),
+                    b.total_cmp(&a).then(std::cmp::Ordering::Less)
+                );
+            }
+        }
+    }
 
     /// The stated semantics of the verb, case by case.
     #[test]

@@ -297,6 +297,25 @@ pub fn sample<B: Backend + ?Sized>(logits: &Tensor<B>, params: &Tensor<B>) {
     );
 }
 
+#[track_caller]
+pub fn top_logprobs<B: Backend + ?Sized>(logits: &Tensor<B>, tokens: &Tensor<B>, k: usize) {
+    argmax(logits);
+    rank("top_logprobs tokens", tokens, 1);
+    dtype("top_logprobs tokens", tokens, DType::U32);
+    assert_eq!(
+        tokens.dims()[0],
+        logits.dims()[0],
+        "top_logprobs: tokens {} for logits {}",
+        tokens.shape(),
+        logits.shape()
+    );
+    assert!(
+        k <= logits.dims()[1],
+        "top_logprobs: k = {k} exceeds the vocabulary of logits {}",
+        logits.shape()
+    );
+}
+
 /// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.
 #[track_caller]
 pub fn upload(verb: &str, len: usize, shape: &Shape) {

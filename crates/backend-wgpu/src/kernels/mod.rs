@@ -37,6 +37,7 @@ const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const GATHER: &str = include_str!("../shaders/gather.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
+const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -102,6 +103,11 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         source: SAMPLE.into(),
         entry_points: vec!["sample"],
     });
+    v.push(ShaderModuleSource {
+        name: "top_logprobs".into(),
+        source: TOP_LOGPROBS.into(),
+        entry_points: vec!["top_logprobs"],
+    });
     v.extend(matmul_coop::shader_modules());
     for (name, source, entries) in plain {
         v.push(ShaderModuleSource {
@@ -143,6 +149,7 @@ pub(crate) struct Pipelines {
     pub gather_rows: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
     pub sample: wgpu::ComputePipeline,
+    pub top_logprobs: wgpu::ComputePipeline,
     /// The cooperative-matrix matmul, where the adapter runs it.
     pub coop: Option<matmul_coop::CoopPipelines>,
 }
@@ -240,6 +247,7 @@ impl Pipelines {
             gather_rows: take("gather::gather_rows")?,
             argmax: take("argmax::argmax")?,
             sample: take("sample::sample")?,
+            top_logprobs: take("top_logprobs::top_logprobs")?,
             coop: matmul_coop::build(gpu)?,
         })
     }

@@ -4,13 +4,16 @@
 //! instead of 4 x vocab. Also the launcher of `sample.wgsl`: temperature sampling with
 //! top-k, top-p and min-p filters ([`ingot_tensor::Backend::sample`]), one workgroup per
 //! row, so sampled rows read back ids too; penalties, bias and log-probabilities stay on
-//! the host (see the runner's `model_runner.rs`).
+//! the host (see the runner's `model_runner.rs`). And the launcher of `top_logprobs.wgsl`
+//! ([`ingot_tensor::Backend::top_logprobs`]): the chosen and `k` best tokens'
+//! log-probabilities per row, one workgroup per row doing k + 2 passes over it, so a
+//! log-probability row reads back 2 (1 + k) words instead of vocab.
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{DType, Shape};
 
 use super::{Pipelines, u32_of};
-use crate::params::{ArgmaxParams, SampleParams};
+use crate::params::{ArgmaxParams, SampleParams, TopLogprobsParams};
 use crate::{T, WgpuBackend};
 
 pub(crate) fn argmax(be: &WgpuBackend, p: &Pipelines, logits: &T) -> Result<T> {
@@ -62,6 +65,43 @@ pub(crate) fn sample(be: &WgpuBackend, p: &Pipelines, logits: &T, row_params: &T
             (1, logits.storage().buffer("sample logits")?),
             (2, row_params.storage().buffer("sample params")?),
             (3, out.storage().buffer("sample out")?),
+        ],
+        (gx, gy, 1),
+    )?;
+    Ok(out)
+}
+
+pub(crate) fn top_logprobs(
+    be: &WgpuBackend,
+    p: &Pipelines,
+    logits: &T,
+    tokens: &T,
+    k: usize,
+) -> Result<T> {
+    let gpu = &be.gpu;
+    let (rows, vocab) = (logits.dims()[0], logits.dims()[1]);
+    let width = ingot_tensor::backend::top_logprobs_width(k);
+    let out = be.output_typed(Shape::new([rows, width]), DType::F32, "top_logprobs out")?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    u32_of("logits elements", rows * vocab)?;
+    u32_of("top_logprobs elements", rows * width)?;
+    let params = gpu.uniform(&TopLogprobsParams {
+        rows: u32_of("rows", rows)?,
+        vocab: u32_of("vocab", vocab)?,
+        k: u32_of("k", k)?,
+        ..Default::default()
+    });
+    let (gx, gy) = gpu.grid(rows as u64)?;
+    gpu.dispatch(
+        "top_logprobs",
+        &p.top_logprobs,
+        &[
+            (0, &params),
+            (1, logits.storage().buffer("top_logprobs logits")?),
+            (2, tokens.storage().buffer("top_logprobs tokens")?),
+            (3, out.storage().buffer("top_logprobs out")?),
         ],
         (gx, gy, 1),
     )?;

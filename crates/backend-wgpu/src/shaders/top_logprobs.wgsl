@@ -1,0 +1,151 @@
+// top_logprobs: for each row of logits [rows, vocab] f32 and its chosen token tokens[row],
+// the chosen token's log-probability and the k best tokens' -> [rows, 2 (1 + k)] words of
+// (id, logprob) pairs, the chosen token first: [id_c, lp_c, id_1, lp_1, .., id_k, lp_k].
+// Ids are written as raw u32 words (the host reads the f32 tensor's bits back); logprobs as
+// f32 bits. The definition is the doc of `Backend::top_logprobs`; the CPU reference is
+// `ingot_backend_cpu`'s `sample::top_logprobs`.
+//
+// One 256-invocation workgroup per row:
+// 1. m = max of the row: lane li scans columns li, li + 256, .., then a fixed binary tree.
+// 2. s = sum exp(x - m): lane li adds its columns in turn, then the tree
+//    lane[l] += lane[l + h] for h = 128, .., 1 (the CPU reference's order exactly);
+//    lse = m + log(s), logprob = x - lse.
+// 3. k rounds of a fixed-tree argmax over (rank key, index), where the rank key orders
+//    values as Rust's f32::total_cmp (negative bits flipped, non-negative with the sign bit
+//    set) and equal keys prefer the lower index: the host's ranking (`rank_cmp`). Round r
+//    considers only candidates ranked strictly below round r - 1's pick, which excludes
+//    every index already picked without a list. The tree's combine is a total order, so the
+//    winner does not depend on the tree's shape.
+
+struct TopLogprobsParams {
+    rows: u32,
+    vocab: u32,
+    k: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: TopLogprobsParams;
+@group(0) @binding(1) var<storage, read> logits: array<u32>; // [rows, vocab] f32 bits
+@group(0) @binding(2) var<storage, read> tokens: array<u32>; // [rows]
+@group(0) @binding(3) var<storage, read_write> dst: array<u32>; // [rows, 2 (1 + k)]
+
+var<workgroup> red_f: array<f32, 256>;
+var<workgroup> red_key: array<u32, 256>;
+var<workgroup> red_idx: array<u32, 256>;
+
+// The integer form of f32::total_cmp.
+fn rank_key(bits: u32) -> u32 {
+    if (bits & 0x80000000u) != 0u {
+        return ~bits;
+    }
+    return bits | 0x80000000u;
+}
+
+// Whether (k, i) ranks before (bk, bi): larger key, or equal key and smaller index.
+fn before(k: u32, i: u32, bk: u32, bi: u32) -> bool {
+    return k > bk || (k == bk && i < bi);
+}
+
+@compute @workgroup_size(256)
+fn top_logprobs(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    // Uniform control flow: every invocation of a workgroup shares `row`, so the early
+    // return is taken by the whole group or by none.
+    let row = wg.y * nwg.x + wg.x;
+    if row >= params.rows {
+        return;
+    }
+    let vocab = params.vocab;
+    let base = row * vocab;
+    let width = 2u * (1u + params.k);
+    let out = row * width;
+
+    // 1. The maximum.
+    var m = bitcast<f32>(0xff800000u); // -inf
+    for (var c = li; c < vocab; c += 256u) {
+        m = max(m, bitcast<f32>(logits[base + c]));
+    }
+    red_f[li] = m;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h = h >> 1u) {
+        if li < h {
+            red_f[li] = max(red_f[li], red_f[li + h]);
+        }
+        workgroupBarrier();
+    }
+    let mx = red_f[0];
+    workgroupBarrier();
+
+    // 2. The sum of exp(x - m) in the fixed order.
+    var s = 0.0;
+    for (var c = li; c < vocab; c += 256u) {
+        s += exp(bitcast<f32>(logits[base + c]) - mx);
+    }
+    red_f[li] = s;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h = h >> 1u) {
+        if li < h {
+            red_f[li] = red_f[li] + red_f[li + h];
+        }
+        workgroupBarrier();
+    }
+    let lse = mx + log(red_f[0]);
+
+    if li == 0u {
+        let t = tokens[row];
+        dst[out] = t;
+        if t < vocab {
+            dst[out + 1u] = bitcast<u32>(bitcast<f32>(logits[base + t]) - lse);
+        } else {
+            dst[out + 1u] = 0x7fc00000u; // NaN
+        }
+    }
+
+    // 3. k rounds of argmax (k <= vocab, so each round finds a column). Round 0 has no
+    // bound; round r > 0 admits only columns ranked after round r - 1's pick. A lane that
+    // admitted nothing holds index 0xffffffff and loses every combine.
+    var prev_key = 0u;
+    var prev_idx = 0u;
+    for (var r = 0u; r < params.k; r++) {
+        var bk = 0u;
+        var bi = 0xffffffffu;
+        var found = false;
+        for (var c = li; c < vocab; c += 256u) {
+            let k = rank_key(logits[base + c]);
+            let allowed = r == 0u || before(prev_key, prev_idx, k, c);
+            if allowed && (!found || before(k, c, bk, bi)) {
+                bk = k;
+                bi = c;
+                found = true;
+            }
+        }
+        red_key[li] = bk;
+        red_idx[li] = select(0xffffffffu, bi, found);
+        workgroupBarrier();
+        for (var h = 128u; h > 0u; h = h >> 1u) {
+            if li < h {
+                let k = red_key[li + h];
+                let i = red_idx[li + h];
+                // An empty lane holds index 0xffffffff: it loses to any filled one (a
+                // filled lane's index is < vocab), and key 0 never beats a filled lane.
+                let filled = i != 0xffffffffu;
+                let cur_filled = red_idx[li] != 0xffffffffu;
+                if filled && (!cur_filled || before(k, i, red_key[li], red_idx[li])) {
+                    red_key[li] = k;
+                    red_idx[li] = i;
+                }
+            }
+            workgroupBarrier();
+        }
+        prev_key = red_key[0];
+        prev_idx = red_idx[0];
+        if li == 0u {
+            dst[out + 2u + 2u * r] = prev_idx;
+            dst[out + 3u + 2u * r] = bitcast<u32>(bitcast<f32>(logits[base + prev_idx]) - lse);
+        }
+        workgroupBarrier();
+    }
+}
