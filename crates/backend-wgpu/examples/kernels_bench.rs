@@ -20,7 +20,7 @@
 use std::time::Instant;
 
 use ingot_backend_wgpu::params::MatmulParams;
-use ingot_backend_wgpu::{WgpuBackend, WgpuOptions, shader_modules};
+use ingot_backend_wgpu::{AttentionSplit, WgpuBackend, WgpuOptions, shader_modules};
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
 
 const REPS: usize = 20;
@@ -482,14 +482,21 @@ fn main() {
             scale: 0.125,
             sliding_window: None,
         };
-        let secs = time(&be, || {
-            be.paged_attention(&q, &cache, &vcache, &meta, params)
-                .unwrap()
-        });
-        report(
-            &format!("paged_attention decode S={s} ctx={ctx}"),
-            secs,
-            (2 * s * ctx * hk * d * 4) as f64,
-        );
+        // The verb's own choice, then each path forced (their results are bit-identical).
+        for (name, split) in [
+            ("", AttentionSplit::Auto),
+            (" single", AttentionSplit::Never),
+            (" split", AttentionSplit::Always),
+        ] {
+            let secs = time(&be, || {
+                be.paged_attention_split(&q, &cache, &vcache, &meta, params, split)
+                    .unwrap()
+            });
+            report(
+                &format!("paged_attention{name} decode S={s} ctx={ctx}"),
+                secs,
+                (2 * s * ctx * hk * d * 4) as f64,
+            );
+        }
     }
 }
