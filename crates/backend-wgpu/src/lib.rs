@@ -307,18 +307,7 @@ impl Backend for WgpuBackend {
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
     ) -> Result<T> {
-        check::paged_attention(q, k_cache, v_cache, meta, &params);
-        f32_only(Op::PagedAttention, &[q])?;
-        kernels::attention::paged_attention(
-            self,
-            &self.pipelines,
-            q,
-            k_cache,
-            v_cache,
-            meta,
-            params,
-            AttentionSplit::Auto,
-        )
+        self.paged_attention_split(q, k_cache, v_cache, meta, params, AttentionSplit::Auto)
     }
 
     fn silu_mul(&self, x: &T) -> Result<T> {

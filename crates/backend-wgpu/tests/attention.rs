@@ -331,30 +331,10 @@ fn split_kv_is_bit_identical_to_single_pass() {
         for cache in [DType::F32, DType::F16] {
             let what = format!("case {case}: {geo:?} lens {lens:?} window {window:?} {cache}");
             let mode = |split| Mode { cache, split };
-            let (single, _, _) = run(
-                &gpu,
-                &scene,
-                &writes,
-                &reads,
-                window,
-                mode(AttentionSplit::Never),
-            );
-            let (split, _, _) = run(
-                &gpu,
-                &scene,
-                &writes,
-                &reads,
-                window,
-                mode(AttentionSplit::Always),
-            );
-            let (auto, _, _) = run(
-                &gpu,
-                &scene,
-                &writes,
-                &reads,
-                window,
-                mode(AttentionSplit::Auto),
-            );
+            let out = |split| run(&gpu, &scene, &writes, &reads, window, mode(split)).0;
+            let single = out(AttentionSplit::Never);
+            let split = out(AttentionSplit::Always);
+            let auto = out(AttentionSplit::Auto);
             assert_bits(&split, &single, &format!("{what}: split vs single pass"));
             assert_bits(&auto, &single, &format!("{what}: auto vs single pass"));
             let (want, _, _) = run(

@@ -4,7 +4,9 @@
 //!
 //! Families that read weights (embedding, matmul) are compiled once per weight dtype: the
 //! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
-//! type `WData` and `load_w(i) -> f32`. Every pipeline is created up front, inside an error
+//! type `WData` and `load_w(i) -> f32`; the KV-cache families likewise get a `kv_*.wgsl`
+//! snippet per cache dtype, and the token-choosing families (argmax, sample, top_logprobs)
+//! share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). Every pipeline is created up front, inside an error
 //! scope, because a shader the driver rejects can lose the whole device (GPU-NOTES): better
 //! to fail when the backend opens, with the module's name, than in the middle of a step.
 
@@ -35,6 +37,7 @@ const KV_F32: &str = include_str!("../shaders/kv_f32.wgsl");
 const KV_F16: &str = include_str!("../shaders/kv_f16.wgsl");
 const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const GATHER: &str = include_str!("../shaders/gather.wgsl");
+const RANK: &str = include_str!("../shaders/rank.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
@@ -95,17 +98,17 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
     ];
     v.push(ShaderModuleSource {
         name: "argmax".into(),
-        source: ARGMAX.into(),
+        source: format!("{RANK}\n{ARGMAX}"),
         entry_points: vec!["argmax"],
     });
     v.push(ShaderModuleSource {
         name: "sample".into(),
-        source: SAMPLE.into(),
+        source: format!("{RANK}\n{SAMPLE}"),
         entry_points: vec!["sample"],
     });
     v.push(ShaderModuleSource {
         name: "top_logprobs".into(),
-        source: TOP_LOGPROBS.into(),
+        source: format!("{RANK}\n{TOP_LOGPROBS}"),
         entry_points: vec!["top_logprobs"],
     });
     v.extend(matmul_coop::shader_modules());

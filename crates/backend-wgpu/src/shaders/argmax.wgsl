@@ -23,29 +23,6 @@ struct ArgmaxParams {
 @group(0) @binding(1) var<storage, read> logits: array<u32>; // [rows, vocab] f32 bits
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>; // [rows]
 
-var<workgroup> best_key: array<u32, 256>;
-var<workgroup> best_idx: array<u32, 256>;
-
-// An unsigned key ordered as the f32 values are: NaN -> 0 (no number maps there: the
-// smallest, -inf, maps to 0x007fffff); -0 and +0 -> the same key.
-fn order_key(bits: u32) -> u32 {
-    if (bits & 0x7fffffffu) > 0x7f800000u {
-        return 0u;
-    }
-    if bits == 0x80000000u {
-        return 0x80000000u;
-    }
-    if (bits & 0x80000000u) != 0u {
-        return ~bits;
-    }
-    return bits | 0x80000000u;
-}
-
-// Whether candidate (k, i) beats (bk, bi).
-fn beats(k: u32, i: u32, bk: u32, bi: u32) -> bool {
-    return k > bk || (k == bk && i < bi);
-}
-
 @compute @workgroup_size(256)
 fn argmax(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -67,27 +44,14 @@ fn argmax(
             bi = c;
         }
     }
-    best_key[li] = bk;
-    best_idx[li] = bi;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if li < s {
-            let k = best_key[li + s];
-            let i = best_idx[li + s];
-            if beats(k, i, best_key[li], best_idx[li]) {
-                best_key[li] = k;
-                best_idx[li] = i;
-            }
-        }
-        workgroupBarrier();
-    }
+    let best = tree_best(li, bk, bi);
     if li == 0u {
         // A NaN in column 0 is never replaced by the scan: the answer is 0. (An all-NaN row
         // lands here too; its tree winner is column 0 anyway.)
         if order_key(logits[base]) == 0u {
             dst[row] = 0u;
         } else {
-            dst[row] = best_idx[0];
+            dst[row] = best.y;
         }
     }
 }

@@ -24,27 +24,9 @@ struct SampleParams {
 @group(0) @binding(3) var<storage, read_write> dst: array<u32>; // [rows]
 
 var<workgroup> red_key: array<u32, 256>;
-var<workgroup> red_idx: array<u32, 256>;
 var<workgroup> red_sum: array<f32, 256>;
 var<workgroup> row_prm: array<u32, 8>;
 var<workgroup> wg_flag: u32;
-
-fn order_key(bits: u32) -> u32 {
-    if (bits & 0x7fffffffu) > 0x7f800000u {
-        return 0u;
-    }
-    if bits == 0x80000000u {
-        return 0x80000000u;
-    }
-    if (bits & 0x80000000u) != 0u {
-        return ~bits;
-    }
-    return bits | 0x80000000u;
-}
-
-fn beats(k: u32, i: u32, bk: u32, bi: u32) -> bool {
-    return k > bk || (k == bk && i < bi);
-}
 
 // "lowbias32" (C. Wellons' hash-prospector constants).
 fn mix(x0: u32) -> u32 {
@@ -146,21 +128,7 @@ fn sample(
             bi = c;
         }
     }
-    red_key[li] = bk;
-    red_idx[li] = bi;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if li < s {
-            let k = red_key[li + s];
-            let i = red_idx[li + s];
-            if beats(k, i, red_key[li], red_idx[li]) {
-                red_key[li] = k;
-                red_idx[li] = i;
-            }
-        }
-        workgroupBarrier();
-    }
-    let best = red_idx[0];
+    let best = tree_best(li, bk, bi).y;
     let m = scaled(base, best, temperature, greedy);
     // Every invocation sees the same m; the flag makes the branch uniform for naga.
     if li == 0u {
@@ -240,28 +208,14 @@ fn sample(
             let u = uniform01(seed_lo, seed_hi, counter, c);
             let g = -log(-log(u));
             let k = order_key(bitcast<u32>(s + g));
-            if bi == 0xffffffffu || beats(k, c, bk, bi) {
+            if beats(k, c, bk, bi) {
                 bk = k;
                 bi = c;
             }
         }
     }
-    workgroupBarrier();
-    red_key[li] = bk;
-    red_idx[li] = bi;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if li < s {
-            let k = red_key[li + s];
-            let i = red_idx[li + s];
-            if i != 0xffffffffu && (red_idx[li] == 0xffffffffu || beats(k, i, red_key[li], red_idx[li])) {
-                red_key[li] = k;
-                red_idx[li] = i;
-            }
-        }
-        workgroupBarrier();
-    }
+    let drawn = tree_best(li, bk, bi).y;
     if li == 0u {
-        dst[row] = red_idx[0];
+        dst[row] = drawn;
     }
 }

@@ -30,21 +30,6 @@ struct TopLogprobsParams {
 @group(0) @binding(3) var<storage, read_write> dst: array<u32>; // [rows, 2 (1 + k)]
 
 var<workgroup> red_f: array<f32, 256>;
-var<workgroup> red_key: array<u32, 256>;
-var<workgroup> red_idx: array<u32, 256>;
-
-// The integer form of f32::total_cmp.
-fn rank_key(bits: u32) -> u32 {
-    if (bits & 0x80000000u) != 0u {
-        return ~bits;
-    }
-    return bits | 0x80000000u;
-}
-
-// Whether (k, i) ranks before (bk, bi): larger key, or equal key and smaller index.
-fn before(k: u32, i: u32, bk: u32, bi: u32) -> bool {
-    return k > bk || (k == bk && i < bi);
-}
 
 @compute @workgroup_size(256)
 fn top_logprobs(
@@ -115,33 +100,16 @@ fn top_logprobs(
         var found = false;
         for (var c = li; c < vocab; c += 256u) {
             let k = rank_key(logits[base + c]);
-            let allowed = r == 0u || before(prev_key, prev_idx, k, c);
-            if allowed && (!found || before(k, c, bk, bi)) {
+            let allowed = r == 0u || beats(prev_key, prev_idx, k, c);
+            if allowed && (!found || beats(k, c, bk, bi)) {
                 bk = k;
                 bi = c;
                 found = true;
             }
         }
-        red_key[li] = bk;
-        red_idx[li] = select(0xffffffffu, bi, found);
-        workgroupBarrier();
-        for (var h = 128u; h > 0u; h = h >> 1u) {
-            if li < h {
-                let k = red_key[li + h];
-                let i = red_idx[li + h];
-                // An empty lane holds index 0xffffffff: it loses to any filled one (a
-                // filled lane's index is < vocab), and key 0 never beats a filled lane.
-                let filled = i != 0xffffffffu;
-                let cur_filled = red_idx[li] != 0xffffffffu;
-                if filled && (!cur_filled || before(k, i, red_key[li], red_idx[li])) {
-                    red_key[li] = k;
-                    red_idx[li] = i;
-                }
-            }
-            workgroupBarrier();
-        }
-        prev_key = red_key[0];
-        prev_idx = red_idx[0];
+        let best = tree_best(li, bk, select(0xffffffffu, bi, found));
+        prev_key = best.x;
+        prev_idx = best.y;
         if li == 0u {
             dst[out + 2u + 2u * r] = prev_idx;
             dst[out + 3u + 2u * r] = bitcast<u32>(bitcast<f32>(logits[base + prev_idx]) - lse);
