@@ -41,6 +41,11 @@ pub enum CpuStorage {
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     U32(Vec<u32>),
+    /// A matrix of GGUF blocks (`dtype` one of [`DType::BLOCK_TYPES`]), ggml's bytes.
+    Blocks {
+        dtype: DType,
+        bytes: Vec<u8>,
+    },
 }
 
 impl CpuStorage {
@@ -50,15 +55,20 @@ impl CpuStorage {
             CpuStorage::F16(_) => DType::F16,
             CpuStorage::BF16(_) => DType::BF16,
             CpuStorage::U32(_) => DType::U32,
+            CpuStorage::Blocks { dtype, .. } => *dtype,
         }
     }
 
+    /// Elements held (for block formats: blocks times the block size).
     pub fn len(&self) -> usize {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F16(v) => v.len(),
             CpuStorage::BF16(v) => v.len(),
             CpuStorage::U32(v) => v.len(),
+            CpuStorage::Blocks { dtype, bytes } => {
+                bytes.len() / dtype.block_bytes() * dtype.block_size()
+            }
         }
     }
 
@@ -228,7 +238,7 @@ impl Backend for CpuBackend {
     fn supports(&self, op: Op, dtype: DType) -> bool {
         match op {
             Op::Matmul | Op::Embedding => dtype.is_float(),
-            Op::GatherRows => true,
+            Op::GatherRows => !dtype.is_quantized(),
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
             Op::RmsNorm
@@ -256,6 +266,7 @@ impl Backend for CpuBackend {
                 CpuStorage::BF16(v)
             }
             DType::U32 => panic!("from_f32: cannot make a u32 tensor from floats (use from_u32)"),
+            q => panic!("from_f32: cannot make {q} blocks (quantizing is not a backend verb)"),
         };
         Ok(tensor(storage, shape))
     }
@@ -265,6 +276,15 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::U32(data.to_vec()), shape))
     }
 
+    fn from_blocks(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
+        check::from_blocks(bytes.len(), &shape, dtype);
+        let storage = CpuStorage::Blocks {
+            dtype,
+            bytes: bytes.to_vec(),
+        };
+        Ok(tensor(storage, shape))
+    }
+
     fn zeros(&self, shape: Shape, dtype: DType) -> Result<T> {
         let n = shape.numel();
         let storage = match dtype {
@@ -272,6 +292,10 @@ impl Backend for CpuBackend {
             DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
             DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
             DType::U32 => CpuStorage::U32(vec![0; n]),
+            q => CpuStorage::Blocks {
+                dtype: q,
+                bytes: vec![0; q.storage_bytes(n).expect("zeros: whole blocks")],
+            },
         };
         Ok(tensor(storage, shape))
     }
@@ -282,7 +306,7 @@ impl Backend for CpuBackend {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F16(v) => v.to_f32_vec(),
             CpuStorage::BF16(v) => v.to_f32_vec(),
-            CpuStorage::U32(_) => unreachable!("checked above"),
+            CpuStorage::U32(_) | CpuStorage::Blocks { .. } => unreachable!("checked above"),
         })
     }
 
@@ -302,7 +326,9 @@ impl Backend for CpuBackend {
             CpuStorage::F32(v) => gather::embedding(v, h, ids_v),
             CpuStorage::F16(v) => gather::embedding(v, h, ids_v),
             CpuStorage::BF16(v) => gather::embedding(v, h, ids_v),
-            CpuStorage::U32(_) => return Err(unsupported(Op::Embedding, DType::U32)),
+            s @ (CpuStorage::U32(_) | CpuStorage::Blocks { .. }) => {
+                return Err(unsupported(Op::Embedding, s.dtype()));
+            }
         };
         Ok(tensor(CpuStorage::F32(out), Shape::new([ids_v.len(), h])))
     }
@@ -329,7 +355,9 @@ impl Backend for CpuBackend {
             CpuStorage::F32(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
             CpuStorage::F16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
             CpuStorage::BF16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
-            CpuStorage::U32(_) => return Err(unsupported(Op::Matmul, DType::U32)),
+            s @ (CpuStorage::U32(_) | CpuStorage::Blocks { .. }) => {
+                return Err(unsupported(Op::Matmul, s.dtype()));
+            }
         };
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, n])))
     }
@@ -426,6 +454,7 @@ impl Backend for CpuBackend {
             CpuStorage::F16(v) => CpuStorage::F16(gather::gather_rows(v, h, iv, f16::NAN)),
             CpuStorage::BF16(v) => CpuStorage::BF16(gather::gather_rows(v, h, iv, bf16::NAN)),
             CpuStorage::U32(v) => CpuStorage::U32(gather::gather_rows(v, h, iv, u32::MAX)),
+            s @ CpuStorage::Blocks { .. } => return Err(unsupported(Op::GatherRows, s.dtype())),
         };
         Ok(tensor(storage, Shape::new([iv.len(), h])))
     }

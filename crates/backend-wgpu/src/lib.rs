@@ -200,7 +200,7 @@ impl Backend for WgpuBackend {
     fn supports(&self, op: Op, dtype: DType) -> bool {
         match op {
             Op::Matmul | Op::Embedding => dtype.is_float(),
-            Op::GatherRows => true,
+            Op::GatherRows => !dtype.is_quantized(),
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
             Op::RmsNorm

@@ -115,6 +115,7 @@ pub(crate) fn encode(data: &[f32], dtype: DType) -> Vec<u8> {
             .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
             .collect(),
         DType::U32 => panic!("encode: cannot make a u32 tensor from floats (use from_u32)"),
+        q => panic!("encode: cannot make {q} blocks from floats (use from_blocks)"),
     }
 }
 
@@ -134,5 +135,6 @@ pub(crate) fn decode(bytes: &[u8], dtype: DType) -> Vec<f32> {
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
         DType::U32 => panic!("decode: a u32 tensor is not a float tensor (use to_u32)"),
+        q => panic!("decode: reading {q} blocks back is not supported"),
     }
 }

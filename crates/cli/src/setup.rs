@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use ingot_engine::{EngineConfig, EngineCore, config};
-use ingot_models::{LoadFormat, ModelFiles, ModelSource, spec};
+use ingot_models::{LoadFormat, ModelFiles, ModelSource, WeightFormat, spec};
 use ingot_runner::ModelRunner;
 use ingot_tensor::{Backend, DType};
 use ingot_tokenizer::Tokenizer;
@@ -36,8 +36,9 @@ pub struct EngineArgs {
     #[arg(long)]
     pub no_prefix_caching: bool,
     /// Storage type of weight matrices on the device (activations and accumulation stay f32).
-    /// `auto`: f16 for GGUF files (their quantized blocks lose nothing more that matters),
-    /// f32 for Hugging Face checkpoints.
+    /// `auto`: GGUF block formats (Q4_0, Q4_K, ...) stay in their blocks where the backend's
+    /// kernels read them, other GGUF matrices become f16; Hugging Face checkpoints f32.
+    /// `f32`/`f16`/`bf16`: a dense copy of every matrix in that type.
     #[arg(long, value_enum, default_value_t)]
     pub dtype: WeightDtype,
     /// Storage type of the KV cache. `auto`: f16 on the GPU backend (half the memory and
@@ -67,12 +68,17 @@ pub enum WeightDtype {
 }
 
 impl WeightDtype {
-    fn resolve(self, source: &ModelSource) -> DType {
+    fn resolve(self, source: &ModelSource) -> WeightFormat {
         match (self, source) {
-            (WeightDtype::Auto, ModelSource::Gguf(_)) => DType::F16,
-            (WeightDtype::Auto, ModelSource::HfDir(_)) | (WeightDtype::F32, _) => DType::F32,
-            (WeightDtype::F16, _) => DType::F16,
-            (WeightDtype::Bf16, _) => DType::BF16,
+            (WeightDtype::Auto, ModelSource::Gguf(_)) => WeightFormat {
+                dense: DType::F16,
+                keep_blocks: true,
+            },
+            (WeightDtype::Auto, ModelSource::HfDir(_)) | (WeightDtype::F32, _) => {
+                WeightFormat::dense(DType::F32)
+            }
+            (WeightDtype::F16, _) => WeightFormat::dense(DType::F16),
+            (WeightDtype::Bf16, _) => WeightFormat::dense(DType::BF16),
         }
     }
 }
@@ -107,7 +113,7 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         LoadFormatArg::Dummy => LoadFormat::Dummy,
     };
     let files = ModelFiles::open_as(source, format)?;
-    let model = files.load_model(&backend, dtype)?;
+    let model = files.load_model_as(&backend, dtype)?;
     let tokenizer = Arc::new(files.tokenizer);
 
     let budget = match &args.kv_cache_memory {

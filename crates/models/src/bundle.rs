@@ -13,7 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::llama::{LlamaModel, WeightNames};
 use crate::loader::gguf::GgufFile;
 use crate::loader::safetensors::SafetensorsDir;
-use crate::loader::{DummyWeights, WeightSource};
+use crate::loader::{DummyWeights, WeightFormat, WeightSource};
 use crate::spec::ModelSource;
 
 /// Where the weights come from.
@@ -115,11 +115,22 @@ impl ModelFiles {
         })
     }
 
-    /// Uploads the weights to `backend` (matrices in `weight_dtype`), showing progress.
+    /// Uploads the weights to `backend` with every matrix a dense copy in `weight_dtype`,
+    /// showing progress.
     pub fn load_model<B: Backend>(
         &self,
         backend: &B,
         weight_dtype: DType,
+    ) -> Result<LlamaModel<B>> {
+        self.load_model_as(backend, WeightFormat::dense(weight_dtype))
+    }
+
+    /// Uploads the weights to `backend`, matrices stored as `format` says, showing
+    /// progress.
+    pub fn load_model_as<B: Backend>(
+        &self,
+        backend: &B,
+        format: WeightFormat,
     ) -> Result<LlamaModel<B>> {
         let n = LlamaModel::<B>::tensor_count(&self.config) as u64;
         let bar = indicatif::ProgressBar::new(n).with_message("loading weights");
@@ -132,7 +143,7 @@ impl ModelFiles {
             self.config.clone(),
             self.weights.as_ref(),
             self.names,
-            weight_dtype,
+            format,
             &mut || bar.inc(1),
         );
         bar.finish_and_clear();

@@ -16,4 +16,5 @@ pub mod spec;
 pub use bundle::{LoadFormat, ModelFiles};
 pub use config::ModelConfig;
 pub use error::{ModelError, Result};
+pub use loader::WeightFormat;
 pub use spec::ModelSource;

@@ -6,11 +6,11 @@
 //! back through block tables, even for a single sequence, so batching changes nothing here.
 //! Qwen2 differs only by Q/K/V biases, which [`ModelConfig::qkv_bias`] switches on.
 
-use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
+use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Op, Shape, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::loader::WeightSource;
+use crate::loader::{WeightFormat, WeightSource};
 
 /// Where each weight lives in a file: HF names or GGUF names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,14 +100,14 @@ struct Loader<'a, B: Backend> {
     src: &'a dyn WeightSource,
     names: WeightNames,
     shapes: std::collections::HashMap<String, Vec<usize>>,
-    dtype: DType,
+    format: WeightFormat,
     on_tensor: &'a mut dyn FnMut(),
 }
 
 impl<B: Backend> Loader<'_, B> {
-    /// The elements of weight `hf_name` (named as in [`weight_shapes`]) read from the file
-    /// under its own name, after checking the file's shape against the table's.
-    fn raw(&mut self, hf_name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+    /// The file's name for weight `hf_name` (named as in [`weight_shapes`]) and its shape,
+    /// after checking the file's shape against the table's.
+    fn checked(&self, hf_name: &str) -> Result<(String, Vec<usize>)> {
         let expected = self
             .shapes
             .get(hf_name)
@@ -123,20 +123,70 @@ impl<B: Backend> Loader<'_, B> {
             }
             .into());
         }
-        let data = self.src.load_f32(&name)?;
-        (self.on_tensor)();
-        Ok((data, expected))
+        Ok((name, expected))
     }
 
-    /// Uploads one weight: vectors in f32, matrices in the weight dtype.
-    fn load(&mut self, hf_name: &str) -> Result<Tensor<B>> {
+    /// The elements of weight `hf_name` read from the file as f32.
+    fn raw(&mut self, hf_name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (name, shape) = self.checked(hf_name)?;
+        let data = self.src.load_f32(&name)?;
+        (self.on_tensor)();
+        Ok((data, shape))
+    }
+
+    /// The matrices `hf_names` stacked by rows as one tensor of GGUF blocks, when blocks are
+    /// kept, every part is stored in the same block format, and the backend supports each
+    /// verb of `uses` for it; `None` otherwise (the caller loads a dense copy).
+    fn blocks(&mut self, hf_names: &[&str], uses: &[Op]) -> Result<Option<Tensor<B>>> {
+        if !self.format.keep_blocks {
+            return Ok(None);
+        }
+        let mut parts = Vec::with_capacity(hf_names.len());
+        for hf in hf_names {
+            let (name, shape) = self.checked(hf)?;
+            let Some((dt, bytes)) = self.src.blocks(&name)? else {
+                return Ok(None);
+            };
+            let usable = uses.iter().all(|&op| self.backend.supports(op, dt));
+            if !usable || parts.first().is_some_and(|&(d, _, _)| d != dt) {
+                return Ok(None);
+            }
+            parts.push((dt, bytes, shape));
+        }
+        let (dt, k) = (parts[0].0, parts[0].2[1]);
+        let n = parts.iter().map(|p| p.2[0]).sum::<usize>();
+        let tensor = if let [(_, bytes, _)] = parts[..] {
+            self.backend.from_blocks(bytes, Shape::new([n, k]), dt)?
+        } else {
+            let stacked: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+            self.backend.from_blocks(&stacked, Shape::new([n, k]), dt)?
+        };
+        for _ in &parts {
+            (self.on_tensor)();
+        }
+        Ok(Some(tensor))
+    }
+
+    /// Uploads one weight: vectors in f32; matrices serving `uses` as GGUF blocks where
+    /// [`Self::blocks`] can, else in the dense weight dtype.
+    fn load_for(&mut self, hf_name: &str, uses: &[Op]) -> Result<Tensor<B>> {
+        if self.shapes.get(hf_name).is_some_and(|s| s.len() == 2)
+            && let Some(t) = self.blocks(&[hf_name], uses)?
+        {
+            return Ok(t);
+        }
         let (data, shape) = self.raw(hf_name)?;
         let dtype = if shape.len() == 1 {
             DType::F32
         } else {
-            self.dtype
+            self.format.dense
         };
         Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
+    }
+
+    /// Uploads one weight that only matmul reads (or a vector).
+    fn load(&mut self, hf_name: &str) -> Result<Tensor<B>> {
+        self.load_for(hf_name, &[Op::Matmul])
     }
 
     fn load_opt(&mut self, hf_name: &str) -> Result<Option<Tensor<B>>> {
@@ -149,6 +199,9 @@ impl<B: Backend> Loader<'_, B> {
 
     /// Rows of several [n_i, k] matrices stacked into one [sum n_i, k] tensor.
     fn stacked(&mut self, hf_names: &[&str]) -> Result<Tensor<B>> {
+        if let Some(t) = self.blocks(hf_names, &[Op::Matmul])? {
+            return Ok(t);
+        }
         let mut data = Vec::new();
         let (mut n, mut k) = (0, 0);
         for name in hf_names {
@@ -159,7 +212,7 @@ impl<B: Backend> Loader<'_, B> {
         }
         Ok(self
             .backend
-            .from_f32(&data, Shape::new([n, k]), self.dtype)?)
+            .from_f32(&data, Shape::new([n, k]), self.format.dense)?)
     }
 }
 
@@ -206,14 +259,14 @@ impl<B: Backend> LlamaModel<B> {
     }
 
     /// Reads every weight of [`weight_shapes`] from `src`, checks shapes against `config`,
-    /// and uploads them with matrices in `weight_dtype`. `on_tensor` is called after each
-    /// tensor (progress).
+    /// and uploads them with matrices stored as `format` says. `on_tensor` is called after
+    /// each tensor (progress).
     pub fn load(
         backend: &B,
         config: ModelConfig,
         src: &dyn WeightSource,
         names: WeightNames,
-        weight_dtype: DType,
+        format: WeightFormat,
         on_tensor: &mut dyn FnMut(),
     ) -> Result<Self> {
         let c = &config;
@@ -222,10 +275,16 @@ impl<B: Backend> LlamaModel<B> {
             src,
             names,
             shapes: weight_shapes(c).into_iter().collect(),
-            dtype: weight_dtype,
+            format,
             on_tensor,
         };
-        let embed = ld.load("model.embed_tokens.weight")?;
+        // A tied lm_head is the embedding table, so the table must serve matmul too.
+        let embed_uses: &[Op] = if c.tie_word_embeddings {
+            &[Op::Embedding, Op::Matmul]
+        } else {
+            &[Op::Embedding]
+        };
+        let embed = ld.load_for("model.embed_tokens.weight", embed_uses)?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             let n = |p: &str| format!("model.layers.{l}.{p}");

@@ -185,6 +185,21 @@ pub trait Backend: Send + Sync + 'static {
     /// Copies host integers (ids, positions, tables) to a new u32 tensor.
     #[allow(clippy::wrong_self_convention)]
     fn from_u32(&self, data: &[u32], shape: Shape) -> Result<Tensor<Self>>;
+    /// A new matrix `[N, K]` of GGUF blocks (`dtype` a block format, `K` a multiple of its
+    /// block size) from exactly its bytes, laid out as ggml lays them out
+    /// ([`crate::quant`]): weights kept quantized. Backends that keep no block formats leave
+    /// the default, which reports the dtype unsupported; `supports(Op::Matmul, dtype)` says
+    /// whether a backend can use such a tensor.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_blocks(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<Tensor<Self>> {
+        crate::check::from_blocks(bytes.len(), &shape, dtype);
+        Err(BackendError::Unsupported {
+            op: Op::Matmul,
+            dtype,
+            backend: self.name(),
+        })
+    }
+
     /// A new zero-filled tensor (KV caches).
     fn zeros(&self, shape: Shape, dtype: DType) -> Result<Tensor<Self>>;
     /// Copies a float tensor back to the host as f32.

@@ -28,10 +28,26 @@ fn float<B: Backend + ?Sized>(what: &str, t: &Tensor<B>) {
     );
 }
 
+/// A weight matrix: a plain float or a GGUF block format whose blocks tile each row.
+#[track_caller]
+fn weight<B: Backend + ?Sized>(what: &str, t: &Tensor<B>) {
+    let d = t.dtype();
+    assert!(
+        d.is_float() || d.is_quantized(),
+        "{what}: expected a float or block-format weight, got {d}"
+    );
+    assert!(
+        t.dims()[1].is_multiple_of(d.block_size()),
+        "{what}: rows of {} elements are not whole {d} blocks of {}",
+        t.dims()[1],
+        d.block_size()
+    );
+}
+
 #[track_caller]
 pub fn embedding<B: Backend + ?Sized>(table: &Tensor<B>, ids: &Tensor<B>) {
     rank("embedding table", table, 2);
-    float("embedding table", table);
+    weight("embedding table", table);
     rank("embedding ids", ids, 1);
     dtype("embedding ids", ids, DType::U32);
 }
@@ -69,7 +85,7 @@ pub fn matmul<B: Backend + ?Sized>(x: &Tensor<B>, w: &Tensor<B>, bias: Option<&T
     rank("matmul x", x, 2);
     float("matmul x", x);
     rank("matmul w", w, 2);
-    float("matmul w", w);
+    weight("matmul w", w);
     assert_eq!(
         x.dims()[1],
         w.dims()[1],
@@ -320,6 +336,31 @@ pub fn top_logprobs<B: Backend + ?Sized>(logits: &Tensor<B>, tokens: &Tensor<B>,
 #[track_caller]
 pub fn upload(verb: &str, len: usize, shape: &Shape) {
     assert_eq!(len, shape.numel(), "{verb}: {len} values for shape {shape}");
+}
+
+/// `from_blocks`: a block format, a matrix of whole blocks per row, and exactly its bytes.
+#[track_caller]
+pub fn from_blocks(len: usize, shape: &Shape, dtype: DType) {
+    assert!(
+        dtype.is_quantized(),
+        "from_blocks: {dtype} is not a block format (use from_f32)"
+    );
+    assert_eq!(
+        shape.rank(),
+        2,
+        "from_blocks: expected a matrix, got {shape}"
+    );
+    let k = shape.dims()[1];
+    assert!(
+        k.is_multiple_of(dtype.block_size()),
+        "from_blocks: rows of {k} elements are not whole {dtype} blocks of {}",
+        dtype.block_size()
+    );
+    assert_eq!(
+        dtype.storage_bytes(shape.numel()),
+        Some(len),
+        "from_blocks: {len} bytes for {shape} of {dtype}"
+    );
 }
 
 #[track_caller]

@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod check;
 mod dtype;
+pub mod quant;
 mod shape;
 
 pub use backend::{AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, RopeStyle};

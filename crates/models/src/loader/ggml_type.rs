@@ -8,8 +8,10 @@
 
 use std::fmt;
 
+use ingot_tensor::DType;
+
 /// Elements per super-block of the K-quants.
-pub const QK_K: usize = 256;
+pub use ingot_tensor::quant::QK_K;
 
 macro_rules! ggml_types {
     ($($variant:ident = $id:literal, $name:literal, $block:expr, $bytes:expr;)*) => {
@@ -94,6 +96,22 @@ ggml_types! {
 }
 
 impl GgmlType {
+    /// The tensor dtype that keeps this type's blocks as they are, for the GGUF block formats
+    /// the backends know ([`DType::BLOCK_TYPES`]).
+    pub fn block_dtype(self) -> Option<DType> {
+        Some(match self {
+            GgmlType::Q8_0 => DType::Q8_0,
+            GgmlType::Q4_0 => DType::Q4_0,
+            GgmlType::Q4_1 => DType::Q4_1,
+            GgmlType::Q5_0 => DType::Q5_0,
+            GgmlType::Q5_1 => DType::Q5_1,
+            GgmlType::Q4_K => DType::Q4_K,
+            GgmlType::Q5_K => DType::Q5_K,
+            GgmlType::Q6_K => DType::Q6_K,
+            _ => return None,
+        })
+    }
+
     /// The on-disk id.
     pub fn id(self) -> u32 {
         self as u32
@@ -150,6 +168,22 @@ mod tests {
             (32, 34)
         );
         assert_eq!(GgmlType::BF16.bytes_for(3), Some(6));
+        // Block dtypes agree with the GGML table.
+        for &t in GgmlType::ALL {
+            if let Some(d) = t.block_dtype() {
+                assert_eq!(
+                    (d.block_size(), d.block_bytes()),
+                    (t.block_size(), t.type_size())
+                );
+            }
+        }
+        assert_eq!(
+            GgmlType::ALL
+                .iter()
+                .filter(|t| t.block_dtype().is_some())
+                .count(),
+            DType::BLOCK_TYPES.len()
+        );
         assert_eq!(GgmlType::Q4_0.bytes_for(33), None);
     }
 }

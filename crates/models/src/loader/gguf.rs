@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use ingot_tensor::DType;
 use memmap2::Mmap;
 
 use super::dequant::{self, DequantError};
@@ -431,6 +432,14 @@ impl WeightSource for GgufFile {
             ),
             DequantError::Size { .. } => self.tensor_error(name, e.to_string()),
         })
+    }
+
+    fn blocks(&self, name: &str) -> Result<Option<(DType, &[u8])>, LoadError> {
+        let info = self.tensor_info(name)?;
+        match info.ggml_type.block_dtype() {
+            Some(dt) => Ok(Some((dt, self.tensor_bytes(name)?))),
+            None => Ok(None),
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ingot_tensor::DType;
+
 pub mod dequant;
 pub mod dummy;
 pub mod ggml_type;
@@ -30,9 +32,38 @@ pub trait WeightSource {
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError>;
     /// The tensor's elements as f32, dequantized or converted as needed.
     fn load_f32(&self, name: &str) -> Result<Vec<f32>, LoadError>;
+    /// The tensor's GGUF blocks as stored (row-major, whole blocks per row) when its file
+    /// type is one of the block formats a tensor can keep ([`DType::BLOCK_TYPES`]); `None`
+    /// for plain float types and for formats that exist only as files.
+    fn blocks(&self, name: &str) -> Result<Option<(DType, &[u8])>, LoadError> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// The file holding tensor `name` (differs from `path` for sharded checkpoints).
     fn file_of(&self, _name: &str) -> &Path {
         self.path()
+    }
+}
+
+/// How weight matrices are stored on the device. Vectors (norms, biases) are always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightFormat {
+    /// The dtype of a dense matrix: every matrix when blocks are not kept, and those whose
+    /// blocks the backend cannot use.
+    pub dense: DType,
+    /// Keep GGUF block formats as blocks (`Backend::from_blocks`) wherever the backend
+    /// supports every verb the matrix serves (matmul; embedding for the token table).
+    pub keep_blocks: bool,
+}
+
+impl WeightFormat {
+    /// Every matrix as a dense copy in `dtype`.
+    pub fn dense(dtype: DType) -> Self {
+        Self {
+            dense: dtype,
+            keep_blocks: false,
+        }
     }
 }
 
