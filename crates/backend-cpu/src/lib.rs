@@ -491,7 +491,7 @@ impl Backend for CpuBackend {
         let out = self.run(|| sample::top_logprobs(lv, v, tv, k));
         Ok(tensor(
             CpuStorage::F32(out),
-            Shape::new([t, ingot_tensor::backend::top_logprobs_width(k)]),
+            Shape::new([t, ingot_tensor::sampling::top_logprobs_width(k)]),
         ))
     }
 }

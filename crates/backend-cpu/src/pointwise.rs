@@ -1,9 +1,9 @@
 //! Elementwise verbs: `silu_mul` (the gated MLP's `silu(gate) * up`) and `add`, plus the
-//! row-wise `argmax` (one sequential scan per row, [`ingot_tensor::backend::argmax_row`],
+//! row-wise `argmax` (one sequential scan per row, [`ingot_tensor::sampling::argmax_row`],
 //! the same definition the runner's sampler uses). No reduction crosses rows, so batch
 //! invariance is automatic; rows run in parallel when large.
 
-use ingot_tensor::backend::argmax_row;
+use ingot_tensor::sampling::argmax_row;
 use rayon::prelude::*;
 
 /// Elements per rayon task.

@@ -1,144 +1,24 @@
-//! The `sample` verb on the host: temperature sampling with top-k, top-p and min-p filters,
-//! by thresholds and Gumbel-max over counter-based noise (the definition is the doc of
-//! `Backend::sample`). It mirrors `argmax.wgsl`-style GPU code step for step: the same
-//! order keys, the same 32-step bisections on keys, and the same fixed 256-lane sum order,
-//! so the two agree bit for bit wherever `/`, `exp` and `ln` round alike.
-//!
-//! Also the `top_logprobs` verb: per row a max, a sum of `exp` in the fixed 256-lane order
-//! (the GPU's), and the top `k` by partial selection under the shared ranking
-//! (`ingot_tensor::backend::rank_cmp`, the host sampler's), O(V + k log k) per row.
+//! The `sample` and `top_logprobs` verbs on the host: each row through the one definition
+//! in `ingot_tensor::sampling` (`sample_row`, `top_logprobs_row`), rows in parallel. The
+//! tests here pin that definition's behaviour (filters, frequencies, seeds, degenerate
+//! rows); the GPU kernels are tested against these verbs.
 //!
 //! Cost per row: one pass for the maximum, 32 counting passes for top-k and 33 summing
-//! passes (each recomputing `exp`) for top-p when those filters are on, one final pass.
-//! Rows are independent and run in parallel.
+//! passes for top-p when those filters are on, one final pass with two `ln` per kept token.
 
-use ingot_tensor::backend::{SAMPLE_PARAM_WORDS, rank_cmp, sample_uniform, top_logprobs_width};
+use ingot_tensor::sampling::{
+    SAMPLE_PARAM_WORDS, SampleScratch, sample_row_with, top_logprobs_row, top_logprobs_width,
+};
 use rayon::prelude::*;
-
-/// Lanes of the fixed reduction order (the GPU workgroup size).
-const LANES: usize = 256;
-
-/// An unsigned key ordered as the f32 values are: NaN -> 0, below every number; -0 and +0
-/// -> the same key (as in `argmax.wgsl`).
-pub(crate) fn order_key(x: f32) -> u32 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        0
-    } else if bits == 0x8000_0000 {
-        0x8000_0000
-    } else if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
-/// The sum of `f(i)` over `0..n` in the fixed order: lane `l` adds `l, l + 256, ...` in
-/// turn, then the lanes meet in a binary tree.
-fn fixed_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    for (l, acc) in lanes.iter_mut().enumerate() {
-        let mut c = l;
-        while c < n {
-            *acc += f(c);
-            c += LANES;
-        }
-    }
-    let mut h = LANES / 2;
-    while h > 0 {
-        for l in 0..h {
-            lanes[l] += lanes[l + h];
-        }
-        h /= 2;
-    }
-    lanes[0]
-}
-
-/// The largest key `t` for which `pred(t)` holds, for a predicate that holds at 0 and
-/// never at `u32::MAX` and is monotone (true below some key, false above): 32 halvings of
-/// `[lo, hi)`.
-fn bisect(pred: impl Fn(u32) -> bool) -> u32 {
-    let (mut lo, mut hi) = (0u32, u32::MAX);
-    for _ in 0..32 {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
-/// One row of `Backend::sample`: `row` [V] (V >= 1) with its params [8].
-pub fn sample_row(row: &[f32], prm: &[u32]) -> u32 {
-    let v = row.len();
-    let temperature = f32::from_bits(prm[0]);
-    let greedy = temperature.is_nan() || temperature <= 0.0;
-    let scaled = |i: usize| {
-        if greedy { row[i] } else { row[i] / temperature }
-    };
-    // Step 2: the largest key and its first index.
-    let (mut best_key, mut best) = (0u32, 0usize);
-    for i in 0..v {
-        let k = order_key(scaled(i));
-        if k > best_key {
-            (best_key, best) = (k, i);
-        }
-    }
-    let m = scaled(best);
-    if greedy || !m.is_finite() {
-        return best as u32;
-    }
-    let p = |i: usize| {
-        let s = scaled(i);
-        if s.is_nan() { 0.0 } else { (s - m).exp() }
-    };
-    let key = |i: usize| order_key(scaled(i));
-    // Step 4: top-k threshold.
-    let top_k = prm[1] as usize;
-    let t_k = if top_k > 0 && top_k < v {
-        bisect(|t| (0..v).filter(|&i| key(i) >= t).count() >= top_k)
-    } else {
-        0
-    };
-    // Step 5: top-p threshold.
-    let top_p = f32::from_bits(prm[2]);
-    let t_p = if top_p > 0.0 && top_p < 1.0 {
-        let mass = |t: u32| fixed_sum(v, |i| if key(i) >= t { p(i) } else { 0.0 });
-        let z = mass(t_k);
-        let need = top_p * z;
-        bisect(|t| mass(t.max(t_k)) >= need)
-    } else {
-        0
-    };
-    let t = t_k.max(t_p);
-    let min_p = f32::from_bits(prm[3]).min(1.0);
-    let (seed_lo, seed_hi, counter) = (prm[4], prm[5], prm[6]);
-    // Step 7: Gumbel-max over what stays.
-    let (mut best_key, mut best_i) = (0u32, u32::MAX);
-    for i in 0..v {
-        let pi = p(i);
-        let keep = key(i) >= t && pi > 0.0 && (min_p <= 0.0 || pi >= min_p);
-        if !keep {
-            continue;
-        }
-        let u = sample_uniform(seed_lo, seed_hi, counter, i as u32);
-        let g = -(-u.ln()).ln();
-        let k = order_key(scaled(i) + g);
-        if k > best_key || best_i == u32::MAX {
-            (best_key, best_i) = (k, i as u32);
-        }
-    }
-    best_i
-}
 
 /// Every row of `logits` [R, V] with `params` [R, 8] -> [R].
 pub(crate) fn sample(logits: &[f32], v: usize, params: &[u32]) -> Vec<u32> {
     logits
         .par_chunks(v)
         .zip(params.par_chunks(SAMPLE_PARAM_WORDS))
-        .map(|(row, prm)| sample_row(row, prm))
+        .map_init(SampleScratch::default, |sc, (row, prm)| {
+            sample_row_with(row, prm, sc)
+        })
         .collect()
 }
 
@@ -154,43 +34,9 @@ pub(crate) fn top_logprobs(logits: &[f32], v: usize, tokens: &[u32], k: usize) -
     out
 }
 
-/// One row of [`top_logprobs`] into `out` [2 (1 + k)].
-fn top_logprobs_row(row: &[f32], token: u32, k: usize, out: &mut [f32]) {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut lanes = [0.0f32; LANES];
-    for (c, &x) in row.iter().enumerate() {
-        lanes[c % LANES] += (x - m).exp();
-    }
-    let mut h = LANES / 2;
-    while h > 0 {
-        for l in 0..h {
-            lanes[l] += lanes[l + h];
-        }
-        h /= 2;
-    }
-    let lse = m + lanes[0].ln();
-    out[0] = f32::from_bits(token);
-    out[1] = row.get(token as usize).map_or(f32::NAN, |&x| x - lse);
-    let mut top: Vec<(u32, f32)> = row
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (i as u32, x))
-        .collect();
-    if k > 0 && k < top.len() {
-        top.select_nth_unstable_by(k - 1, rank_cmp);
-    }
-    top.truncate(k);
-    top.sort_unstable_by(rank_cmp);
-    for (j, (i, x)) in top.into_iter().enumerate() {
-        out[2 + 2 * j] = f32::from_bits(i);
-        out[3 + 2 * j] = x - lse;
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use ingot_tensor::backend::{argmax_row, sample_params};
+    use ingot_tensor::sampling::{argmax_row, sample_params, sample_row};
 
     fn prm(t: f32, k: u32, top_p: f32, min_p: f32, seed: u64, counter: u32) -> [u32; 8] {
         sample_params(t, k, top_p, min_p, seed, counter)

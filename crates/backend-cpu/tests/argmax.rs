@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ingot_backend_cpu::CpuBackend;
-use ingot_tensor::backend::argmax_row;
+use ingot_tensor::sampling::argmax_row;
 use ingot_tensor::{Backend, BackendError, DType, Op, Shape};
 
 /// The semantics restated without the scan: 0 when the row starts with NaN, else the first

@@ -682,7 +682,7 @@ fn cpu_sample_with(
 fn sample_near_tie(cpu: &CpuBackend, row: &[f32], params: [u32; 8], g: u32, c: u32) -> bool {
     let t = f32::from_bits(params[0]);
     let score = |i: u32| {
-        let u = ingot_tensor::backend::sample_uniform(params[4], params[5], params[6], i) as f64;
+        let u = ingot_tensor::sampling::sample_uniform(params[4], params[5], params[6], i) as f64;
         (row[i as usize] / t) as f64 - (-u.ln()).ln()
     };
     let (sc, sg) = (score(c), score(g));
@@ -756,7 +756,7 @@ fn sample_matches_cpu() {
             };
             let seed = rng.next_u64();
             let counter = rng.below(5000) as u32;
-            params.extend(ingot_tensor::backend::sample_params(
+            params.extend(ingot_tensor::sampling::sample_params(
                 temp, k, p, m, seed, counter,
             ));
         }
@@ -800,7 +800,7 @@ fn sample_matches_cpu() {
     assert!(differ * 100 <= total, "{differ} of {total} rows differ");
     // Greedy rows and zero rows.
     let x = [0.5f32, 2.0, -1.0, 2.0, f32::NAN];
-    let greedy = ingot_tensor::backend::sample_params(0.0, 0, 1.0, 0.0, 1, 1);
+    let greedy = ingot_tensor::sampling::sample_params(0.0, 0, 1.0, 0.0, 1, 1);
     let g = gpu
         .sample(&g32(&gpu, &x, &[1, 5]), &gu(&gpu, &greedy, &[1, 8]))
         .unwrap();

@@ -4,6 +4,7 @@
 
 pub mod input_batch;
 pub mod model_runner;
+mod sample_plan;
 pub mod sampler;
 
 pub use ingot_scheduler::SamplingParams;

@@ -1,57 +1,36 @@
-//! The sampler: one next token (and, if asked, log-probabilities) from one row of logits.
+//! The host sampler: one next token (and, if asked, log-probabilities) from one row of
+//! logits, for the rows whose token the device does not take (`sample_plan.rs`).
 //!
-//! Each request owns its RNG stream ([`RequestRng`], ChaCha8 seeded from the request's seed),
-//! so its draws never depend on which other requests share the batch. The draw is a uniform
-//! number in the open interval (0, 1), never 0, mapped onto the cumulative distribution of
-//! the filtered probabilities (DESIGN.md §5).
+//! There is one definition of token choice, `ingot_tensor::sampling`, and this sampler
+//! follows it exactly as the backends' verbs do: greedy is [`argmax`]; sampling is
+//! `sample_row` (Gumbel-max over noise hashed from the request's seed, its output position
+//! and the token index, with exact top-k / top-p / min-p thresholds), so a request's draws
+//! depend on nothing but its seed and its logits: not on the batch, and not on whether the
+//! host or a GPU drew them. An unseeded request gets a random seed when it arrives.
+//! Log-probabilities are `top_logprobs_row`'s (f32 sums in one fixed order), the model's
+//! raw distribution (log-softmax of the unprocessed logits), as vLLM reports them by default.
 //!
 //! Processing order, as in vLLM: logit bias; suppression of stop tokens before
-//! `min_tokens`; repetition, frequency and presence penalties; then temperature, top-k,
-//! top-p (nucleus) and min-p on the softmax of what remains. Greedy picks the lowest index
-//! among equal maxima ([`argmax`], the one definition the backends' `argmax` verb
-//! follows). A greedy request with nothing to process and no log-probabilities needs no
-//! logits on the host at all ([`SamplingState::needs_logits`]): the runner takes its token
-//! from the device's argmax and records it with [`SamplingState::accept`]. Likewise a
-//! sampled request with nothing to process ([`SamplingState::device_sampleable`]) may
-//! take its token from the device's `sample` verb, which draws by its own definition
-//! (counter-based noise keyed by [`SamplingState::device_seed`] and the output position)
-//! rather than this stream; the runner does so only on backends that sample on the device. Log-probabilities are those of the model's raw distribution
-//! (log-softmax of the unprocessed logits), as vLLM reports them by default.
+//! `min_tokens`; repetition, frequency and presence penalties; then the definition above on
+//! what remains. A request with nothing to process needs no logits on the host at all:
+//! the runner takes its token (and log-probabilities) from the device's verbs and records
+//! it with [`SamplingState::accept`].
 
 use std::collections::HashMap;
 
 use ingot_scheduler::SamplingParams;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// A request's private random stream.
-pub struct RequestRng(ChaCha8Rng);
-
-impl RequestRng {
-    pub fn new(seed: Option<u64>) -> Self {
-        let seed = seed.unwrap_or_else(|| rand::rng().next_u64());
-        Self(ChaCha8Rng::seed_from_u64(seed))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-
-    /// Uniform in (0, 1): 53 random bits, offset by half a step so 0 cannot occur.
-    pub fn open01(&mut self) -> f64 {
-        let bits = self.0.next_u64() >> 11;
-        (bits as f64 + 0.5) / (1u64 << 53) as f64
-    }
-}
+use ingot_tensor::sampling::{
+    SAMPLE_PARAM_WORDS, SampleScratch, sample_params, sample_row_with, top_logprobs_row,
+    top_logprobs_width,
+};
+use rand::Rng;
 
 /// What the sampler needs to remember about one request between steps.
 pub struct SamplingState {
     pub params: SamplingParams,
-    pub rng: RequestRng,
-    /// The seed of the device sampler's noise: the request's seed, or for an unseeded
-    /// request one draw of `rng` taken when the request arrived.
-    pub device_seed: u64,
+    /// The seed of the request's sampling noise: its own, or for an unseeded request a
+    /// random one drawn when it arrived.
+    pub seed: u64,
     /// Tokens that may end the request; masked while fewer than `min_tokens` exist.
     pub stop_ids: Vec<u32>,
     /// Every token seen (prompt and output), for the repetition penalty.
@@ -77,11 +56,9 @@ impl SamplingState {
             HashMap::new()
         };
         let keep_prompt = params.prompt_logprobs.is_some();
-        let mut rng = RequestRng::new(params.seed);
-        let device_seed = params.seed.unwrap_or_else(|| rng.next_u64());
+        let seed = params.seed.unwrap_or_else(|| rand::rng().next_u64());
         Self {
-            rng,
-            device_seed,
+            seed,
             params,
             stop_ids,
             seen,
@@ -132,9 +109,7 @@ impl SamplingState {
 
     /// Whether this step's token may come from the device's `sample` verb: a sampled
     /// request (temperature > 0; top-k, top-p and min-p allowed) with no logit processing
-    /// at this step and no log-probabilities. Its draw then follows the device definition
-    /// (Gumbel-max over counter-based noise keyed by [`SamplingState::device_params`]),
-    /// not this sampler's ChaCha stream.
+    /// at this step and no log-probabilities. The draw is the same wherever it is made.
     pub fn device_sampleable(&self) -> bool {
         self.params.temperature > 0.0 && !self.needs_processing() && self.params.logprobs.is_none()
     }
@@ -147,16 +122,16 @@ impl SamplingState {
         self.params.logprobs.filter(|_| !self.needs_processing())
     }
 
-    /// This step's row of the device `sample` verb's params: the filters, the device seed,
-    /// and the number of tokens produced so far as the counter.
-    pub fn device_params(&self) -> [u32; ingot_tensor::backend::SAMPLE_PARAM_WORDS] {
+    /// This step's row of the `sample` verb's params: the filters, the seed, and the
+    /// number of tokens produced so far as the counter.
+    pub fn device_params(&self) -> [u32; SAMPLE_PARAM_WORDS] {
         let p = &self.params;
-        ingot_tensor::backend::sample_params(
+        sample_params(
             p.temperature,
             u32::try_from(p.top_k).unwrap_or(0),
             p.top_p,
             p.min_p,
-            self.device_seed,
+            self.seed,
             self.num_output as u32,
         )
     }
@@ -242,47 +217,26 @@ impl TokenLogprobs {
     }
 }
 
+/// Buffers reused across rows (no allocation in a steady step).
 #[derive(Default)]
 pub struct Sampler {
     row: Vec<f32>,
-    cand: Vec<(u32, f32)>,
-    probs: Vec<f64>,
+    scratch: SampleScratch,
 }
 
 /// The greedy choice on one row: the first index of its largest value, NaNs after index 0
 /// ignored, 0 when the row starts with NaN (the definition shared with the backends'
 /// `argmax` verb, so a token taken on the device equals the one taken here).
-pub use ingot_tensor::backend::argmax_row as argmax;
+pub use ingot_tensor::sampling::argmax_row as argmax;
 
-/// Descending by value, ties by index: a total order, so results are reproducible (the one
-/// definition, shared with the backends' `top_logprobs` verb).
-use ingot_tensor::backend::rank_cmp as by_value;
-
-/// Log-probabilities of `token` and the `k` best tokens under softmax(`logits`).
+/// Log-probabilities of `token` and the `k` best tokens under softmax(`logits`): the
+/// shared definition (`top_logprobs_row`), so the host and the devices report the same
+/// values.
 pub fn logprobs(logits: &[f32], token: u32, k: usize) -> TokenLogprobs {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max as f64
-        + logits
-            .iter()
-            .map(|&x| ((x - max) as f64).exp())
-            .sum::<f64>()
-            .ln();
-    let lp = |i: u32| (logits[i as usize] as f64 - lse) as f32;
-    let mut top: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (i as u32, x))
-        .collect();
-    if k > 0 && k < top.len() {
-        top.select_nth_unstable_by(k - 1, by_value);
-    }
-    top.truncate(k);
-    top.sort_unstable_by(by_value);
-    TokenLogprobs {
-        token,
-        logprob: lp(token),
-        top: top.into_iter().map(|(i, _)| (i, lp(i))).collect(),
-    }
+    let k = k.min(logits.len());
+    let mut out = vec![0.0f32; top_logprobs_width(k)];
+    top_logprobs_row(logits, token, k, &mut out);
+    TokenLogprobs::from_device_row(&out, k)
 }
 
 impl Sampler {
@@ -303,55 +257,12 @@ impl Sampler {
         state.record(token, lps)
     }
 
-    fn draw(&mut self, logits: &[f32], state: &mut SamplingState) -> u32 {
-        let p = &state.params;
-        if p.is_greedy() {
-            return argmax(logits);
+    fn draw(&mut self, logits: &[f32], state: &SamplingState) -> u32 {
+        if state.params.is_greedy() {
+            argmax(logits)
+        } else {
+            sample_row_with(logits, &state.device_params(), &mut self.scratch)
         }
-        let cand = &mut self.cand;
-        cand.clear();
-        cand.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| (i as u32, x / p.temperature)),
-        );
-        if p.top_k > 0 && p.top_k < cand.len() {
-            cand.select_nth_unstable_by(p.top_k - 1, by_value);
-            cand.truncate(p.top_k);
-        }
-        cand.sort_unstable_by(by_value);
-        let max = cand[0].1;
-        let probs = &mut self.probs;
-        probs.clear();
-        probs.extend(cand.iter().map(|&(_, x)| ((x - max) as f64).exp()));
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|q| *q /= total);
-        let mut keep = probs.len();
-        if p.top_p < 1.0 {
-            let mut cum = 0.0;
-            for (i, q) in probs.iter().enumerate() {
-                cum += q;
-                if cum >= p.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
-        if p.min_p > 0.0 {
-            let floor = probs[0] * p.min_p as f64;
-            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
-        }
-        let mass: f64 = probs[..keep].iter().sum();
-        let target = state.rng.open01() * mass;
-        let mut cum = 0.0;
-        for (i, q) in probs[..keep].iter().enumerate() {
-            cum += q;
-            if target < cum {
-                return cand[i].0;
-            }
-        }
-        cand[keep - 1].0
     }
 }
 
@@ -521,7 +432,8 @@ mod tests {
         p.ignore_eos = true;
         assert!(!SamplingState::new(p, &[], &[0]).needs_logits());
 
-        let mut rng = RequestRng::new(Some(11));
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let mut s = Sampler::default();
         let (mut a, mut b) = (
             with(|p| p.prompt_logprobs = Some(1)),
@@ -532,7 +444,7 @@ mod tests {
         for step in 0..20 {
             // Values on a coarse grid: equal maxima are frequent.
             let row: Vec<f32> = (0..37)
-                .map(|_| (rng.open01() * 7.0).floor() as f32)
+                .map(|_| (rng.random::<f64>() * 7.0).floor() as f32)
                 .collect();
             let want = s.sample(&row, &mut a);
             let got = b.accept(argmax(&row));
@@ -588,8 +500,8 @@ mod tests {
         st.accept(4);
         assert_eq!(st.device_params()[6], 2);
         // Unseeded requests draw distinct device seeds.
-        let a = with(|p| p.seed = None).device_seed;
-        let b = with(|p| p.seed = None).device_seed;
+        let a = with(|p| p.seed = None).seed;
+        let b = with(|p| p.seed = None).seed;
         assert_ne!(a, b);
     }
 
@@ -628,16 +540,17 @@ mod tests {
         assert_eq!(st.device_logprobs(), Some(3));
     }
 
-    /// The CPU backend's `top_logprobs` verb, read back through `from_device_row`, equals
-    /// the host `logprobs` on random rows (with ties and specials): same ids in the same
-    /// order, log-probabilities within 1e-5 (the verb sums in f32, the host in f64).
+    /// The CPU backend's `top_logprobs` verb, read back through `from_device_row`, gives
+    /// what the host reports (`logprobs`, the same definition) on random rows with ties and
+    /// specials, and both are within 1e-5 of log-probabilities computed in f64, with the
+    /// top list ranked by value then index.
     #[test]
     fn top_logprobs_verb_matches_host_logprobs() {
         use ingot_backend_cpu::CpuBackend;
         use ingot_tensor::{Backend, DType, Shape};
-        use rand::RngExt;
+        use rand::{RngExt, SeedableRng};
         let be = CpuBackend::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for (v, k) in [
             (1usize, 0usize),
             (1, 1),
@@ -674,17 +587,32 @@ mod tests {
             assert_eq!(out.len(), rows * w);
             for r in 0..rows {
                 let got = TokenLogprobs::from_device_row(&out[r * w..(r + 1) * w], k);
-                let want = logprobs(&logits[r * v..(r + 1) * v], tokens[r], k);
-                assert_eq!(got.token, want.token);
-                assert!((got.logprob - want.logprob).abs() <= 1e-5, "v {v} row {r}");
-                let ids = |t: &TokenLogprobs| t.top.iter().map(|p| p.0).collect::<Vec<_>>();
-                assert_eq!(ids(&got), ids(&want), "v {v} k {k} row {r}");
-                for (g, w) in got.top.iter().zip(&want.top) {
+                let row = &logits[r * v..(r + 1) * v];
+                let want = logprobs(row, tokens[r], k);
+                assert_eq!(got, want, "v {v} k {k} row {r}");
+                // Against f64 arithmetic and a plain sort.
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&x| (x as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                let lp64 = |i: u32| row[i as usize] as f64 - lse;
+                assert!(
+                    (got.logprob as f64 - lp64(tokens[r])).abs() <= 1e-5,
+                    "v {v} row {r}"
+                );
+                let mut ranked: Vec<u32> = (0..v as u32).collect();
+                ranked
+                    .sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+                let ids: Vec<u32> = got.top.iter().map(|p| p.0).collect();
+                assert_eq!(ids, ranked[..k], "v {v} k {k} row {r}");
+                for &(i, lp) in &got.top {
+                    let want = lp64(i);
                     assert!(
-                        (g.1 - w.1).abs() <= 1e-5 || (g.1 == w.1),
-                        "v {v} row {r}: {} vs {}",
-                        g.1,
-                        w.1
+                        (lp as f64 - want).abs() <= 1e-5 || lp as f64 == want,
+                        "v {v} row {r}: {lp} vs {want}"
                     );
                 }
             }

@@ -80,93 +80,6 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
 }
 
-/// The definition of the `argmax` verb on one row, shared by the CPU backend and the
-/// runner's sampler so both pick the same token: the index of the largest value, the first
-/// one among equal maxima, compared with IEEE `>` (so `-0.0` and `+0.0` tie). A NaN never
-/// replaces the running best, so NaNs after index 0 are ignored; if `row[0]` is NaN nothing
-/// can replace it and the answer is 0. A row of all `-inf` (or all NaN), or an empty row,
-/// gives 0. Equivalently: 0 when `row[0]` is NaN, else the first index of the maximum over
-/// the non-NaN values.
-pub fn argmax_row(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in row.iter().enumerate() {
-        if x > row[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// The ranking of log-probability lists, shared by the runner's host sampler (its top-k
-/// candidates and `logprobs`) and every backend's [`Backend::top_logprobs`]: descending by
-/// value under IEEE `totalOrder` ([`f32::total_cmp`]: `-NaN < -inf < .. < -0 < +0 < .. <
-/// +inf < +NaN`), equal values by ascending index. A total order on `(index, value)`, so a
-/// top-k list is reproducible whatever the sort. GPU code compares the u32 key
-/// [`rank_key`], which orders values exactly as `total_cmp` does.
-pub fn rank_cmp(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
-/// An unsigned key ordered as [`f32::total_cmp`] orders the values (negative values have
-/// all bits flipped, non-negative ones the sign bit set): the integer form of [`rank_cmp`].
-pub fn rank_key(x: f32) -> u32 {
-    let bits = x.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
-/// Words per row of [`Backend::top_logprobs`]'s output for `k` top tokens.
-pub fn top_logprobs_width(k: usize) -> usize {
-    2 * (1 + k)
-}
-
-/// The "lowbias32" 32-bit integer hash (C. Wellons' hash-prospector constants), the mixing
-/// step of [`Backend::sample`]'s counter-based noise.
-pub fn sample_hash(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
-}
-
-/// The uniform number in (0, 1) of [`Backend::sample`] for token `index` of a row whose
-/// params hold `seed` (lo, hi) and `counter`: 23 hashed bits, offset by half a step.
-pub fn sample_uniform(seed_lo: u32, seed_hi: u32, counter: u32, index: u32) -> f32 {
-    let h = sample_hash(
-        sample_hash(sample_hash(sample_hash(index ^ 0x9e37_79b9) ^ counter) ^ seed_hi) ^ seed_lo,
-    );
-    ((h >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
-}
-
-/// Words per row of [`Backend::sample`]'s params.
-pub const SAMPLE_PARAM_WORDS: usize = 8;
-
-/// One row of [`Backend::sample`]'s params.
-pub fn sample_params(
-    temperature: f32,
-    top_k: u32,
-    top_p: f32,
-    min_p: f32,
-    seed: u64,
-    counter: u32,
-) -> [u32; SAMPLE_PARAM_WORDS] {
-    [
-        temperature.to_bits(),
-        top_k,
-        top_p.to_bits(),
-        min_p.to_bits(),
-        seed as u32,
-        (seed >> 32) as u32,
-        counter,
-        0,
-    ]
-}
-
 pub trait Backend: Send + Sync + 'static {
     /// Where a tensor's elements live.
     type Storage: Send + Sync;
@@ -275,7 +188,7 @@ pub trait Backend: Send + Sync + 'static {
     fn add(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Greedy token choice: for each row of `logits` [T, V] (V >= 1; f32, other float dtypes
-    /// are `Unsupported`), the index of its largest value -> [T] u32. Exactly [`argmax_row`]'s semantics, which every backend
+    /// are `Unsupported`), the index of its largest value -> [T] u32. Exactly [`crate::sampling::argmax_row`]'s semantics, which every backend
     /// must reproduce bit for bit whatever its reduction order: the first index among equal
     /// maxima (`-0.0` ties `+0.0`), NaNs after index 0 ignored, 0 when the row's first
     /// value is NaN, 0 for a row of all `-inf`. Lets the runner read back T ids instead of
@@ -284,56 +197,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Temperature sampling with top-k, top-p and min-p filters, one token per row of
     /// `logits` [R, V] (f32; V >= 1) with `params` [R, 8] u32 -> [R] u32. A row's params are
-    /// `[temperature (f32 bits), top_k (0 = off), top_p (f32 bits), min_p (f32 bits),
-    /// seed lo, seed hi, counter, pad]`, the counter being the request's output position.
-    /// The one definition, which every backend follows:
-    ///
-    /// 1. `s[i] = logits[i] / temperature` (f32). Values compare through the order key of
-    ///    `argmax.wgsl` (NaN lowest, `-0 == +0`). If `temperature` is not `> 0` the row is
-    ///    greedy: `s = logits`, and the answer is step 2's index.
-    /// 2. `(m, j)` = the largest non-NaN `s` and its first index (0 if every `s` is NaN).
-    ///    If the row is greedy or `m` is not finite, the answer is `j`.
-    /// 3. `p[i] = exp(s[i] - m)` (0 for NaN), unnormalised, so `p[j] = 1`.
-    /// 4. top-k (when `0 < top_k < V`): `t_k` = the `top_k`-th largest key of `s`, found by
-    ///    32 bisection steps on the u32 key (each an exact count of keys `>= mid`); tokens
-    ///    with key `>= t_k` stay (ties at the threshold all stay). Otherwise `t_k = 0`.
-    /// 5. top-p (when `0 < top_p < 1`): `Z = sum p[i]` over keys `>= t_k`; `t_p` = the
-    ///    largest key `t` with `sum p[i]` over keys `>= max(t, t_k)` `>= top_p * Z`, by 32
-    ///    bisection steps on the key. Otherwise `t_p = 0`. Sums use one fixed order: 256
-    ///    lanes, lane `l` adds columns `l, l + 256, ...` in turn, then a binary tree
-    ///    (`lane[l] += lane[l + h]` for h = 128, 64, .., 1).
-    /// 6. min-p (when `min_p > 0`, clamped to 1): tokens with `p[i] >= min_p` stay.
-    /// 7. Among tokens that stay and have `p[i] > 0`, the answer is the argmax of
-    ///    `s[i] + g[i]` (ties -> lowest index), with Gumbel noise `g = -ln(-ln(u))`,
-    ///    `u = ((h >> 9) + 0.5) / 2^23` and `h = mix(mix(mix(mix(i ^ 0x9e3779b9) ^ counter)
-    ///    ^ seed_hi) ^ seed_lo)`, `mix` the "lowbias32" integer hash
-    ///    ([`sample_hash`]). Token `j` always stays, so the answer is well defined.
-    ///
-    /// Gumbel-max draws token `i` with probability proportional to `p[i]` among those that
-    /// stay. A row's token depends only on its own logits and params (batch invariant), and
-    /// the same (seed, counter) gives the same token. Backends agree bit for bit except
-    /// where `/`, `exp` or `ln` round differently (GPUs allow a few ulp): then a near-tie
-    /// at a filter threshold or between the two best noisy scores may resolve differently.
+    /// [`crate::sampling::sample_params`]: `[temperature (f32 bits), top_k (0 = off), top_p (f32
+    /// bits), min_p (f32 bits), seed lo, seed hi, counter, pad]`, the counter being the
+    /// request's output position. Every row follows [`crate::sampling::sample_row`], the one
+    /// definition shared by every backend and by the runner's host sampler (Gumbel-max over
+    /// counter-based noise, exact filter thresholds; see that module). Backends agree bit
+    /// for bit except where `/`, `exp` or `ln` round differently (GPUs allow a few ulp).
     fn sample(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Log-probabilities of each row's chosen token and of its `k` most likely tokens:
     /// `logits` [R, V] f32 (V >= 1, `k <= V`), `tokens` [R] u32 -> [R, 2 * (1 + k)] f32
-    /// ([`top_logprobs_width`]). Row layout: `(id, logprob)` pairs, first the chosen token,
-    /// then the top `k` best first: `[id_c, lp_c, id_1, lp_1, .., id_k, lp_k]`. An id is a
-    /// u32 stored by bit cast (`f32::from_bits(id)`; read it back with `to_bits`, never as a
-    /// number: small ids are subnormal floats).
-    ///
-    /// The one definition, which every backend follows:
-    /// 1. `m` = the row's largest value (f32 `max`; rows holding NaN give unspecified
-    ///    log-probabilities, ids stay defined).
-    /// 2. `s = sum exp(x - m)` in f32 in one fixed order: 256 lanes, lane `l` adds columns
-    ///    `l, l + 256, ..` in turn, then a binary tree (`lane[l] += lane[l + h]` for
-    ///    h = 128, 64, .., 1). `lse = m + ln(s)`; a token's logprob is `x - lse` (f32).
-    /// 3. The top `k` are the first `k` of the row ranked by [`rank_cmp`] (descending
-    ///    `total_cmp`, ties to the lower index) — exactly the host sampler's list.
-    ///
-    /// A chosen token `>= V` gets logprob NaN. Backends agree on every id and, up to the
-    /// rounding of `exp`/`ln`, on the log-probabilities (1e-5 absolute in the tests).
+    /// ([`crate::sampling::top_logprobs_width`]). Row layout: `(id, logprob)` pairs, first the
+    /// chosen token, then the top `k` best first: `[id_c, lp_c, id_1, lp_1, .., id_k, lp_k]`.
+    /// An id is a u32 stored by bit cast (`f32::from_bits(id)`; read it back with
+    /// `to_bits`, never as a number: small ids are subnormal floats). Every row follows
+    /// [`crate::sampling::top_logprobs_row`], the one definition shared with the host sampler;
+    /// backends agree on every id and, up to the rounding of `exp`/`ln`, on the values.
     fn top_logprobs(
         &self,
         logits: &Tensor<Self>,
@@ -380,59 +259,4 @@ pub struct Counters {
     /// device time not hidden behind host work. Zero for synchronous backends, whose whole
     /// time is host time.
     pub wait_seconds: f64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{argmax_row, rank_cmp, rank_key};
-
-    /// The integer key orders random values (specials included) exactly as `total_cmp`.
-    #[test]
-    fn rank_key_is_total_cmp() {
-        let specials = [
-            0.0,
-            -0.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            -f32::NAN,
-            f32::MIN_POSITIVE,
-            -1e-45,
-            1.0,
-            -1.0,
-        ];
-        let mut s = 0x1234_5678u32;
-        let mut vals: Vec<f32> = specials.to_vec();
-        for _ in 0..2000 {
-            s = super::sample_hash(s);
-            vals.push(f32::from_bits(s));
-        }
-        for &a in &vals {
-            for &b in vals.iter().step_by(37) {
-                assert_eq!(rank_key(a).cmp(&rank_key(b)), a.total_cmp(&b), "{a} vs {b}");
-                // Descending by value, then ascending by index.
-                assert_eq!(
-                    rank_cmp(&(0, a), &(1, b)),
-                    b.total_cmp(&a).then(std::cmp::Ordering::Less)
-                );
-            }
-        }
-    }
-
-    /// The stated semantics of the verb, case by case.
-    #[test]
-    fn argmax_row_semantics() {
-        let (inf, nan) = (f32::INFINITY, f32::NAN);
-        assert_eq!(argmax_row(&[0.0, 3.0, 1.0, 3.0]), 1); // first of equal maxima
-        assert_eq!(argmax_row(&[-0.0, 0.0]), 0); // -0 ties +0
-        assert_eq!(argmax_row(&[0.0, -0.0]), 0);
-        assert_eq!(argmax_row(&[-inf, -inf, -inf]), 0);
-        assert_eq!(argmax_row(&[-inf, -5.0, -inf]), 1);
-        assert_eq!(argmax_row(&[1.0, nan, 2.0, nan]), 2); // later NaNs ignored
-        assert_eq!(argmax_row(&[nan, 5.0, inf]), 0); // a leading NaN wins
-        assert_eq!(argmax_row(&[nan, nan]), 0);
-        assert_eq!(argmax_row(&[-inf, nan, -inf]), 0);
-        assert_eq!(argmax_row(&[2.0, inf, inf]), 1);
-        assert_eq!(argmax_row(&[]), 0);
-    }
 }

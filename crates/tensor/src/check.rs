@@ -306,7 +306,7 @@ pub fn sample<B: Backend + ?Sized>(logits: &Tensor<B>, params: &Tensor<B>) {
     dtype("sample params", params, DType::U32);
     assert_eq!(
         params.dims(),
-        [logits.dims()[0], crate::backend::SAMPLE_PARAM_WORDS],
+        [logits.dims()[0], crate::sampling::SAMPLE_PARAM_WORDS],
         "sample: params {} for logits {}",
         params.shape(),
         logits.shape()

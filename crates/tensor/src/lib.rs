@@ -11,6 +11,7 @@ pub mod backend;
 pub mod check;
 mod dtype;
 pub mod quant;
+pub mod sampling;
 mod shape;
 
 pub use backend::{AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, RopeStyle};

@@ -80,7 +80,7 @@ pub(crate) fn top_logprobs(
 ) -> Result<T> {
     let gpu = &be.gpu;
     let (rows, vocab) = (logits.dims()[0], logits.dims()[1]);
-    let width = ingot_tensor::backend::top_logprobs_width(k);
+    let width = ingot_tensor::sampling::top_logprobs_width(k);
     let out = be.output_typed(Shape::new([rows, width]), DType::F32, "top_logprobs out")?;
     if rows == 0 {
         return Ok(out);
