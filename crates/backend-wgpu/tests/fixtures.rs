@@ -25,7 +25,7 @@ use ingot_testkit::fixtures::{
 fn engine(be: &WgpuBackend, source: ModelSource, budget: usize) -> EngineCore<WgpuBackend> {
     let files = ModelFiles::open(source).expect("model opens");
     let model = files.load_model(be, DType::F32).expect("weights load");
-    let max_model_len = model.config.max_position_embeddings;
+    let max_model_len = model.config().max_position_embeddings;
     let eos = files.tokenizer.eos_token_ids().to_vec();
     let runner = ModelRunner::new(be.clone(), model, 256, 16, eos).expect("runner");
     let cfg = EngineConfig {
@@ -49,7 +49,7 @@ fn check(dir: &str) {
     let files = ModelFiles::open(source.clone()).unwrap();
     for dtype in [DType::F32, DType::F16] {
         let model = files.load_model(&be, dtype).unwrap();
-        assert_eq!(model.config.vocab_size, vocab);
+        assert_eq!(model.config().vocab_size, vocab);
         let mut runner = ModelRunner::new(be.clone(), model, 64, 16, vec![]).unwrap();
         for p in &prompts {
             // One prefill of the whole prompt through a shuffled block table.

@@ -136,7 +136,12 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         "--kv-cache-memory {budget} bytes is less than one KV block ({per_block} bytes)"
     );
     // Each layer's K (and V) cache is one tensor: it must fit the backend's largest.
-    let per_block_tensor = per_block / (2 * model.config.num_layers as u64);
+    let per_block_tensor = model
+        .kv_layout()
+        .iter()
+        .map(|l| l.bytes_per_block(BLOCK_SIZE, kv_dtype) as u64)
+        .max()
+        .unwrap_or(1);
     let max_blocks = (backend.max_tensor_bytes() / per_block_tensor) as usize;
     if num_blocks > max_blocks {
         tracing::warn!(
@@ -147,7 +152,7 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         );
         num_blocks = max_blocks;
     }
-    let model_len = model.config.max_position_embeddings;
+    let model_len = model.config().max_position_embeddings;
     let max_model_len = args.max_model_len.unwrap_or(model_len).min(model_len);
     tracing::info!(
         blocks = num_blocks,

@@ -41,7 +41,7 @@ fn check(dir: &str, source: ModelSource, tolerance: f32, check_greedy: bool) {
     }
     let backend = CpuBackend::new();
     let model = files.load_model(&backend, DType::F32).unwrap();
-    assert_eq!(model.config.vocab_size, vocab);
+    assert_eq!(model.config().vocab_size, vocab);
     let mut runner = ModelRunner::new(backend, model, 64, 16, vec![]).unwrap();
     for p in &prompts {
         let ours = all_logits(&mut runner, &p.ids);

@@ -10,11 +10,12 @@ use ingot_tokenizer::{GgufVocab, Tokenizer};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::llama::{LlamaModel, WeightNames};
 use crate::loader::gguf::GgufFile;
 use crate::loader::safetensors::SafetensorsDir;
 use crate::loader::{DummyWeights, WeightFormat, WeightSource};
+use crate::model::Model;
 use crate::spec::ModelSource;
+use crate::weights::{WeightLoader, WeightNames};
 
 /// Where the weights come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,7 +122,7 @@ impl ModelFiles {
         &self,
         backend: &B,
         weight_dtype: DType,
-    ) -> Result<LlamaModel<B>> {
+    ) -> Result<Box<dyn Model<B>>> {
         self.load_model_as(backend, WeightFormat::dense(weight_dtype))
     }
 
@@ -131,21 +132,24 @@ impl ModelFiles {
         &self,
         backend: &B,
         format: WeightFormat,
-    ) -> Result<LlamaModel<B>> {
-        let n = LlamaModel::<B>::tensor_count(&self.config) as u64;
-        let bar = indicatif::ProgressBar::new(n).with_message("loading weights");
+    ) -> Result<Box<dyn Model<B>>> {
+        let arch = self.config.arch;
+        let table = arch.weight_table(&self.config);
+        let bar = indicatif::ProgressBar::new(table.len() as u64).with_message("loading weights");
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} tensors")
                 .expect("static template"),
         );
-        let model = LlamaModel::load(
+        let mut tick = || bar.inc(1);
+        let mut loader = WeightLoader::new(
             backend,
-            self.config.clone(),
+            &table,
             self.weights.as_ref(),
             self.names,
             format,
-            &mut || bar.inc(1),
+            &mut tick,
         );
+        let model = arch.load(self.config.clone(), &mut loader);
         bar.finish_and_clear();
         model
     }

@@ -30,6 +30,8 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     pub rope: RopeConfig,
     pub sliding_window: Option<usize>,
+    /// Multiplier of attention scores: `1 / sqrt(head_dim)` unless the family says otherwise.
+    pub attn_scale: f32,
 }
 
 fn cfg_err(path: &Path, message: impl Into<String>) -> ModelError {
@@ -111,6 +113,7 @@ impl ModelConfig {
                 style: RopeStyle::Neox,
             },
             sliding_window,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
         })
     }
 
@@ -178,6 +181,7 @@ impl ModelConfig {
                 style,
             },
             sliding_window: None,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
         })
     }
 }

@@ -1,24 +1,53 @@
-//! The architecture registry: maps HF `architectures` names and GGUF
-//! `general.architecture` values to the decoder family that runs them, and lists what is
-//! supported when a name is unknown. Adding a family means adding a row here.
+//! The architecture registry: maps HF `architectures` names and GGUF `general.architecture`
+//! values to the decoder family that runs them, and each family to its weight table and its
+//! constructor. Unknown names get an error listing what is supported. Adding a family means
+//! adding its rows here and its arms in the two `match`es below.
 
-/// A decoder family Ingot can run. Llama covers Llama 2/3, Mistral and SmolLM; Qwen2 is the
-/// same decoder with biases on the Q/K/V projections.
+use ingot_tensor::Backend;
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::families::llama::{self, Llama};
+use crate::model::Model;
+use crate::weights::{WeightLoader, WeightTable};
+
+/// A decoder architecture Ingot can run. Llama covers Llama 2/3, Mistral and SmolLM; Qwen2 is
+/// the same decoder with biases on the Q/K/V projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Llama,
     Qwen2,
 }
 
-/// (HF `architectures` entry, family)
+/// (HF `architectures` entry, architecture)
 const HF_ARCHITECTURES: &[(&str, Arch)] = &[
     ("LlamaForCausalLM", Arch::Llama),
     ("MistralForCausalLM", Arch::Llama),
     ("Qwen2ForCausalLM", Arch::Qwen2),
 ];
 
-/// (GGUF `general.architecture`, family)
+/// (GGUF `general.architecture`, architecture)
 const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[("llama", Arch::Llama), ("qwen2", Arch::Qwen2)];
+
+impl Arch {
+    /// Every weight a model of this architecture and config reads (see [`WeightTable`]).
+    pub fn weight_table(self, c: &ModelConfig) -> WeightTable {
+        match self {
+            Arch::Llama | Arch::Qwen2 => llama::weight_table(c),
+        }
+    }
+
+    /// Builds the model from the weights of [`Self::weight_table`].
+    pub fn load<B: Backend>(
+        self,
+        config: ModelConfig,
+        w: &mut WeightLoader<'_, B>,
+    ) -> Result<Box<dyn Model<B>>> {
+        Ok(match self {
+            Arch::Llama | Arch::Qwen2 => Box::new(Llama::load(config, w)?),
+        })
+    }
+}
 
 pub fn from_hf(name: &str) -> Option<Arch> {
     HF_ARCHITECTURES

@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 
-use ingot_models::Result;
-use ingot_models::llama::{ForwardBatch, LayerCache, LlamaModel};
+use ingot_models::{ForwardBatch, LayerCache, Model, Result};
 use ingot_scheduler::{RequestId, SchedulerOutput};
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
 
@@ -18,7 +17,7 @@ use crate::{InputBatch, ScheduledSeq};
 
 pub struct ModelRunner<B: Backend> {
     pub backend: B,
-    pub model: LlamaModel<B>,
+    pub model: Box<dyn Model<B>>,
     caches: Vec<LayerCache<B>>,
     pub block_size: usize,
     pub num_blocks: usize,
@@ -31,7 +30,7 @@ impl<B: Backend> ModelRunner<B> {
     /// A runner with f32 KV caches of `num_blocks` blocks of `block_size` tokens per layer.
     pub fn new(
         backend: B,
-        model: LlamaModel<B>,
+        model: Box<dyn Model<B>>,
         num_blocks: usize,
         block_size: usize,
         eos_token_ids: Vec<u32>,
@@ -50,7 +49,7 @@ impl<B: Backend> ModelRunner<B> {
     /// half the memory, K/V rounded to f16 when written, attention math still f32).
     pub fn with_kv_dtype(
         backend: B,
-        model: LlamaModel<B>,
+        model: Box<dyn Model<B>>,
         num_blocks: usize,
         block_size: usize,
         eos_token_ids: Vec<u32>,
@@ -70,7 +69,7 @@ impl<B: Backend> ModelRunner<B> {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.model.config.vocab_size
+        self.model.config().vocab_size
     }
 
     /// Number of requests whose sampling state the runner holds (for leak checks).

@@ -29,7 +29,7 @@ fn engine() -> EngineHandle {
     let model = files
         .load_model(&backend, DType::F32)
         .expect("weights load");
-    let max_model_len = model.config.max_position_embeddings;
+    let max_model_len = model.config().max_position_embeddings;
     let eos = files.tokenizer.eos_token_ids().to_vec();
     let runner = ModelRunner::new(backend, model, 64, 16, eos).expect("runner");
     let cfg = EngineConfig {

@@ -52,7 +52,7 @@ pub fn core_on<B: Backend>(
 ) -> EngineCore<B> {
     let files = ModelFiles::open(source).expect("model opens");
     let model = files.load_model(&backend, weights).expect("weights load");
-    let max_model_len = model.config.max_position_embeddings;
+    let max_model_len = model.config().max_position_embeddings;
     let eos = files.tokenizer.eos_token_ids().to_vec();
     let runner =
         ModelRunner::with_kv_dtype(backend, model, k.num_blocks, 16, eos, kv).expect("runner");

@@ -1,8 +1,14 @@
-//! Rotary-embedding frequencies. The scaling variants (linear, Llama 3, GGUF's precomputed
+//! Rotary embeddings. The scaling variants (linear, Llama 3, GGUF's precomputed
 //! `rope_freqs` factors) all reduce to one vector `inv_freq [R/2]` computed once at load;
 //! backends only ever see that vector, so the scaling logic has exactly one home.
+//! [`Rope`] is that vector on the device with its pairing style; layers with the same
+//! [`RopeConfig`] share one (Gemma 3's sliding and global layers hold two different ones).
 
-use ingot_tensor::RopeStyle;
+use std::sync::Arc;
+
+use ingot_tensor::{Backend, DType, RopeStyle, Shape, Tensor};
+
+use crate::error::Result;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RopeScaling {
@@ -68,6 +74,42 @@ impl RopeConfig {
                 }
             }
         }
+    }
+}
+
+/// Rotary embedding on the device: the frequencies of one [`RopeConfig`] and its style.
+pub struct Rope<B: Backend> {
+    pub inv_freq: Arc<Tensor<B>>, // [R/2]
+    pub style: RopeStyle,
+}
+
+impl<B: Backend> Clone for Rope<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inv_freq: Arc::clone(&self.inv_freq),
+            style: self.style,
+        }
+    }
+}
+
+impl<B: Backend> Rope<B> {
+    pub fn new(b: &B, config: &RopeConfig) -> Result<Self> {
+        let inv = config.inv_freq();
+        Ok(Self {
+            inv_freq: Arc::new(b.from_f32(&inv, Shape::new([inv.len()]), DType::F32)?),
+            style: config.style,
+        })
+    }
+
+    /// Rotates `q` [T, Hq, D] and `k` [T, Hk, D] in place by `positions` [T].
+    pub fn apply(
+        &self,
+        b: &B,
+        q: &mut Tensor<B>,
+        k: &mut Tensor<B>,
+        positions: &Tensor<B>,
+    ) -> Result<()> {
+        Ok(b.rope(q, k, positions, &self.inv_freq, self.style)?)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Random weights for a model known only by its config (vLLM's `--load-format dummy`): for
 //! benchmarking shapes whose weights are not on this machine, such as Qwen2-0.5B on a lent
-//! GPU. Every tensor of [`crate::llama::weight_shapes`] exists, filled deterministically
-//! from its name (same name, same values, on every run and machine).
+//! GPU. Every tensor of the family's weight table ([`crate::registry::Arch::weight_table`])
+//! exists under its Hugging Face name, filled deterministically from that name (same name,
+//! same values, on every run and machine).
 //!
 //! Values keep a forward pass in a sane numeric range, so timings are not flattered by
-//! denormals or NaNs: norm weights are 1, matrices uniform in ±sqrt(3 / fan_in) (unit-variance
+//! denormals or NaNs: norm weights are 1 (as the model sees them: 0 for Gemma's stored
+//! `w` of `1 + w`), matrices uniform in ±sqrt(3 / fan_in) (unit-variance
 //! outputs for unit-variance inputs), biases and embeddings uniform in ±0.02 and ±1.
 //! Generation is a SplitMix64 stream per tensor: ~1 ns per element, about a second for the
 //! 494 M parameters of Qwen2-0.5B.
@@ -14,24 +16,34 @@ use std::path::{Path, PathBuf};
 
 use super::{LoadError, WeightSource};
 use crate::config::ModelConfig;
-use crate::llama::weight_shapes;
 
 /// Every weight of a config, generated on demand.
 pub struct DummyWeights {
     /// The config file the shapes come from (for messages).
     path: PathBuf,
     shapes: HashMap<String, Vec<usize>>,
+    /// Offsets the loader adds (`WeightSpec::hf_offset`), subtracted from norm weights here.
+    offsets: HashMap<String, f32>,
     /// Names in load order.
     order: Vec<String>,
 }
 
 impl DummyWeights {
     pub fn new(config: &ModelConfig, config_path: &Path) -> Self {
-        let table = weight_shapes(config);
+        let table = config.arch.weight_table(config);
         Self {
             path: config_path.to_path_buf(),
-            order: table.iter().map(|(n, _)| n.clone()).collect(),
-            shapes: table.into_iter().collect(),
+            order: table.specs.iter().map(|s| s.hf.clone()).collect(),
+            shapes: table
+                .specs
+                .iter()
+                .map(|s| (s.hf.clone(), s.shape.clone()))
+                .collect(),
+            offsets: table
+                .specs
+                .iter()
+                .map(|s| (s.hf.clone(), s.hf_offset))
+                .collect(),
         }
     }
 }
@@ -86,7 +98,7 @@ impl WeightSource for DummyWeights {
         let shape = self.shape(name)?;
         let n: usize = shape.iter().product();
         Ok(if name.ends_with("norm.weight") {
-            vec![1.0; n]
+            vec![1.0 - self.offsets.get(name).copied().unwrap_or(0.0); n]
         } else if name.ends_with(".bias") {
             uniform(n, seed_of(name), 0.02)
         } else if name == "model.embed_tokens.weight" {

@@ -1,0 +1,73 @@
+//! Feed-forward blocks. [`GatedMlp`] is `down(act(gate(x)) * up(x))` with gate and up as one
+//! stacked [2I, H] matrix, so one matmul feeds the fused activation-times-up verb: SiLU
+//! (Llama, Qwen, Phi-3) or GELU with the tanh approximation (Gemma).
+//!
+//! [`FeedForward`] is what a decoder layer holds: dense today; the mixture-of-experts block
+//! (router, experts, shared experts) becomes its second variant, so MoE families reuse the
+//! attention and the layer structure unchanged.
+
+use ingot_tensor::{Backend, Tensor};
+
+use crate::error::Result;
+use crate::layers::linear::Linear;
+use crate::weights::{WeightLoader, layer_name};
+
+/// The gate activation of a gated MLP (config.json `hidden_act` / `hidden_activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+}
+
+impl Activation {
+    /// `act(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I].
+    pub fn gated<B: Backend>(self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        match self {
+            Activation::Silu => Ok(b.silu_mul(x)?),
+        }
+    }
+}
+
+pub struct GatedMlp<B: Backend> {
+    pub gate_up: Linear<B>, // [2I, H]: gate rows then up rows
+    pub down: Linear<B>,    // [H, I]
+    pub act: Activation,
+}
+
+impl<B: Backend> GatedMlp<B> {
+    /// Layer `l`'s `mlp.gate_proj` and `mlp.up_proj` (stacked) and `mlp.down_proj`.
+    pub fn load(w: &mut WeightLoader<'_, B>, l: usize, act: Activation) -> Result<Self> {
+        let n = |part: &str| layer_name(l, &format!("mlp.{part}.weight"));
+        Ok(Self {
+            gate_up: Linear {
+                weight: w.stacked(&[&n("gate_proj"), &n("up_proj")])?,
+                bias: None,
+            },
+            down: Linear {
+                weight: w.tensor(&n("down_proj"))?,
+                bias: None,
+            },
+            act,
+        })
+    }
+
+    /// `x` [T, H] -> [T, H].
+    pub fn forward(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        let gate_up = self.gate_up.forward(b, x)?; // [T, 2I]
+        let h = self.act.gated(b, &gate_up)?; // [T, I]
+        self.down.forward(b, &h)
+    }
+}
+
+/// The feed-forward part of a decoder layer.
+pub enum FeedForward<B: Backend> {
+    Dense(GatedMlp<B>),
+}
+
+impl<B: Backend> FeedForward<B> {
+    /// `x` [T, H] -> [T, H].
+    pub fn forward(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(b, x),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The weight table of a model and the one place weights are uploaded.
+//!
+//! A family writes down every tensor it reads once, in its [`WeightTable`]: the Hugging Face
+//! name, the GGUF name and the row-major shape the config implies. Loading checks each file
+//! tensor against that table; the dummy loader ([`crate::loader::dummy`]) generates tensors
+//! from it; the progress bar counts it. Layers never open files: they ask a [`WeightLoader`]
+//! for a vector, a matrix, a stack of matrices or row ranges of one, so how a weight reaches
+//! the device is decided here alone: vectors in f32; matrices as a dense copy in the weight
+//! dtype or, when [`WeightFormat::keep_blocks`] asks and the backend supports the verbs the
+//! matrix serves for its GGUF block type, as those blocks (`Backend::from_blocks`).
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use ingot_tensor::{Backend, DType, Op, Shape, Tensor};
+
+use crate::error::Result;
+use crate::loader::{LoadError, WeightFormat, WeightSource};
+
+/// Which of a [`WeightSpec`]'s names a weight file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightNames {
+    HuggingFace,
+    Gguf,
+}
+
+/// One tensor a family reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightSpec {
+    /// Hugging Face name, e.g. `model.layers.3.self_attn.q_proj.weight`; the key layers use.
+    pub hf: String,
+    /// llama.cpp's GGUF name, e.g. `blk.3.attn_q.weight`.
+    pub gguf: String,
+    /// Row-major shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Added to every element read under the Hugging Face name: Gemma's RMSNorm multiplies by
+    /// `1 + w` where GGUF files store the sum already (llama.cpp's converter adds the 1).
+    pub hf_offset: f32,
+}
+
+/// Every weight of one model, in load order.
+#[derive(Clone, Debug, Default)]
+pub struct WeightTable {
+    pub specs: Vec<WeightSpec>,
+}
+
+impl WeightTable {
+    /// A model-level tensor.
+    pub fn global(&mut self, hf: &str, gguf: &str, shape: &[usize]) {
+        self.push(hf.to_string(), gguf.to_string(), shape, 0.0);
+    }
+
+    /// A tensor of layer `l`: `model.layers.{l}.{hf}` / `blk.{l}.{gguf}`.
+    pub fn layer(&mut self, l: usize, hf: &str, gguf: &str, shape: &[usize]) {
+        self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape, 0.0);
+    }
+
+    fn push(&mut self, hf: String, gguf: String, shape: &[usize], hf_offset: f32) {
+        self.specs.push(WeightSpec {
+            hf,
+            gguf,
+            shape: shape.to_vec(),
+            hf_offset,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    pub fn contains(&self, hf: &str) -> bool {
+        self.specs.iter().any(|s| s.hf == hf)
+    }
+}
+
+/// `model.layers.{l}.{part}`: the Hugging Face name of a layer's tensor.
+pub fn layer_name(l: usize, part: &str) -> String {
+    format!("model.layers.{l}.{part}")
+}
+
+/// Reads the weights of a [`WeightTable`] from a [`WeightSource`] and uploads them: vectors
+/// (norms, biases) in f32, matrices as [`WeightFormat`] says. Each read checks the file's
+/// shape against the table and ticks `on_tensor` (progress).
+pub struct WeightLoader<'a, B: Backend> {
+    backend: &'a B,
+    src: &'a dyn WeightSource,
+    names: WeightNames,
+    specs: HashMap<String, WeightSpec>,
+    format: WeightFormat,
+    on_tensor: &'a mut dyn FnMut(),
+}
+
+/// Matrices read as GGUF blocks: the block type, the bytes (rows stacked) and [n, k].
+struct Blocks {
+    dtype: DType,
+    bytes: Vec<u8>,
+    shape: [usize; 2],
+}
+
+impl<'a, B: Backend> WeightLoader<'a, B> {
+    pub fn new(
+        backend: &'a B,
+        table: &WeightTable,
+        src: &'a dyn WeightSource,
+        names: WeightNames,
+        format: WeightFormat,
+        on_tensor: &'a mut dyn FnMut(),
+    ) -> Self {
+        let specs = table
+            .specs
+            .iter()
+            .map(|s| (s.hf.clone(), s.clone()))
+            .collect();
+        Self {
+            backend,
+            src,
+            names,
+            specs,
+            format,
+            on_tensor,
+        }
+    }
+
+    pub fn backend(&self) -> &'a B {
+        self.backend
+    }
+
+    /// Whether the table holds `hf` (optional tensors: biases, untied heads).
+    pub fn has(&self, hf: &str) -> bool {
+        self.specs.contains_key(hf)
+    }
+
+    /// The table's entry for weight `hf` and the name the file uses for it, after checking
+    /// the file's shape against the table's.
+    fn checked(&self, hf: &str) -> Result<(&WeightSpec, &str)> {
+        let spec = self
+            .specs
+            .get(hf)
+            .unwrap_or_else(|| unreachable!("{hf} is not in the weight table"));
+        let name = match self.names {
+            WeightNames::HuggingFace => &spec.hf,
+            WeightNames::Gguf => &spec.gguf,
+        };
+        let shape = self.src.shape(name)?;
+        if shape != spec.shape {
+            return Err(LoadError::Tensor {
+                path: self.src.file_of(name).to_path_buf(),
+                tensor: name.clone(),
+                message: format!(
+                    "shape {shape:?} does not match the config's {:?}",
+                    spec.shape
+                ),
+            }
+            .into());
+        }
+        Ok((spec, name))
+    }
+
+    /// The elements of weight `hf` (a name of the table) as f32.
+    fn read(&mut self, hf: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (spec, name) = self.checked(hf)?;
+        let mut data = self.src.load_f32(name)?;
+        if self.names == WeightNames::HuggingFace && spec.hf_offset != 0.0 {
+            data.iter_mut().for_each(|x| *x += spec.hf_offset);
+        }
+        let shape = spec.shape.clone();
+        (self.on_tensor)();
+        Ok((data, shape))
+    }
+
+    /// The matrices `hf` stacked by rows as GGUF blocks, when blocks are kept, every part
+    /// is stored in the same block format and the backend supports each verb of `uses` for
+    /// it; `None` otherwise (the caller makes a dense copy).
+    fn blocks(&mut self, hf: &[&str], uses: &[Op]) -> Result<Option<Blocks>> {
+        if !self.format.keep_blocks {
+            return Ok(None);
+        }
+        let (mut dtype, mut bytes, mut n, mut k) = (None, Vec::new(), 0, 0);
+        for name in hf {
+            let (spec, file_name) = self.checked(name)?;
+            let [rows, cols] = spec.shape[..] else {
+                return Ok(None);
+            };
+            let Some((dt, part)) = self.src.blocks(file_name)? else {
+                return Ok(None);
+            };
+            let usable = uses.iter().all(|&op| self.backend.supports(op, dt));
+            if !usable || dtype.is_some_and(|d| d != dt) {
+                return Ok(None);
+            }
+            dtype = Some(dt);
+            bytes.extend_from_slice(part);
+            (n, k) = (n + rows, cols);
+        }
+        for _ in hf {
+            (self.on_tensor)();
+        }
+        Ok(dtype.map(|dtype| Blocks {
+            dtype,
+            bytes,
+            shape: [n, k],
+        }))
+    }
+
+    fn upload_blocks(&self, bytes: &[u8], shape: [usize; 2], dtype: DType) -> Result<Tensor<B>> {
+        Ok(self.backend.from_blocks(bytes, Shape::new(shape), dtype)?)
+    }
+
+    /// A 1-D weight (norm, bias), uploaded in f32.
+    pub fn vector(&mut self, hf: &str) -> Result<Tensor<B>> {
+        let (data, shape) = self.read(hf)?;
+        Ok(self
+            .backend
+            .from_f32(&data, Shape::new(shape), DType::F32)?)
+    }
+
+    /// A weight that only matmul reads (or a vector): see [`Self::tensor_for`].
+    pub fn tensor(&mut self, hf: &str) -> Result<Tensor<B>> {
+        self.tensor_for(hf, &[Op::Matmul])
+    }
+
+    /// A weight as the verbs `uses` will read it: a vector in f32; a matrix as its GGUF
+    /// blocks where [`Self::blocks`] allows, else a dense copy in the weight dtype.
+    pub fn tensor_for(&mut self, hf: &str, uses: &[Op]) -> Result<Tensor<B>> {
+        if let Some(b) = self.blocks(&[hf], uses)? {
+            return self.upload_blocks(&b.bytes, b.shape, b.dtype);
+        }
+        let (data, shape) = self.read(hf)?;
+        let dtype = if shape.len() == 1 {
+            DType::F32
+        } else {
+            self.format.dense
+        };
+        Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
+    }
+
+    /// [`Self::tensor`] when the table holds `hf`, else `None`.
+    pub fn optional(&mut self, hf: &str) -> Result<Option<Tensor<B>>> {
+        if self.has(hf) {
+            self.tensor(hf).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Rows of several [n_i, k] matrices stacked into one [sum n_i, k] tensor (gate/up),
+    /// read by matmul.
+    pub fn stacked(&mut self, hf: &[&str]) -> Result<Tensor<B>> {
+        if let Some(b) = self.blocks(hf, &[Op::Matmul])? {
+            return self.upload_blocks(&b.bytes, b.shape, b.dtype);
+        }
+        let mut data = Vec::new();
+        let (mut n, mut k) = (0, 0);
+        for name in hf {
+            let (part, shape) = self.read(name)?;
+            data.extend(part);
+            n += shape[0];
+            k = shape[1];
+        }
+        Ok(self
+            .backend
+            .from_f32(&data, Shape::new([n, k]), self.format.dense)?)
+    }
+
+    /// One fused weight cut into row ranges, each its own tensor read by matmul (Phi-3's
+    /// QKV): a matrix [n, k] gives [r.len(), k] tensors (as blocks where they can stay:
+    /// blocks never cross rows), a vector [n] gives f32 [r.len()].
+    pub fn split_rows(&mut self, hf: &str, ranges: &[Range<usize>]) -> Result<Vec<Tensor<B>>> {
+        if let Some(b) = self.blocks(&[hf], &[Op::Matmul])? {
+            let [n, k] = b.shape;
+            let row_bytes = b.bytes.len() / n;
+            return ranges
+                .iter()
+                .map(|r| {
+                    let part = &b.bytes[r.start * row_bytes..r.end * row_bytes];
+                    self.upload_blocks(part, [r.len(), k], b.dtype)
+                })
+                .collect();
+        }
+        let (data, shape) = self.read(hf)?;
+        let k: usize = shape[1..].iter().product();
+        let dtype = if shape.len() == 1 {
+            DType::F32
+        } else {
+            self.format.dense
+        };
+        ranges
+            .iter()
+            .map(|r| {
+                let mut dims = shape.clone();
+                dims[0] = r.len();
+                let part = &data[r.start * k..r.end * k];
+                Ok(self.backend.from_f32(part, Shape::new(dims), dtype)?)
+            })
+            .collect()
+    }
+}
