@@ -54,7 +54,10 @@ fn bench_matmul(base: &CpuBackend) {
         (256, 576, 1536),
         (256, 1536, 576),
     ];
-    for be in [base.clone(), base.clone().with_portable_kernels()] {
+    for be in ingot_backend_cpu::Isa::available()
+        .into_iter()
+        .map(|isa| base.clone().with_isa(isa).unwrap())
+    {
         for dtype in [DType::F32, DType::F16] {
             for &(t, k, n) in &shapes {
                 let xt = be

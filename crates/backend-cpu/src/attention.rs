@@ -153,8 +153,8 @@ pub(crate) fn paged_attention<E: CacheElem>(
                 isa,
             };
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx2Fma {
-                // SAFETY: `Isa::Avx2Fma` comes only from detecting AVX2 and FMA.
+            if isa.has_avx2() {
+                // SAFETY: these ISAs come only from detecting AVX2 and FMA.
                 unsafe { task.run_avx2(out) };
                 return;
             }

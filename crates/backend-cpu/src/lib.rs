@@ -20,10 +20,15 @@ mod lanes;
 mod matmul;
 mod norm;
 mod pointwise;
+mod quant;
 mod rope;
 mod sample;
+#[cfg(target_arch = "x86_64")]
+mod tile512;
 
 pub use matmul::Isa;
+use matmul::Weights;
+pub use quant::Activations;
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -116,6 +121,7 @@ impl CpuStorage {
 #[derive(Clone)]
 pub struct CpuBackend {
     isa: Isa,
+    activations: Activations,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -129,6 +135,7 @@ impl std::fmt::Debug for CpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuBackend")
             .field("isa", &self.isa)
+            .field("activations", &self.activations)
             .field("threads", &self.num_threads())
             .finish()
     }
@@ -139,6 +146,7 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self {
             isa: Isa::detect(),
+            activations: Activations::Exact,
             pool: None,
         }
     }
@@ -154,6 +162,7 @@ impl CpuBackend {
             })?;
         Ok(Self {
             isa: Isa::detect(),
+            activations: Activations::Exact,
             pool: Some(Arc::new(pool)),
         })
     }
@@ -165,6 +174,30 @@ impl CpuBackend {
             isa: Isa::Portable,
             ..self
         }
+    }
+
+    /// The same backend on the kernels of `isa`, one of [`Isa::available`] (tests run every
+    /// path the CPU has). The x86 paths give identical bits; the portable one may not.
+    pub fn with_isa(self, isa: Isa) -> Result<Self> {
+        if !Isa::available().contains(&isa) {
+            return Err(BackendError::Device(format!(
+                "this CPU cannot run the {isa:?} kernels"
+            )));
+        }
+        Ok(Self { isa, ..self })
+    }
+
+    /// The same backend multiplying weights kept in GGUF blocks in `mode`.
+    pub fn with_activations(self, mode: Activations) -> Self {
+        Self {
+            activations: mode,
+            ..self
+        }
+    }
+
+    /// How activations meet weights kept in blocks.
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// The instruction set the kernels use.
@@ -351,14 +384,16 @@ impl Backend for CpuBackend {
         let xv = f32s(x, Op::Matmul)?;
         let bv = bias.map(|b| f32s(b, Op::Matmul)).transpose()?;
         let isa = self.isa;
-        let out = match w.storage() {
-            CpuStorage::F32(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
-            CpuStorage::F16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
-            CpuStorage::BF16(wv) => self.run(|| matmul::matmul(isa, xv, wv, bv, t, k, n)),
+        let wts = match w.storage() {
+            CpuStorage::F32(wv) => Weights::F32(wv),
+            CpuStorage::F16(wv) => Weights::F16(wv),
+            CpuStorage::BF16(wv) => Weights::BF16(wv),
             s @ (CpuStorage::U32(_) | CpuStorage::Blocks { .. }) => {
                 return Err(unsupported(Op::Matmul, s.dtype()));
             }
         };
+        let mode = self.activations;
+        let out = self.run(|| matmul::matmul(isa, mode, xv, wts, bv, t, k, n));
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, n])))
     }
 

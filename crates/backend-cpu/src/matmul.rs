@@ -39,6 +39,10 @@
 //! kernels.
 
 use crate::lanes::{LANES, hsum, madd};
+use crate::quant::int8::{IGemm, Q8Rows};
+use crate::quant::{self, Activations, Format, direct::QGemm};
+#[cfg(target_arch = "x86_64")]
+use crate::tile512;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -47,6 +51,9 @@ use std::ops::Range;
 /// The instruction set the matmul kernels use, chosen once per backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// x86_64 with AVX-512 F/BW/DQ/VL besides AVX2, FMA and F16C, detected at run time:
+    /// the AVX2 kernels plus 16-lane panel tiles (`tile512.rs`) with the same bits.
+    Avx512,
     /// x86_64 with AVX2, FMA and F16C, detected at run time.
     Avx2Fma,
     /// Plain Rust over eight-lane arrays; auto-vectorised.
@@ -56,16 +63,35 @@ pub enum Isa {
 impl Isa {
     /// The fastest instruction set this CPU offers.
     pub fn detect() -> Isa {
+        Isa::available()[0]
+    }
+
+    /// Every instruction set this CPU can run, fastest first (`Portable` always last).
+    pub fn available() -> Vec<Isa> {
+        let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
             {
-                return Isa::Avx2Fma;
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512dq")
+                    && is_x86_feature_detected!("avx512vl")
+                {
+                    v.push(Isa::Avx512);
+                }
+                v.push(Isa::Avx2Fma);
             }
         }
-        Isa::Portable
+        v.push(Isa::Portable);
+        v
+    }
+
+    /// Whether the AVX2 + FMA + F16C kernels may run (they give every x86 path's bits).
+    pub(crate) fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Avx2Fma)
     }
 }
 
@@ -145,7 +171,7 @@ impl Weight for bf16 {
 
 /// Output pointer shared by the tasks; each task writes a disjoint rectangle.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: tasks write disjoint elements and the buffer outlives the parallel loop.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -390,32 +416,63 @@ unsafe fn run_block<W: Weight>(isa: Isa, g: &Gemm<'_, W>, rows: Range<usize>, co
         match isa {
             // f32: 3×4 tiles, W read straight from memory by the FMAs (15 registers).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma if size_of::<W>() == size_of::<f32>() => {
+            Isa::Avx2Fma | Isa::Avx512 if size_of::<W>() == size_of::<f32>() => {
                 block_avx2::<W, 3, 4, 8>(g, rows, cols)
             }
             // Half weights (small T only): each W vector is converted into a register,
             // and 3×4 would need all 16, which LLVM spills; 2×4 fits.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => block_avx2::<W, 2, 4, 8>(g, rows, cols),
+            Isa::Avx2Fma | Isa::Avx512 => block_avx2::<W, 2, 4, 8>(g, rows, cols),
             // SSE2 / NEON: small tiles that LLVM keeps in registers.
             _ => block::<Portable, W, 2, 2, 4>(g, rows, cols),
         }
     }
 }
 
-/// Rows of x per task (a multiple of the 3-row tile).
+/// Rows of x per task (a multiple of the 3- and 6-row tiles).
 const ROWS_PER_TASK: usize = 48;
 /// Target bytes of one task's W chunk (kept in L2 while its rows stream past).
 const W_CHUNK_BYTES: usize = 192 * 1024;
-/// From this many rows on, a task widens its half-precision W chunk to f32 once instead
-/// of converting in every tile (exact, so the results are unchanged).
-const WIDEN_PANEL_ROWS: usize = 12;
+
+/// W of a matmul as it is stored: [n, k] floats, or rows of GGUF blocks.
+#[derive(Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+    Blocks(Format, &'a [u8]),
+}
+
+impl Weights<'_> {
+    /// Bytes of one W row of `k` elements.
+    fn row_bytes(&self, k: usize) -> usize {
+        match self {
+            Weights::F32(_) => 4 * k,
+            Weights::F16(_) | Weights::BF16(_) => 2 * k,
+            Weights::Blocks(f, _) => f.row_bytes(k),
+        }
+    }
+
+    /// Whether a task of `m` rows widens its W chunk into an f32 panel (once) rather than
+    /// reading W directly in every tile. Either route gives the same bits; this is speed
+    /// only, measured with `examples/kernels_bench.rs`.
+    fn panel(&self, isa: Isa, m: usize) -> bool {
+        match (isa, self) {
+            (Isa::Avx512, Weights::F32(_)) => m >= 6,
+            (Isa::Avx512, Weights::F16(_) | Weights::BF16(_)) => m >= 4,
+            (_, Weights::F32(_)) => false,
+            (Isa::Portable, Weights::F16(_) | Weights::BF16(_)) => true,
+            (_, Weights::F16(_) | Weights::BF16(_)) => m >= 12,
+            (_, Weights::Blocks(..)) => m >= 4,
+        }
+    }
+}
 
 /// Columns per task: a multiple of 8 whose W chunk fits `W_CHUNK_BYTES`, halved while
 /// there are fewer than four tasks per thread.
-fn cols_per_task(t: usize, k: usize, n: usize, w_bytes: usize) -> usize {
+fn cols_per_task(t: usize, n: usize, row_bytes: usize) -> usize {
     let threads = rayon::current_num_threads();
-    let fit = W_CHUNK_BYTES / (k.max(1) * w_bytes);
+    let fit = W_CHUNK_BYTES / row_bytes.max(1);
     let mut nc = (fit / 8 * 8).max(8);
     let row_tasks = t.div_ceil(ROWS_PER_TASK);
     while nc > 8 && n.div_ceil(nc) * row_tasks < 4 * threads {
@@ -424,18 +481,49 @@ fn cols_per_task(t: usize, k: usize, n: usize, w_bytes: usize) -> usize {
     nc
 }
 
-/// `x [t, k] · w[n, k]ᵀ + bias [n] -> [t, n]`, row-major.
-pub(crate) fn matmul<W: Weight>(
+thread_local! {
+    /// The calling thread's 8-bit copy of x (8-bit mode), reused from call to call.
+    static Q8X: std::cell::RefCell<Q8Rows> = std::cell::RefCell::new(Q8Rows::default());
+    /// Per-thread panels, grown to the largest task seen and then reused (no allocation in
+    /// a steady step): row-major f32 W rows, and the AVX-512 pair panel.
+    static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Grows `v` to at least `len` elements and returns that prefix.
+fn scratch(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// `x [t, k] · w[n, k]ᵀ + bias [n] -> [t, n]`, row-major. `mode` applies to W in blocks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
     isa: Isa,
-    x: &[f32],            // [t, k]
-    w: &[W],              // [n, k]
+    mode: Activations,
+    x: &[f32], // [t, k]
+    w: Weights<'_>,
     bias: Option<&[f32]>, // [n]
     t: usize,
     k: usize,
     n: usize,
 ) -> Vec<f32> {
     assert_eq!(x.len(), t * k, "matmul: x storage");
-    assert_eq!(w.len(), n * k, "matmul: w storage");
+    let w_len = match w {
+        Weights::F32(v) => v.len() * 4,
+        Weights::F16(v) => v.len() * 2,
+        Weights::BF16(v) => v.len() * 2,
+        Weights::Blocks(f, b) => {
+            assert!(
+                k.is_multiple_of(f.block()),
+                "matmul: K = {k} is not whole {f:?} blocks"
+            );
+            b.len()
+        }
+    };
+    assert_eq!(w_len, n * w.row_bytes(k), "matmul: w storage");
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "matmul: bias storage");
     }
@@ -443,44 +531,140 @@ pub(crate) fn matmul<W: Weight>(
     if t == 0 || n == 0 {
         return out;
     }
-    let g = Gemm {
-        x,
-        w,
-        w_col0: 0,
-        bias,
-        out: OutPtr(out.as_mut_ptr()),
-        k,
-        ldo: n,
-    };
-    let nc = cols_per_task(t, k, n, size_of::<W>());
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let nc = cols_per_task(t, n, w.row_bytes(k));
     let col_tasks = n.div_ceil(nc);
     let row_tasks = t.div_ceil(ROWS_PER_TASK);
-    let is_f32 = size_of::<W>() == size_of::<f32>();
-    (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
-        let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let rows = rt * ROWS_PER_TASK..((rt + 1) * ROWS_PER_TASK).min(t);
-        let cols = ct * nc..((ct + 1) * nc).min(n);
-        let widen = !is_f32 && (isa == Isa::Portable || rows.len() >= WIDEN_PANEL_ROWS);
-        // SAFETY (both calls): the rectangle rows × cols belongs to this task alone, and
-        // `isa` comes from `Isa::detect` (or is `Portable`).
-        if widen {
-            let mut panel = vec![0.0f32; cols.len() * k]; // [cols, K]
-            W::widen_slice(&w[cols.start * k..cols.end * k], &mut panel);
-            let gp = Gemm {
+    let int8 = mode == Activations::Int8 && matches!(w, Weights::Blocks(..));
+    let run = |q8: Option<&Q8Rows>| {
+        (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
+            let (rt, ct) = (task / col_tasks, task % col_tasks);
+            let rows = rt * ROWS_PER_TASK..((rt + 1) * ROWS_PER_TASK).min(t);
+            let cols = ct * nc..((ct + 1) * nc).min(n);
+            let job = Job {
                 x,
-                w: &panel[..],
-                w_col0: cols.start,
+                q8,
                 bias,
-                out: g.out,
+                out: out_ptr,
                 k,
-                ldo: n,
+                n,
             };
-            unsafe { run_block(isa, &gp, rows, cols) };
-        } else {
-            unsafe { run_block(isa, &g, rows, cols) };
-        }
-    });
+            // SAFETY: the rectangle rows × cols belongs to this task alone, and `isa`
+            // comes from `Isa::detect` (or is `Portable`).
+            unsafe { job.run(isa, w, rows, cols) };
+        })
+    };
+    if int8 {
+        Q8X.with_borrow_mut(|q8| q8.quantize(x, k));
+        Q8X.with_borrow(|q8| run(Some(q8)));
+    } else {
+        run(None);
+    }
     out
+}
+
+/// What every task of one matmul shares.
+struct Job<'a> {
+    x: &'a [f32],
+    /// x quantized (8-bit mode).
+    q8: Option<&'a Q8Rows>,
+    bias: Option<&'a [f32]>,
+    out: OutPtr,
+    k: usize,
+    n: usize,
+}
+
+impl Job<'_> {
+    /// The problem with W rows `w_col0..` given as `w`.
+    fn gemm<'b, W>(&'b self, w: &'b [W], w_col0: usize) -> Gemm<'b, W> {
+        Gemm {
+            x: self.x,
+            w,
+            w_col0,
+            bias: self.bias,
+            out: self.out,
+            k: self.k,
+            ldo: self.n,
+        }
+    }
+
+    /// Computes rows × cols. Safety: the rectangle is the caller's; `isa` was detected.
+    unsafe fn run(&self, isa: Isa, w: Weights<'_>, rows: Range<usize>, cols: Range<usize>) {
+        let k = self.k;
+        if let (Some(q8), Weights::Blocks(fmt, b)) = (self.q8, w) {
+            let g = IGemm {
+                x: q8,
+                w: b,
+                bias: self.bias,
+                out: self.out,
+                k,
+                ldo: self.n,
+            };
+            // SAFETY: forwarded from the caller.
+            return unsafe { quant::int8(isa, fmt, &g, rows, cols) };
+        }
+        // SAFETY (every kernel call): forwarded from the caller.
+        if !w.panel(isa, rows.len()) {
+            return unsafe {
+                match w {
+                    Weights::F32(v) => run_block(isa, &self.gemm(v, 0), rows, cols),
+                    Weights::F16(v) => run_block(isa, &self.gemm(v, 0), rows, cols),
+                    Weights::BF16(v) => run_block(isa, &self.gemm(v, 0), rows, cols),
+                    Weights::Blocks(fmt, b) => {
+                        let g = QGemm {
+                            x: self.x,
+                            w: b,
+                            bias: self.bias,
+                            out: self.out,
+                            k,
+                            ldo: self.n,
+                        };
+                        quant::direct(isa, fmt, &g, rows, cols)
+                    }
+                }
+            };
+        }
+        PANELS.with_borrow_mut(|(row_buf, pair_buf)| {
+            let nc = cols.len();
+            // W rows `cols` as row-major f32 ([nc, K]): borrowed for f32 weights.
+            let w_rows: &[f32] = match w {
+                Weights::F32(v) => &v[cols.start * k..cols.end * k],
+                Weights::F16(v) => {
+                    let p = scratch(row_buf, nc * k);
+                    f16::widen_slice(&v[cols.start * k..cols.end * k], p);
+                    p
+                }
+                Weights::BF16(v) => {
+                    let p = scratch(row_buf, nc * k);
+                    bf16::widen_slice(&v[cols.start * k..cols.end * k], p);
+                    p
+                }
+                Weights::Blocks(fmt, b) => {
+                    let p = scratch(row_buf, nc * k);
+                    unsafe { quant::decode_rows(isa, fmt, b, k, cols.clone(), p) };
+                    p
+                }
+            };
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 {
+                let pairs = scratch(pair_buf, tile512::panel_len(nc, k));
+                tile512::interleave(w_rows, nc, k, pairs);
+                let g = tile512::PanelGemm {
+                    x: self.x,
+                    panel: pairs,
+                    col0: cols.start,
+                    ncols: nc,
+                    bias: self.bias,
+                    out: self.out,
+                    k,
+                    ldo: self.n,
+                };
+                return unsafe { tile512::run(&g, rows) };
+            }
+            let _ = pair_buf;
+            unsafe { run_block(isa, &self.gemm(w_rows, cols.start), rows, cols) }
+        })
+    }
 }
 
 /// `out[i * ldo + j] = x_i · w_j` for `x` [m, k] and `w` [n, k], on the calling thread:

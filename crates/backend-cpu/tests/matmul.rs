@@ -206,3 +206,40 @@ fn empty_and_degenerate_shapes() {
     let w = f32t(&be, &[0.5; 8], &[2, 4]);
     assert_eq!(be.matmul(&x, &w, None).unwrap().dims(), &[0, 2]);
 }
+
+/// The x86 paths (AVX-512 panel tiles, AVX2 tiles) reduce in the same order and fuse the
+/// same multiply-adds, so they agree bit for bit, for every weight dtype and row count.
+#[test]
+fn simd_paths_agree_bitwise() {
+    let simd: Vec<CpuBackend> = backends()
+        .into_iter()
+        .filter(|b| b.isa() != ingot_backend_cpu::Isa::Portable)
+        .collect();
+    let mut rng = Rng::new(5);
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for &(t, k, n) in SHAPES
+            .iter()
+            .chain(&[(60, 100, 77), (13, 1536, 33), (7, 8, 9)])
+        {
+            let (x, w, b) = (rng.vec(t * k), rng.vec(n * k), rng.vec(n));
+            let outs: Vec<Vec<f32>> = simd
+                .iter()
+                .map(|be| {
+                    let wt = be.from_f32(&w, Shape::new([n, k]), dtype).unwrap();
+                    let bt = f32t(be, &b, &[n]);
+                    host(&be.matmul(&f32t(be, &x, &[t, k]), &wt, Some(&bt)).unwrap())
+                })
+                .collect();
+            for (be, o) in simd.iter().zip(&outs).skip(1) {
+                assert!(
+                    o.iter()
+                        .zip(&outs[0])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{dtype} T={t} K={k} N={n}: {:?} differs from {:?}",
+                    be.isa(),
+                    simd[0].isa()
+                );
+            }
+        }
+    }
+}

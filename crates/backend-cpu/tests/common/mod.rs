@@ -21,13 +21,11 @@ pub fn host(t: &T) -> Vec<f32> {
     t.storage().as_f32().expect("f32 tensor").to_vec()
 }
 
-/// The backends every kernel test runs on: the detected SIMD path and the portable path.
+/// The backends every kernel test runs on: each instruction set this CPU has (AVX-512,
+/// AVX2, and always the portable path), fastest first.
 pub fn backends() -> Vec<CpuBackend> {
-    let simd = CpuBackend::new();
-    let portable = CpuBackend::new().with_portable_kernels();
-    if simd.isa() == portable.isa() {
-        vec![simd]
-    } else {
-        vec![simd, portable]
-    }
+    ingot_backend_cpu::Isa::available()
+        .into_iter()
+        .map(|isa| CpuBackend::new().with_isa(isa).unwrap())
+        .collect()
 }
