@@ -532,10 +532,16 @@ pub(crate) fn matmul(
         return out;
     }
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let nc = cols_per_task(t, n, w.row_bytes(k));
+    let int8 = mode == Activations::Int8 && matches!(w, Weights::Blocks(..));
+    // Bytes a task keeps in L2 per W column: its panel(s) when it widens W, else W itself.
+    let per_col = match (int8, w.panel(isa, t.min(ROWS_PER_TASK)), isa) {
+        (false, true, Isa::Avx512) => 8 * k,
+        (false, true, _) => 4 * k,
+        _ => w.row_bytes(k),
+    };
+    let nc = cols_per_task(t, n, per_col);
     let col_tasks = n.div_ceil(nc);
     let row_tasks = t.div_ceil(ROWS_PER_TASK);
-    let int8 = mode == Activations::Int8 && matches!(w, Weights::Blocks(..));
     let run = |q8: Option<&Q8Rows>| {
         (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
             let (rt, ct) = (task / col_tasks, task % col_tasks);
