@@ -3,6 +3,7 @@
 //! caller bugs and panic with the offending index.
 
 use crate::matmul::Weight;
+use ingot_tensor::{DType, quant};
 
 /// Rows `ids` [T] of `table` [V, H] widened to f32 -> [T, H].
 pub(crate) fn embedding<W: Weight>(table: &[W], h: usize, ids: &[u32]) -> Vec<f32> {
@@ -17,6 +18,25 @@ pub(crate) fn embedding<W: Weight>(table: &[W], h: usize, ids: &[u32]) -> Vec<f3
         for (y, &e) in y.iter_mut().zip(&table[id * h..(id + 1) * h]) {
             *y = e.widen();
         }
+    }
+    out
+}
+
+/// Rows `ids` [T] of a table [V, H] kept in GGUF blocks of `dtype`, each decoded by the
+/// reference dequantizer (a row starts on a block boundary) -> [T, H].
+pub(crate) fn embedding_blocks(dtype: DType, table: &[u8], h: usize, ids: &[u32]) -> Vec<f32> {
+    let row_bytes = dtype
+        .storage_bytes(h)
+        .expect("embedding: rows of whole blocks");
+    let v = table.len().checked_div(row_bytes).unwrap_or(0);
+    let mut out = vec![f32::NAN; ids.len() * h]; // [T, H], poisoned
+    for (t, (&id, y)) in ids.iter().zip(out.chunks_exact_mut(h.max(1))).enumerate() {
+        let id = id as usize;
+        assert!(
+            id < v,
+            "embedding: id {id} of token {t} is outside the table of {v} rows"
+        );
+        quant::dequantize(dtype, &table[id * row_bytes..(id + 1) * row_bytes], y);
     }
     out
 }

@@ -270,7 +270,8 @@ impl Backend for CpuBackend {
 
     fn supports(&self, op: Op, dtype: DType) -> bool {
         match op {
-            Op::Matmul | Op::Embedding => dtype.is_float(),
+            // Weights: floats, or GGUF blocks read as blocks (`quant/`).
+            Op::Matmul | Op::Embedding => dtype.is_float() || dtype.is_quantized(),
             Op::GatherRows => !dtype.is_quantized(),
             // The KV cache dtype (activations are f32).
             Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
@@ -359,9 +360,10 @@ impl Backend for CpuBackend {
             CpuStorage::F32(v) => gather::embedding(v, h, ids_v),
             CpuStorage::F16(v) => gather::embedding(v, h, ids_v),
             CpuStorage::BF16(v) => gather::embedding(v, h, ids_v),
-            s @ (CpuStorage::U32(_) | CpuStorage::Blocks { .. }) => {
-                return Err(unsupported(Op::Embedding, s.dtype()));
+            CpuStorage::Blocks { dtype, bytes } => {
+                gather::embedding_blocks(*dtype, bytes, h, ids_v)
             }
+            CpuStorage::U32(_) => return Err(unsupported(Op::Embedding, DType::U32)),
         };
         Ok(tensor(CpuStorage::F32(out), Shape::new([ids_v.len(), h])))
     }
@@ -388,9 +390,8 @@ impl Backend for CpuBackend {
             CpuStorage::F32(wv) => Weights::F32(wv),
             CpuStorage::F16(wv) => Weights::F16(wv),
             CpuStorage::BF16(wv) => Weights::BF16(wv),
-            s @ (CpuStorage::U32(_) | CpuStorage::Blocks { .. }) => {
-                return Err(unsupported(Op::Matmul, s.dtype()));
-            }
+            CpuStorage::Blocks { dtype, bytes } => Weights::Blocks(*dtype, bytes),
+            CpuStorage::U32(_) => return Err(unsupported(Op::Matmul, DType::U32)),
         };
         let mode = self.activations;
         let out = self.run(|| matmul::matmul(isa, mode, xv, wts, bv, t, k, n));

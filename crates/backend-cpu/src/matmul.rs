@@ -40,11 +40,12 @@
 
 use crate::lanes::{LANES, hsum, madd};
 use crate::quant::int8::{IGemm, Q8Rows};
-use crate::quant::{self, Activations, Format, direct::QGemm};
+use crate::quant::{self, Activations, direct::QGemm};
 #[cfg(target_arch = "x86_64")]
 use crate::tile512;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
+use ingot_tensor::DType;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -440,7 +441,8 @@ pub(crate) enum Weights<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     BF16(&'a [bf16]),
-    Blocks(Format, &'a [u8]),
+    /// Rows of GGUF blocks of a block dtype (`DType::is_quantized`).
+    Blocks(DType, &'a [u8]),
 }
 
 impl Weights<'_> {
@@ -449,7 +451,7 @@ impl Weights<'_> {
         match self {
             Weights::F32(_) => 4 * k,
             Weights::F16(_) | Weights::BF16(_) => 2 * k,
-            Weights::Blocks(f, _) => f.row_bytes(k),
+            Weights::Blocks(f, _) => k / f.block_size() * f.block_bytes(),
         }
     }
 
@@ -517,8 +519,8 @@ pub(crate) fn matmul(
         Weights::BF16(v) => v.len() * 2,
         Weights::Blocks(f, b) => {
             assert!(
-                k.is_multiple_of(f.block()),
-                "matmul: K = {k} is not whole {f:?} blocks"
+                k.is_multiple_of(f.block_size()),
+                "matmul: K = {k} is not whole {f} blocks"
             );
             b.len()
         }

@@ -65,9 +65,22 @@ fn bits_equal(a: &[f32], b: &[f32]) -> bool {
 /// panel route; N with ragged tails.
 fn shapes(block: usize) -> Vec<(usize, usize, usize)> {
     if block == 32 {
-        vec![(1, 64, 37), (2, 576, 21), (3, 96, 16), (5, 32, 9), (13, 160, 40), (50, 576, 19)]
+        vec![
+            (1, 64, 37),
+            (2, 576, 21),
+            (3, 96, 16),
+            (5, 32, 9),
+            (13, 160, 40),
+            (50, 576, 19),
+        ]
     } else {
-        vec![(1, 256, 37), (2, 512, 21), (3, 256, 16), (13, 768, 11), (50, 256, 19)]
+        vec![
+            (1, 256, 37),
+            (2, 512, 21),
+            (3, 256, 16),
+            (13, 768, 11),
+            (50, 256, 19),
+        ]
     }
 }
 
@@ -188,7 +201,13 @@ fn simd_paths_agree_bitwise_in_both_modes() {
 fn blocks_are_batch_and_thread_invariant() {
     let mut rng = Rng::new(14);
     let (t, n) = (61, 45);
-    for dtype in [DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_0] {
+    for dtype in [
+        DType::Q4_1,
+        DType::Q8_0,
+        DType::Q4_K,
+        DType::Q6_K,
+        DType::Q5_0,
+    ] {
         let k = 2 * dtype.block_size().max(256);
         let blocks = random_blocks(&mut rng, dtype, n, k);
         let x = rng.vec(t * k);
@@ -197,7 +216,17 @@ fn blocks_are_batch_and_thread_invariant() {
                 let be = base.clone().with_activations(mode);
                 let wq = be.from_blocks(&blocks, Shape::new([n, k]), dtype).unwrap();
                 let full = host(&be.matmul(&f32t(&be, &x, &[t, k]), &wq, None).unwrap());
-                for (start, len) in [(0, 1), (7, 1), (60, 1), (3, 2), (10, 3), (20, 5), (1, 13), (0, 48), (13, 48)] {
+                for (start, len) in [
+                    (0, 1),
+                    (7, 1),
+                    (60, 1),
+                    (3, 2),
+                    (10, 3),
+                    (20, 5),
+                    (1, 13),
+                    (0, 48),
+                    (13, 48),
+                ] {
                     let xs = f32t(&be, &x[start * k..(start + len) * k], &[len, k]);
                     let part = host(&be.matmul(&xs, &wq, None).unwrap());
                     assert!(
@@ -236,10 +265,16 @@ fn embedding_of_blocks_is_the_dequantized_rows() {
         let w = dequantized(dtype, &blocks, v, h);
         let table = be.from_blocks(&blocks, Shape::new([v, h]), dtype).unwrap();
         let ids = [5u32, 0, 36, 5, 17];
-        let got = host(&be.embedding(&table, &u32t(&be, &ids, &[ids.len()])).unwrap());
+        let got = host(
+            &be.embedding(&table, &u32t(&be, &ids, &[ids.len()]))
+                .unwrap(),
+        );
         for (i, &id) in ids.iter().enumerate() {
             let want = &w[id as usize * h..(id as usize + 1) * h];
-            assert!(bits_equal(&got[i * h..(i + 1) * h], want), "{dtype}: row {id}");
+            assert!(
+                bits_equal(&got[i * h..(i + 1) * h], want),
+                "{dtype}: row {id}"
+            );
         }
     }
 }

@@ -18,97 +18,56 @@ pub(crate) mod int8;
 
 use crate::matmul::Isa;
 use direct::QGemm;
+use ingot_tensor::DType;
 use int8::IGemm;
 use std::ops::Range;
 
-/// A GGUF block format the kernels read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Q8_0,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q4K,
-    Q5K,
-    Q6K,
-}
-
-/// Runs `$body` with `$F` the [`blocks::Blocks`] type of `$fmt`.
+/// Runs `$body` with `$F` the [`blocks::Blocks`] type of the block dtype `$fmt`.
 macro_rules! with_format {
     ($fmt:expr, $F:ident => $body:expr) => {
         match $fmt {
-            Format::Q8_0 => {
+            DType::Q8_0 => {
                 type $F = blocks::Q8_0;
                 $body
             }
-            Format::Q4_0 => {
+            DType::Q4_0 => {
                 type $F = blocks::Q4_0;
                 $body
             }
-            Format::Q4_1 => {
+            DType::Q4_1 => {
                 type $F = blocks::Q4_1;
                 $body
             }
-            Format::Q5_0 => {
+            DType::Q5_0 => {
                 type $F = blocks::Q5_0;
                 $body
             }
-            Format::Q5_1 => {
+            DType::Q5_1 => {
                 type $F = blocks::Q5_1;
                 $body
             }
-            Format::Q4K => {
+            DType::Q4_K => {
                 type $F = blocks::Q4K;
                 $body
             }
-            Format::Q5K => {
+            DType::Q5_K => {
                 type $F = blocks::Q5K;
                 $body
             }
-            Format::Q6K => {
+            DType::Q6_K => {
                 type $F = blocks::Q6K;
                 $body
             }
+            other => unreachable!("{other} is not a block format"),
         }
     };
-}
-
-impl Format {
-    pub const ALL: [Format; 8] = [
-        Format::Q8_0,
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q5_0,
-        Format::Q5_1,
-        Format::Q4K,
-        Format::Q5K,
-        Format::Q6K,
-    ];
-
-    /// Elements per block.
-    pub fn block(self) -> usize {
-        use blocks::Blocks;
-        with_format!(self, F => F::BLOCK)
-    }
-
-    /// Bytes per block.
-    pub fn bytes(self) -> usize {
-        use blocks::Blocks;
-        with_format!(self, F => F::BYTES)
-    }
-
-    /// Bytes of one row of `k` elements (`k` a multiple of the block).
-    pub fn row_bytes(self, k: usize) -> usize {
-        k / self.block() * self.bytes()
-    }
 }
 
 /// The small-T route: rows × cols of `g` decoded in registers.
 /// Safety: the rectangle belongs to the caller; `isa` was detected on this CPU.
 pub(crate) unsafe fn direct(
     isa: Isa,
-    fmt: Format,
+    fmt: DType,
     g: &QGemm<'_>,
     rows: Range<usize>,
     cols: Range<usize>,
@@ -129,7 +88,7 @@ pub(crate) unsafe fn direct(
 /// Safety: `isa` was detected on this CPU.
 pub(crate) unsafe fn decode_rows(
     isa: Isa,
-    fmt: Format,
+    fmt: DType,
     w: &[u8],
     k: usize,
     cols: Range<usize>,
@@ -163,7 +122,7 @@ pub enum Activations {
 /// `isa` was detected on this CPU.
 pub(crate) unsafe fn int8(
     isa: Isa,
-    fmt: Format,
+    fmt: DType,
     g: &IGemm<'_>,
     rows: Range<usize>,
     cols: Range<usize>,
