@@ -7,9 +7,9 @@
 //! Besides wall time it reports work per CPU-second of the whole process, which stays
 //! meaningful on a shared, loaded machine.
 //!
-//! `cargo run --release -p ingot-backend-cpu --example kernels_bench [threads [matmul|attention]]`
+//! `cargo run --release -p ingot-backend-cpu --example kernels_bench [threads [matmul|quant|attention]]`
 
-use ingot_backend_cpu::CpuBackend;
+use ingot_backend_cpu::{Activations, CpuBackend};
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape};
 use std::time::Instant;
 
@@ -84,6 +84,79 @@ fn bench_matmul(base: &CpuBackend) {
     }
 }
 
+/// Blocks of `dtype` for an [n, k] matrix: deterministic bytes with small finite f16 scales
+/// (the bytes a kernel reads, not a trained model: speed does not depend on the values).
+fn blocks(dtype: DType, n: usize, k: usize) -> Vec<u8> {
+    let len = dtype.storage_bytes(n * k).expect("whole blocks");
+    let mut b: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+    let scales: &[usize] = match dtype {
+        DType::Q6_K => &[208],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        _ => &[0],
+    };
+    let d = half::f16::from_f32(0.01).to_le_bytes();
+    for blk in b.chunks_exact_mut(dtype.block_bytes()) {
+        for &o in scales {
+            blk[o..o + 2].copy_from_slice(&d);
+        }
+    }
+    b
+}
+
+/// Matmul with weights kept in GGUF blocks, in both activation modes.
+fn bench_quant(base: &CpuBackend) {
+    let shapes: [(usize, usize, usize); 6] = [
+        (1, 576, 1536),
+        (1, 1536, 576),
+        (1, 576, 49152),
+        (4, 576, 1536),
+        (16, 576, 1536),
+        (256, 1536, 576),
+    ];
+    for be in ingot_backend_cpu::Isa::available()
+        .into_iter()
+        .map(|isa| base.clone().with_isa(isa).unwrap())
+    {
+        for mode in [Activations::Exact, Activations::Int8] {
+            let be = be.clone().with_activations(mode);
+            for dtype in [
+                DType::Q4_1,
+                DType::Q8_0,
+                DType::Q5_0,
+                DType::Q4_K,
+                DType::Q6_K,
+            ] {
+                if std::env::var("DTYPE").is_ok_and(|d| d != dtype.to_string()) {
+                    continue;
+                }
+                for &(t, k, n) in &shapes {
+                    if !k.is_multiple_of(dtype.block_size()) {
+                        continue;
+                    }
+                    let xt = be
+                        .from_f32(&data(t * k, 1), Shape::new([t, k]), DType::F32)
+                        .unwrap();
+                    let wb = blocks(dtype, n, k);
+                    let wt = be.from_blocks(&wb, Shape::new([n, k]), dtype).unwrap();
+                    let (wall, cpu) = time(|| {
+                        std::hint::black_box(be.matmul(&xt, &wt, None).unwrap());
+                    });
+                    let flop = 2.0 * (t * k * n) as f64;
+                    println!(
+                        "quant {:<8?} {mode:<5?} {dtype:<4} T={t:<4} K={k:<5} N={n:<6} {:>9.1} us {:>6.1} GFLOP/s {:>5.1} GB/s(W) | per CPU-s {:>6.1} GFLOP {:>5.1} GB(W)",
+                        be.isa(),
+                        wall * 1e6,
+                        flop / wall / 1e9,
+                        wb.len() as f64 / wall / 1e9,
+                        flop / cpu / 1e9,
+                        wb.len() as f64 / cpu / 1e9,
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn bench_attention(be: &CpuBackend) {
     let (hq, hk, d, bs) = (9, 3, 64, 16);
     // (sequences, context per sequence, queries per sequence)
@@ -149,10 +222,13 @@ fn main() {
         None => CpuBackend::new(),
     };
     println!("isa {:?}, {} threads", be.isa(), be.num_threads());
-    if only.as_deref() != Some("attention") {
+    if only.is_none() || only.as_deref() == Some("matmul") {
         bench_matmul(&be);
     }
-    if only.as_deref() != Some("matmul") {
+    if only.is_none() || only.as_deref() == Some("quant") {
+        bench_quant(&be);
+    }
+    if only.is_none() || only.as_deref() == Some("attention") {
         bench_attention(&be);
     }
 }

@@ -312,8 +312,11 @@ impl Kernel for Avx2 {
             let mut acc = [[_mm256_setzero_ps(); NR]; MR];
             let mut p = 0;
             while p < kb {
-                let xv: [__m256; MR] =
-                    std::array::from_fn(|i| _mm256_loadu_ps(xr[i].as_ptr().add(p)));
+                // A loop, not `from_fn`: a closure would not inherit the target features.
+                let mut xv = [_mm256_setzero_ps(); MR];
+                for i in 0..MR {
+                    xv[i] = _mm256_loadu_ps(xr[i].as_ptr().add(p));
+                }
                 for j in 0..NR {
                     let wv = W::load8(wr[j].as_ptr().add(p));
                     for i in 0..MR {
@@ -435,6 +438,10 @@ const ROWS_PER_TASK: usize = 48;
 /// Target bytes of one task's W chunk (kept in L2 while its rows stream past).
 const W_CHUNK_BYTES: usize = 192 * 1024;
 
+/// From this many rows a task on the AVX-512 path builds the pair panel of `tile512.rs`;
+/// below, the AVX2 routes (same bits) were as fast or faster on Zen 5.
+const AVX512_PANEL_ROWS: usize = 24;
+
 /// W of a matmul as it is stored: [n, k] floats, or rows of GGUF blocks.
 #[derive(Clone, Copy)]
 pub(crate) enum Weights<'a> {
@@ -460,12 +467,11 @@ impl Weights<'_> {
     /// only, measured with `examples/kernels_bench.rs`.
     fn panel(&self, isa: Isa, m: usize) -> bool {
         match (isa, self) {
-            (Isa::Avx512, Weights::F32(_)) => m >= 6,
-            (Isa::Avx512, Weights::F16(_) | Weights::BF16(_)) => m >= 4,
+            (Isa::Avx512, _) if m >= AVX512_PANEL_ROWS => true,
             (_, Weights::F32(_)) => false,
             (Isa::Portable, Weights::F16(_) | Weights::BF16(_)) => true,
             (_, Weights::F16(_) | Weights::BF16(_)) => m >= 12,
-            (_, Weights::Blocks(..)) => m >= 4,
+            (_, Weights::Blocks(..)) => m >= 8,
         }
     }
 }
@@ -536,8 +542,9 @@ pub(crate) fn matmul(
     let out_ptr = OutPtr(out.as_mut_ptr());
     let int8 = mode == Activations::Int8 && matches!(w, Weights::Blocks(..));
     // Bytes a task keeps in L2 per W column: its panel(s) when it widens W, else W itself.
-    let per_col = match (int8, w.panel(isa, t.min(ROWS_PER_TASK)), isa) {
-        (false, true, Isa::Avx512) => 8 * k,
+    let m = t.min(ROWS_PER_TASK);
+    let per_col = match (int8, w.panel(isa, m), isa) {
+        (false, true, Isa::Avx512) if m >= AVX512_PANEL_ROWS => 8 * k,
         (false, true, _) => 4 * k,
         _ => w.row_bytes(k),
     };
@@ -654,7 +661,7 @@ impl Job<'_> {
                 }
             };
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx512 {
+            if isa == Isa::Avx512 && rows.len() >= AVX512_PANEL_ROWS {
                 let pairs = scratch(pair_buf, tile512::panel_len(nc, k));
                 tile512::interleave(w_rows, nc, k, pairs);
                 let g = tile512::PanelGemm {

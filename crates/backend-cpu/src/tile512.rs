@@ -115,9 +115,11 @@ unsafe fn tile<const M: usize, const N: usize>(g: &PanelGemm<'_>, r: usize, p: u
             std::array::from_fn(|j| g.panel.as_ptr().add((p + j) * kq * 2 * LANES));
         let mut acc = [[_mm512_setzero_ps(); N]; M];
         for q in 0..kb {
-            let xv: [__m512; M] = std::array::from_fn(|i| {
-                _mm512_broadcast_f32x8(_mm256_loadu_ps(xr[i].add(q * LANES)))
-            });
+            // A loop, not `from_fn`: a closure would not inherit the target features.
+            let mut xv = [_mm512_setzero_ps(); M];
+            for i in 0..M {
+                xv[i] = _mm512_broadcast_f32x8(_mm256_loadu_ps(xr[i].add(q * LANES)));
+            }
             for j in 0..N {
                 let wv = _mm512_loadu_ps(wp[j].add(q * 2 * LANES));
                 for i in 0..M {
@@ -128,9 +130,10 @@ unsafe fn tile<const M: usize, const N: usize>(g: &PanelGemm<'_>, r: usize, p: u
         if kb < kq {
             // Ragged tail: x zero-padded by a masked load, the panel by construction.
             let mask: __mmask8 = (1u8 << (k - kb * LANES)) - 1;
-            let xv: [__m512; M] = std::array::from_fn(|i| {
-                _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(mask, xr[i].add(kb * LANES)))
-            });
+            let mut xv = [_mm512_setzero_ps(); M];
+            for i in 0..M {
+                xv[i] = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(mask, xr[i].add(kb * LANES)));
+            }
             for j in 0..N {
                 let wv = _mm512_loadu_ps(wp[j].add(kb * 2 * LANES));
                 for i in 0..M {

@@ -14,6 +14,8 @@
 use anyhow::Result;
 use clap::ValueEnum;
 
+use crate::setup::CpuActivations;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
     /// A real GPU when one exists, otherwise the CPU.
@@ -31,9 +33,18 @@ pub enum Selected {
     Gpu(ingot_backend_wgpu::WgpuBackend),
 }
 
-/// Opens the backend `choice` names (see the module header for `auto`).
-pub fn select(choice: BackendChoice) -> Result<Selected> {
-    let cpu = || Ok(Selected::Cpu(ingot_backend_cpu::CpuBackend::new()));
+/// Opens the backend `choice` names (see the module header for `auto`); a CPU backend
+/// multiplies weights kept in blocks in `activations` mode.
+pub fn select(choice: BackendChoice, activations: CpuActivations) -> Result<Selected> {
+    let mode = match activations {
+        CpuActivations::Exact => ingot_backend_cpu::Activations::Exact,
+        CpuActivations::Int8 => ingot_backend_cpu::Activations::Int8,
+    };
+    let cpu = || {
+        Ok(Selected::Cpu(
+            ingot_backend_cpu::CpuBackend::new().with_activations(mode),
+        ))
+    };
     match choice {
         BackendChoice::Cpu => cpu(),
         #[cfg(feature = "gpu")]
@@ -74,12 +85,12 @@ pub fn select(choice: BackendChoice) -> Result<Selected> {
     }
 }
 
-/// `with_backend!(choice, |b| expr)`: opens the backend `choice` selects and evaluates
+/// `with_backend!(engine_args, |b| expr)`: opens the backend `engine_args` select and evaluates
 /// `expr` with `b` bound to it, monomorphised per backend. `?` inside `expr` returns from
 /// the enclosing function, as it would written inline.
 macro_rules! with_backend {
-    ($choice:expr, |$b:ident| $body:expr) => {
-        match $crate::backend::select($choice)? {
+    ($args:expr, |$b:ident| $body:expr) => {
+        match $crate::backend::select($args.backend, $args.cpu_activations)? {
             $crate::backend::Selected::Cpu($b) => $body,
             #[cfg(feature = "gpu")]
             $crate::backend::Selected::Gpu($b) => $body,

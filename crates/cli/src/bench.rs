@@ -64,10 +64,10 @@ pub struct PrefixArgs {
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Batched(a) => crate::backend::with_backend!(a.engine.backend, |be| {
+        BenchCommand::Batched(a) => crate::backend::with_backend!(a.engine, |be| {
             batched(setup::build_core(&a.engine, be)?, &a)
         }),
-        BenchCommand::PrefixCache(a) => crate::backend::with_backend!(a.engine.backend, |be| {
+        BenchCommand::PrefixCache(a) => crate::backend::with_backend!(a.engine, |be| {
             prefix_cache(setup::build_core(&a.engine, be)?, &a)
         }),
         BenchCommand::Serve(a) => ingot_bench::run(*a),

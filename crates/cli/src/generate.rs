@@ -55,7 +55,7 @@ impl GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    backend::with_backend!(args.engine.backend, |be| {
+    backend::with_backend!(args.engine, |be| {
         let core = setup::build_core(&args.engine, be)?;
         match (&args.prompt, &args.prompts_file) {
             (Some(prompt), None) => stream_one(core, prompt, &args),

@@ -54,7 +54,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     let max_request_body = config::parse_size(&args.max_request_body)
         .map_err(anyhow::Error::msg)
         .context("--max-request-body")? as usize;
-    let (engine, _thread) = backend::with_backend!(args.engine.backend, |be| {
+    let (engine, _thread) = backend::with_backend!(args.engine, |be| {
         EngineHandle::start(setup::build_core(&args.engine, be)?, args.max_queue)
     });
     let cfg = ServerConfig {

@@ -49,6 +49,18 @@ pub struct EngineArgs {
     /// benchmarks of models whose weights are not here.
     #[arg(long, value_enum, default_value_t)]
     pub load_format: LoadFormatArg,
+    /// CPU backend, weights kept in GGUF blocks: `exact` multiplies f32 activations by the
+    /// exactly decoded weights; `int8` quantizes activations to 8 bits per 32 values and
+    /// uses integer dot products (faster, slightly less accurate; as llama.cpp does).
+    #[arg(long, value_enum, default_value_t)]
+    pub cpu_activations: CpuActivations,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuActivations {
+    #[default]
+    Exact,
+    Int8,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -14,10 +14,22 @@
 //! compiled three times: portable (auto-vectorised, SSE2 or NEON), with AVX2 + FMA, and with
 //! AVX-512 enabled (wider decoding, same arithmetic, same bits).
 
+#[cfg(target_arch = "x86_64")]
+use super::avx2::Avx2Blocks;
 use super::blocks::{Blocks, CHUNK};
 use crate::lanes::{LANES, hsum, madd};
 use crate::matmul::OutPtr;
 use std::ops::Range;
+
+/// The formats these kernels take: every [`Blocks`] type, with its AVX2 decoder on x86.
+#[cfg(target_arch = "x86_64")]
+pub(crate) trait Kern: Avx2Blocks {}
+#[cfg(target_arch = "x86_64")]
+impl<T: Avx2Blocks> Kern for T {}
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) trait Kern: Blocks {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T: Blocks> Kern for T {}
 
 /// One matmul with W in blocks of `F`.
 pub(crate) struct QGemm<'a> {
@@ -109,33 +121,33 @@ fn accumulate<const MR: usize, const NR: usize>(
     *acc = a;
 }
 
-/// The AVX2 tile (also compiled with AVX-512 enabled): `__m256` accumulators, FMA.
-/// Safety: the rectangle is the caller's; AVX2 and FMA are enabled in the caller.
+/// The AVX2 tile (also compiled with AVX-512 enabled): each W chunk decoded straight into
+/// registers (`avx2.rs`), `__m256` accumulators, FMA.
+/// Safety: the rectangle is the caller's; AVX2, FMA and F16C are enabled in the caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn tile_avx2<F: Blocks, const MR: usize, const NR: usize>(
+unsafe fn tile_avx2<F: Avx2Blocks, const MR: usize, const NR: usize>(
     g: &QGemm<'_>,
     r: usize,
     c: usize,
 ) {
     use std::arch::x86_64::*;
     let k = g.k;
-    let xr: [&[f32]; MR] = std::array::from_fn(|i| &g.x[(r + i) * k..(r + i + 1) * k]);
-    let wr: [&[u8]; NR] = std::array::from_fn(|j| g.w_row::<F>(c + j));
-    let mut buf = [[0.0f32; CHUNK]; NR];
-    // SAFETY (whole body): loads read 8 floats inside a chunk of an x row or of `buf`.
+    let per_block = F::BLOCK / CHUNK;
+    let xr: [*const f32; MR] = std::array::from_fn(|i| g.x[(r + i) * k..(r + i + 1) * k].as_ptr());
+    let wr: [*const u8; NR] = std::array::from_fn(|j| g.w_row::<F>(c + j).as_ptr());
+    // SAFETY (whole body): x loads read 8 floats inside a row of k; a chunk's block lies
+    // inside its W row (k is whole blocks); the caller has the features.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         for ch in 0..k / CHUNK {
-            decode_chunks::<F, NR>(&wr, ch, &mut buf);
-            for q in 0..CHUNK / LANES {
-                let p = ch * CHUNK + q * LANES;
-                let xv: [__m256; MR] =
-                    std::array::from_fn(|i| _mm256_loadu_ps(xr[i].as_ptr().add(p)));
-                for j in 0..NR {
-                    let wv = _mm256_loadu_ps(buf[j].as_ptr().add(q * LANES));
+            let (b, cb) = (ch / per_block, ch % per_block);
+            for j in 0..NR {
+                let w = F::decode8x4(wr[j].add(b * F::BYTES), cb);
+                for (q, wq) in w.iter().enumerate() {
                     for i in 0..MR {
-                        acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+                        let xv = _mm256_loadu_ps(xr[i].add(ch * CHUNK + q * LANES));
+                        acc[i][j] = _mm256_fmadd_ps(xv, *wq, acc[i][j]);
                     }
                 }
             }
@@ -162,9 +174,9 @@ enum Path {
 
 /// Rows × cols with tiles 3 x 4, 2 x 4, 1 x 8 and MR x 1 (see the module header).
 #[inline(always)]
-unsafe fn block<F: Blocks>(path: Path, g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
+unsafe fn block<F: Kern>(path: Path, g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
     #[inline(always)]
-    unsafe fn group<F: Blocks, const MR: usize, const NR: usize>(
+    unsafe fn group<F: Kern, const MR: usize, const NR: usize>(
         path: Path,
         g: &QGemm<'_>,
         r: usize,
@@ -207,11 +219,7 @@ unsafe fn block<F: Blocks>(path: Path, g: &QGemm<'_>, rows: Range<usize>, cols: 
 }
 
 /// Portable path. Safety: the rectangle belongs to the caller.
-pub(crate) unsafe fn run_portable<F: Blocks>(
-    g: &QGemm<'_>,
-    rows: Range<usize>,
-    cols: Range<usize>,
-) {
+pub(crate) unsafe fn run_portable<F: Kern>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
     // SAFETY: forwarded.
     unsafe { block::<F>(Path::Portable, g, rows, cols) }
 }
@@ -219,7 +227,7 @@ pub(crate) unsafe fn run_portable<F: Blocks>(
 /// AVX2 path. Safety: the rectangle belongs to the caller; the CPU has AVX2, FMA, F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn run_avx2<F: Blocks>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
+pub(crate) unsafe fn run_avx2<F: Kern>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
     // SAFETY: forwarded.
     unsafe { block::<F>(Path::Avx2, g, rows, cols) }
 }
@@ -228,7 +236,7 @@ pub(crate) unsafe fn run_avx2<F: Blocks>(g: &QGemm<'_>, rows: Range<usize>, cols
 /// the CPU has AVX-512 F/BW/DQ/VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn run_avx512<F: Blocks>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
+pub(crate) unsafe fn run_avx512<F: Kern>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
     // SAFETY: forwarded.
     unsafe { block::<F>(Path::Avx2, g, rows, cols) }
 }
@@ -248,7 +256,7 @@ fn decode_rows<F: Blocks>(w: &[u8], k: usize, cols: Range<usize>, out: &mut [f32
 }
 
 /// [`decode_rows`] compiled for the portable path.
-pub(crate) fn decode_rows_portable<F: Blocks>(
+pub(crate) fn decode_rows_portable<F: Kern>(
     w: &[u8],
     k: usize,
     cols: Range<usize>,
@@ -257,26 +265,52 @@ pub(crate) fn decode_rows_portable<F: Blocks>(
     decode_rows::<F>(w, k, cols, out)
 }
 
-/// [`decode_rows`] compiled with AVX-512 (or AVX2) enabled. Safety: the CPU has them.
+/// [`decode_rows`] with the AVX2 chunk decoders (`avx2.rs`): the same values.
+/// Safety: the CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn decode_rows_x86<F: Kern>(w: &[u8], k: usize, cols: Range<usize>, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let rb = k / F::BLOCK * F::BYTES;
+    let per_block = F::BLOCK / CHUNK;
+    assert!(w.len() >= cols.end * rb && out.len() >= cols.len() * k);
+    for (i, col) in cols.enumerate() {
+        // SAFETY: blocks inside row `col` of w; stores inside row i of out (checked above).
+        unsafe {
+            let row = w.as_ptr().add(col * rb);
+            let dst = out.as_mut_ptr().add(i * k);
+            for ch in 0..k / CHUNK {
+                let v = F::decode8x4(row.add(ch / per_block * F::BYTES), ch % per_block);
+                for (q, v) in v.iter().enumerate() {
+                    _mm256_storeu_ps(dst.add(ch * CHUNK + q * LANES), *v);
+                }
+            }
+        }
+    }
+}
+
+/// W rows decoded on the AVX2 path. Safety: the CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn decode_rows_avx2<F: Blocks>(
+pub(crate) unsafe fn decode_rows_avx2<F: Kern>(
     w: &[u8],
     k: usize,
     cols: Range<usize>,
     out: &mut [f32],
 ) {
-    decode_rows::<F>(w, k, cols, out)
+    // SAFETY: forwarded.
+    unsafe { decode_rows_x86::<F>(w, k, cols, out) }
 }
 
-/// See [`decode_rows_avx2`]. Safety: the CPU has AVX-512 F/BW/DQ/VL.
+/// See [`decode_rows_avx2`]. Safety: the CPU has AVX-512 F/BW/DQ/VL too.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn decode_rows_avx512<F: Blocks>(
+pub(crate) unsafe fn decode_rows_avx512<F: Kern>(
     w: &[u8],
     k: usize,
     cols: Range<usize>,
     out: &mut [f32],
 ) {
-    decode_rows::<F>(w, k, cols, out)
+    // SAFETY: forwarded.
+    unsafe { decode_rows_x86::<F>(w, k, cols, out) }
 }

@@ -55,8 +55,11 @@ impl Q8Rows {
 fn quantize_chunk(x: &[f32; CHUNK], q: &mut [i8; CHUNK], sums: &mut [i32; LANES]) -> f32 {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    // Round half to even by the 1.5 * 2^23 trick (exact for |v * id| <= 127 < 2^22):
+    // `round_ties_even` itself is a libm call on x86 targets without SSE4.1.
+    const MAGIC: f32 = 12_582_912.0;
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+        *q = ((v * id + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i8;
     }
     for (l, s) in sums.iter_mut().enumerate() {
         *s = q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum();
@@ -410,24 +413,23 @@ unsafe fn tile_vnni<F: IntBlocks, const MR: usize, const NP: usize, const NC: us
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
         for ch in 0..chunks {
             ints_of::<F, NC>(&wr, ch, &mut q, &mut sc);
-            let w: [__m512i; NP] = std::array::from_fn(|p| {
+            // Loops, not `from_fn`: a closure would not inherit the target features.
+            let mut w = [_mm512_setzero_si512(); NP];
+            let mut s = [_mm512_setzero_ps(); NP];
+            let mut m = [_mm512_setzero_ps(); NP];
+            for p in 0..NP {
                 let a = _mm256_loadu_si256(q[2 * p].as_ptr() as *const __m256i);
                 let b = _mm256_loadu_si256(q[2 * p + 1].as_ptr() as *const __m256i);
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b)
-            });
-            let s: [__m512; NP] = std::array::from_fn(|p| {
+                w[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
                 let (a, b) = (sc[2 * p].s, sc[2 * p + 1].s);
                 let v = _mm_setr_ps(a[0], a[1], b[0], b[1]);
-                _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(v))
-            });
-            let m: [__m512; NP] = std::array::from_fn(|p| {
+                s[p] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(v));
                 if F::HAS_MIN {
-                    let v = _mm_setr_ps(sc[2 * p].m, sc[2 * p].m, sc[2 * p + 1].m, sc[2 * p + 1].m);
-                    _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(v))
-                } else {
-                    _mm512_setzero_ps()
+                    let (a, b) = (sc[2 * p].m, sc[2 * p + 1].m);
+                    let v = _mm_setr_ps(a, a, b, b);
+                    m[p] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(v));
                 }
-            });
+            }
             for i in 0..MR {
                 let at = (r + i) * chunks + ch;
                 let qx = _mm512_broadcast_i64x4(_mm256_loadu_si256(

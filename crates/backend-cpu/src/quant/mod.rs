@@ -12,6 +12,8 @@
 //! blocks are decoded in registers (`direct.rs`, few rows) or into a per-task f32 panel
 //! (`matmul.rs`'s panel route, many rows); both give the same bits.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
 pub(crate) mod blocks;
 pub(crate) mod direct;
 pub(crate) mod int8;
