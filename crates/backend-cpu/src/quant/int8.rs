@@ -83,6 +83,56 @@ pub(crate) trait IntBlocks: Blocks {
     /// The integers of chunk `c` of block `b`, and its scales (each as the reference
     /// dequantizer computes it, e.g. Q4_K's `d * sc` and `-(dmin * m)`).
     fn ints(b: &[u8], c: usize, q: &mut [u8; CHUNK]) -> Scales;
+
+    /// [`IntBlocks::ints`] with AVX2 (the same bytes, one 32-byte store).
+    /// Safety: the caller runs with AVX2; `b` is a whole block.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], c: usize, q: &mut [u8; CHUNK]) -> Scales {
+        Self::ints(b, c, q)
+    }
+}
+
+/// The 32 nibbles of 16 bytes at `p`, low nibbles first (Q4_0, Q4_1, Q5_x).
+/// Safety: AVX2; 16 bytes readable.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn nibbles_avx2(p: *const u8) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    unsafe {
+        let v = _mm_loadu_si128(p as *const __m128i);
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(v, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+        _mm256_set_m128i(hi, lo)
+    }
+}
+
+/// Bit `i` of `qh` as 0x10 in byte `i` (the fifth bit of Q5_0 / Q5_1). Safety: AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fifth_bits_avx2(qh: u32) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    unsafe {
+        // Byte i takes byte i / 8 of qh, keeps bit i % 8, and becomes 0x10 where it is set.
+        let v = _mm256_set1_epi32(qh as i32);
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let bytes = _mm256_shuffle_epi8(v, spread);
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// Stores 32 bytes. Safety: AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store32(q: &mut [u8; CHUNK], v: std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    unsafe { _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v) }
 }
 
 #[inline(always)]
@@ -117,6 +167,18 @@ impl IntBlocks for blocks::Q8_0 {
         let d = f16_at(b, 0);
         Scales { s: [d, d], m: 0.0 }
     }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
+        use std::arch::x86_64::*;
+        let b = &b[..34];
+        unsafe {
+            let v = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
+            store32(q, _mm256_xor_si256(v, _mm256_set1_epi8(-128)));
+        }
+        let d = f16_at(b, 0);
+        Scales { s: [d, d], m: 0.0 }
+    }
 }
 
 impl IntBlocks for blocks::Q4_0 {
@@ -128,6 +190,14 @@ impl IntBlocks for blocks::Q4_0 {
         let d = f16_at(b, 0);
         Scales { s: [d, d], m: 0.0 }
     }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
+        let b = &b[..18];
+        unsafe { store32(q, nibbles_avx2(b.as_ptr().add(2))) };
+        let d = f16_at(b, 0);
+        Scales { s: [d, d], m: 0.0 }
+    }
 }
 
 impl IntBlocks for blocks::Q4_1 {
@@ -136,6 +206,17 @@ impl IntBlocks for blocks::Q4_1 {
     #[inline(always)]
     fn ints(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
         nibbles_into(&b[4..20], q);
+        let d = f16_at(b, 0);
+        Scales {
+            s: [d, d],
+            m: f16_at(b, 2),
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
+        let b = &b[..20];
+        unsafe { store32(q, nibbles_avx2(b.as_ptr().add(4))) };
         let d = f16_at(b, 0);
         Scales {
             s: [d, d],
@@ -154,6 +235,19 @@ impl IntBlocks for blocks::Q5_0 {
         let d = f16_at(b, 0);
         Scales { s: [d, d], m: 0.0 }
     }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
+        use std::arch::x86_64::*;
+        let b = &b[..22];
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        unsafe {
+            let v = _mm256_or_si256(nibbles_avx2(b.as_ptr().add(6)), fifth_bits_avx2(qh));
+            store32(q, v);
+        }
+        let d = f16_at(b, 0);
+        Scales { s: [d, d], m: 0.0 }
+    }
 }
 
 impl IntBlocks for blocks::Q5_1 {
@@ -163,6 +257,22 @@ impl IntBlocks for blocks::Q5_1 {
     fn ints(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
         nibbles_into(&b[8..24], q);
         high_bits_into(&b[4..8], q);
+        let d = f16_at(b, 0);
+        Scales {
+            s: [d, d],
+            m: f16_at(b, 2),
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn ints_avx2(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
+        use std::arch::x86_64::*;
+        let b = &b[..24];
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        unsafe {
+            let v = _mm256_or_si256(nibbles_avx2(b.as_ptr().add(8)), fifth_bits_avx2(qh));
+            store32(q, v);
+        }
         let d = f16_at(b, 0);
         Scales {
             s: [d, d],
@@ -278,6 +388,23 @@ fn ints_of<F: IntBlocks, const N: usize>(
     }
 }
 
+/// [`ints_of`] through the AVX2 unpackers. Safety: the caller runs with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn ints_of_avx2<F: IntBlocks, const N: usize>(
+    wr: &[&[u8]; N],
+    ch: usize,
+    q: &mut [[u8; CHUNK]; N],
+    sc: &mut [Scales; N],
+) {
+    let per_block = F::BLOCK / CHUNK;
+    let (b, c) = (ch / per_block, ch % per_block);
+    for j in 0..N {
+        // SAFETY: forwarded.
+        sc[j] = unsafe { F::ints_avx2(&wr[j][b * F::BYTES..(b + 1) * F::BYTES], c, &mut q[j]) };
+    }
+}
+
 /// The portable tile: plain integer sums, `madd`.
 #[inline(always)]
 fn tile_portable<F: IntBlocks, const MR: usize, const NR: usize>(
@@ -345,7 +472,7 @@ unsafe fn tile_avx2<F: IntBlocks, const MR: usize, const NR: usize>(
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         for ch in 0..chunks {
-            ints_of::<F, NR>(&wr, ch, &mut q, &mut sc);
+            ints_of_avx2::<F, NR>(&wr, ch, &mut q, &mut sc);
             for i in 0..MR {
                 let at = (r + i) * chunks + ch;
                 let qx = _mm256_loadu_si256(g.x.qs.as_ptr().add(at * CHUNK) as *const __m256i);
@@ -412,7 +539,7 @@ unsafe fn tile_vnni<F: IntBlocks, const MR: usize, const NP: usize, const NC: us
         let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
         for ch in 0..chunks {
-            ints_of::<F, NC>(&wr, ch, &mut q, &mut sc);
+            ints_of_avx2::<F, NC>(&wr, ch, &mut q, &mut sc);
             // Loops, not `from_fn`: a closure would not inherit the target features.
             let mut w = [_mm512_setzero_si512(); NP];
             let mut s = [_mm512_setzero_ps(); NP];
