@@ -407,6 +407,7 @@ unsafe fn ints_of_avx2<F: IntBlocks, const N: usize>(
 
 /// The portable tile: plain integer sums, `madd`.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // row i indexes x, the accumulators and the output
 fn tile_portable<F: IntBlocks, const MR: usize, const NR: usize>(
     g: &IGemm<'_>,
     r: usize,
@@ -456,6 +457,7 @@ fn tile_portable<F: IntBlocks, const MR: usize, const NR: usize>(
 /// Safety: the rectangle is the caller's; AVX2 and FMA are enabled in the caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // row i indexes x, the accumulators and the output
 unsafe fn tile_avx2<F: IntBlocks, const MR: usize, const NR: usize>(
     g: &IGemm<'_>,
     r: usize,
@@ -521,6 +523,7 @@ unsafe fn tile_avx2<F: IntBlocks, const MR: usize, const NR: usize>(
 /// are enabled in the caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // row i indexes x, the accumulators and the output
 unsafe fn tile_vnni<F: IntBlocks, const MR: usize, const NP: usize, const NC: usize>(
     g: &IGemm<'_>,
     r: usize,
