@@ -149,3 +149,61 @@ def test_queue_full_is_503_with_retry_after(start_server):
             finally:
                 waiting_done.set()
         t.join(timeout=60)
+
+
+def chat(**kw):
+    return {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, **kw}
+
+
+@pytest.mark.parametrize("body,param", [
+    (completion(n=1_000_000), "n"),
+    (completion(n=129), "n"),
+    (completion(n=2, best_of=1_000_000), "best_of"),
+    (completion(prompt=["Hi"] * 16, n=128), "n"),
+    (completion(prompt=[[1, 2]] * 1025), "prompt"),
+    (completion(stop=[f"s{i}" for i in range(65)]), "stop"),
+    (completion(stop="x" * 1025), "stop"),
+    (completion(logit_bias={str(i): 1 for i in range(1025)}), "logit_bias"),
+    (completion(stop_token_ids=[1] * 1025), "stop_token_ids"),
+    (completion(max_tokens=2**64 - 1), "max_tokens"),
+    (completion(max_tokens=2**63), "max_tokens"),
+    (completion(prompt="word " * 12_000), "prompt"),
+])
+def test_completion_limits(http, body, param):
+    """Every request dimension is bounded; each limit is a 400 naming its field."""
+    err = assert_error(http.post("/v1/completions", json=body), 400, param)
+    assert err["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("body,param", [
+    (chat(n=1_000_000), "n"),
+    (chat(messages=[{"role": "user", "content": "Hi"}] * 2049), "messages"),
+    (chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x"}] * 1025}]), "messages[0].content"),
+    (chat(messages=[{"role": "user", "content": "word " * 12_000}]), "messages"),
+    (chat(max_completion_tokens=2**64 - 1), "max_tokens"),
+    (chat(stop=["x"] * 65), "stop"),
+])
+def test_chat_limits(http, body, param):
+    assert_error(http.post("/v1/chat/completions", json=body), 400, param)
+
+
+def test_limits_leave_legitimate_use_alone(http):
+    """At each limit exactly, the request is served."""
+    r = http.post("/v1/completions", json=completion(
+        n=128, max_tokens=1, stop=[f"stop{i}" for i in range(64)],
+        logit_bias={str(i): 0.5 for i in range(1024)}, stop_token_ids=list(range(1024))))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 128
+    r = http.post("/v1/chat/completions", json=chat(
+        messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}] * 8))
+    assert r.status_code == 200, r.text
+
+
+def test_queue_limit_counts_sequences(start_server):
+    """--max-queue counts sequences: a request asking for more than the queue holds is a 400."""
+    s = start_server("--max-queue", "4")
+    r = httpx.post(s.url + "/v1/completions", json=completion(n=5), timeout=60)
+    assert_error(r, 400, "n")
+    assert "--max-queue" in r.json()["error"]["message"]
+    r = httpx.post(s.url + "/v1/completions", json=completion(prompt=["a", "b"], n=2), timeout=60)
+    assert r.status_code == 200, r.text

@@ -29,12 +29,20 @@ pub struct ServeArgs {
     /// The model name clients send (default: the model as given on the command line).
     #[arg(long)]
     served_model_name: Option<String>,
-    /// Most requests allowed to wait; more are refused with 503 and Retry-After (default: no limit).
-    #[arg(long)]
-    max_queue: Option<usize>,
+    /// Most sequences allowed to wait for the engine (each of a request's `n` choices counts);
+    /// beyond it requests get 503 with Retry-After, and a single request asking for more is a 400.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_queue: u64,
+    /// Most choices (`n`, `best_of`) one prompt may ask for (400 beyond).
+    #[arg(long, default_value_t = ingot_server::limits::DEFAULT_MAX_N, value_parser = parse_positive)]
+    max_n: usize,
     /// Largest request body, e.g. 32MiB (413 beyond).
     #[arg(long, default_value = "32MiB")]
     max_request_body: String,
+    /// Seconds a client may take to send a request's headers, and then its body (408 or a
+    /// closed connection beyond).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    read_timeout: u64,
     /// Seconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
@@ -55,13 +63,18 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .context("--max-request-body")? as usize;
     let (engine, _thread) = backend::with_backend!(args.engine, |be| {
-        EngineHandle::start(setup::build_core(&args.engine, be)?, args.max_queue)
+        EngineHandle::start(
+            setup::build_core(&args.engine, be)?,
+            Some(args.max_queue as usize),
+        )
     });
     let cfg = ServerConfig {
         model_name,
         api_key: args.api_key.clone(),
         max_request_body,
         drain_timeout: Duration::from_secs(args.shutdown_timeout),
+        max_n: args.max_n,
+        read_timeout: Duration::from_secs(args.read_timeout),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,4 +95,11 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     // Requests still running after the drain timeout are not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("'{s}' is not a positive whole number")),
+        Ok(v) => Ok(v),
+    }
 }

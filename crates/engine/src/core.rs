@@ -44,7 +44,7 @@ pub enum SubmitError {
     Rejected(#[from] AddError),
     #[error("the engine has stopped")]
     EngineStopped,
-    #[error("the waiting queue is full ({0} requests)")]
+    #[error("the waiting queue is full ({0} sequences)")]
     QueueFull(usize),
 }
 
@@ -141,6 +141,11 @@ impl<B: Backend> EngineCore<B> {
             computed_tokens_total: self.scheduler.num_computed_total,
             ..self.stats
         }
+    }
+
+    /// Sequences (choices) waiting to be scheduled, preempted ones included.
+    pub fn num_waiting(&self) -> usize {
+        self.scheduler.num_waiting()
     }
 
     /// Number of requests the runner still tracks (0 once everything finished).

@@ -30,7 +30,8 @@ struct Shared {
     stats: Mutex<EngineStats>,
     alive: AtomicBool,
     next_id: AtomicU64,
-    /// Most requests allowed to wait; None for no limit.
+    /// Most sequences allowed to wait (each of a request's `n` choices counts); None for
+    /// no limit. Checked on the engine thread, so concurrent submissions cannot overshoot.
     max_waiting: Option<usize>,
 }
 
@@ -142,6 +143,11 @@ impl EngineHandle {
         self.shared.alive.load(Ordering::Acquire)
     }
 
+    /// The queue limit in sequences, if any.
+    pub fn max_waiting(&self) -> Option<usize> {
+        self.shared.max_waiting
+    }
+
     /// Counters as of the last step.
     pub fn stats(&self) -> EngineStats {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,12 +162,6 @@ impl EngineHandle {
     ) -> Result<RequestStream, SubmitError> {
         if !self.is_alive() {
             return Err(SubmitError::EngineStopped);
-        }
-        if let Some(max) = self.shared.max_waiting {
-            let waiting = self.stats().num_waiting;
-            if waiting >= max {
-                return Err(SubmitError::QueueFull(waiting));
-            }
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let n = params.n;
@@ -192,8 +192,12 @@ fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<S
     };
     let handle = |core: &mut EngineCore<B>, cmd: Command| match cmd {
         Command::Add(req, sink, ack) => {
-            let req = *req;
-            let _ = ack.send(core.add_request(req, sink));
+            let waiting = core.num_waiting();
+            let result = match shared.max_waiting {
+                Some(max) if waiting + req.params.n > max => Err(SubmitError::QueueFull(waiting)),
+                _ => core.add_request(*req, sink),
+            };
+            let _ = ack.send(result);
         }
         Command::Abort(id) => core.abort(id),
     };

@@ -132,7 +132,7 @@ impl Scheduler {
         if req.tokens.is_empty() {
             return Err(AddError::EmptyPrompt);
         }
-        let total = req.num_tokens() + req.params.max_tokens;
+        let total = req.num_tokens().saturating_add(req.params.max_tokens);
         if req.num_tokens() >= self.cfg.max_model_len {
             return Err(AddError::TooLong {
                 prompt: req.num_tokens(),

@@ -127,6 +127,26 @@ impl ApiError {
         }
     }
 
+    /// 503 that retrying will not fix: the engine stopped or its device failed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("engine_unavailable"),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+        }
+    }
+
+    /// 408: the client did not send its whole request in time.
+    pub fn request_timeout(secs: u64) -> Self {
+        Self {
+            code: Some("request_timeout"),
+            ..Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                format!("the request body did not arrive within {secs} s"),
+            )
+        }
+    }
+
     /// 500: the engine failed the request.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
@@ -184,13 +204,12 @@ impl From<SubmitError> for ApiError {
             }
             SubmitError::Rejected(r @ AddError::Duplicate(_)) => ApiError::internal(r.to_string()),
             SubmitError::QueueFull(n) => ApiError::overloaded(
-                format!("the server is overloaded: {n} requests are already waiting; retry later"),
+                format!("the server is overloaded: {n} sequences are already waiting; retry later"),
                 1,
             ),
-            SubmitError::EngineStopped => ApiError::overloaded(
-                "the engine has stopped; the server cannot serve requests",
-                5,
-            ),
+            SubmitError::EngineStopped => {
+                ApiError::unavailable("the engine has stopped; the server cannot serve requests")
+            }
         }
     }
 }
@@ -203,7 +222,7 @@ pub fn too_long(prompt: usize, max_tokens: usize, max_model_len: usize) -> ApiEr
             "this model's maximum context length is {max_model_len} tokens, but {} were requested \
              ({prompt} in the prompt, {max_tokens} for the completion); shorten the prompt or \
              lower max_tokens",
-            prompt + max_tokens
+            prompt.saturating_add(max_tokens)
         ),
     )
 }
@@ -220,9 +239,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// The whole body, within the size limit.
+/// The whole body, within the size limit and the read timeout (a client that sends half a
+/// body and stalls gets a 408 instead of holding its connection open for ever).
 pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|r| {
+    let read = tokio::time::timeout(state.read_timeout, Bytes::from_request(req, state));
+    let Ok(body) = read.await else {
+        return Err(ApiError::request_timeout(state.read_timeout.as_secs()));
+    };
+    body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::body_too_large(state.max_request_body)
         } else {

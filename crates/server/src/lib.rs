@@ -8,18 +8,21 @@
 //! run to completion, and [`serve`] returns once they are done or after the drain timeout.
 
 pub mod errors;
+pub mod limits;
 pub mod metrics;
 pub mod openai;
 pub mod router;
 pub mod sse;
 pub mod state;
 
-use std::future::{Future, IntoFuture};
-use std::sync::Arc;
+use std::future::Future;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use ingot_engine::EngineHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 pub use router::router;
 pub use state::{AppState, ServerConfig, ServerState};
@@ -35,6 +38,11 @@ pub async fn serve(
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
 /// for at most `cfg.drain_timeout`, and returns.
+///
+/// Connections are HTTP/1.1 through hyper directly (not `axum::serve`) for one setting
+/// axum does not expose: the header read timeout, so a client that sends half its headers
+/// and stalls is dropped after `cfg.read_timeout` (its body is bounded the same way, in
+/// `errors::read_body`).
 pub async fn serve_until(
     listener: TcpListener,
     engine: EngineHandle,
@@ -43,30 +51,49 @@ pub async fn serve_until(
 ) -> std::io::Result<()> {
     let state = ServerState::new(engine, &cfg);
     let app = router(state.clone());
-    let draining = Arc::new(Notify::new());
-    let notify = draining.clone();
-    let stats_state = state.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let s = stats_state.engine.stats();
-        tracing::info!(
-            running = s.num_running,
-            waiting = s.num_waiting,
-            "shutting down: no new connections; letting requests in flight finish"
-        );
-        notify.notify_one();
-    });
-    let timeout = cfg.drain_timeout;
-    tokio::select! {
-        result = server.into_future() => {
-            tracing::info!("server stopped");
-            result
-        }
-        _ = async { draining.notified().await; tokio::time::sleep(timeout).await } => {
-            tracing::warn!(?timeout, "requests still in flight after the drain timeout; stopping anyway");
-            Ok(())
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(cfg.read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let io = match accepted {
+                    Ok((io, _)) => io,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(app.clone());
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
         }
     }
+    drop(listener);
+    let s = state.engine.stats();
+    tracing::info!(
+        running = s.num_running,
+        waiting = s.num_waiting,
+        "shutting down: no new connections; letting requests in flight finish"
+    );
+    let timeout = cfg.drain_timeout;
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("server stopped"),
+        () = tokio::time::sleep(timeout) => {
+            tracing::warn!(?timeout, "requests still in flight after the drain timeout; stopping anyway");
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -3,12 +3,13 @@
 //! internally), so it is one `Arc` cloned into each request.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ingot_engine::EngineHandle;
 use ingot_tokenizer::Tokenizer;
 
 use crate::errors::ApiError;
+use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
 
 /// Settings of the HTTP layer (the engine has its own).
@@ -21,7 +22,11 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_request_body: usize,
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits anyway.
-    pub drain_timeout: std::time::Duration,
+    pub drain_timeout: Duration,
+    /// Most choices (`n`) one prompt may ask for (`--max-n`).
+    pub max_n: usize,
+    /// The longest a client may take to send a request's headers, or its body (408 beyond).
+    pub read_timeout: Duration,
 }
 
 pub struct ServerState {
@@ -29,6 +34,8 @@ pub struct ServerState {
     pub model_name: String,
     pub api_key: Option<String>,
     pub max_request_body: usize,
+    pub read_timeout: Duration,
+    pub limits: RequestLimits,
     pub metrics: Metrics,
     /// Unix seconds at start-up (the `created` of `/v1/models`).
     pub started: u64,
@@ -39,7 +46,16 @@ pub type AppState = Arc<ServerState>;
 impl ServerState {
     pub fn new(engine: EngineHandle, cfg: &ServerConfig) -> AppState {
         let metrics = Metrics::new(&cfg.model_name, engine.config().max_model_len);
+        let c = engine.config();
+        let limits = RequestLimits::new(
+            cfg.max_n,
+            engine.max_waiting(),
+            engine.tokenizer(),
+            c.max_model_len.min(c.kv_tokens()),
+        );
         Arc::new(ServerState {
+            read_timeout: cfg.read_timeout,
+            limits,
             engine,
             model_name: cfg.model_name.clone(),
             api_key: cfg.api_key.clone(),

@@ -50,6 +50,8 @@ fn app(engine: EngineHandle, api_key: Option<&str>) -> Router {
         api_key: api_key.map(str::to_string),
         max_request_body: 1 << 16,
         drain_timeout: Duration::from_secs(5),
+        max_n: ingot_server::limits::DEFAULT_MAX_N,
+        read_timeout: Duration::from_secs(30),
     };
     router(ServerState::new(engine, &cfg))
 }

@@ -172,16 +172,28 @@ impl SamplingFields {
     }
 }
 
-/// Checks that the prompt plus the output budget fit the model length.
+/// Checks that the prompt plus the output budget fit the model length. A prompt that
+/// alone fills the context is the fault of `prompt_param` (`prompt`, `messages`); one that
+/// leaves too little room for `max_tokens`, of `max_tokens`.
 pub fn check_length(
     prompt: usize,
     max_tokens: usize,
     max_model_len: usize,
+    prompt_param: &str,
 ) -> Result<(), ApiError> {
     if prompt == 0 {
-        return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
+        return Err(ApiError::invalid_param(prompt_param, "the prompt is empty"));
     }
-    if prompt + max_tokens > max_model_len {
+    if prompt >= max_model_len {
+        return Err(ApiError::invalid_param(
+            prompt_param,
+            format!(
+                "the prompt is {prompt} tokens; this model's maximum context length is \
+                 {max_model_len} tokens, which must also hold at least one generated token"
+            ),
+        ));
+    }
+    if prompt.saturating_add(max_tokens) > max_model_len {
         return Err(too_long(prompt, max_tokens, max_model_len));
     }
     Ok(())
@@ -343,17 +355,25 @@ mod tests {
 
     #[test]
     fn length_and_stream_option_checks() {
-        assert!(check_length(10, 6, 16).is_ok());
-        let e = check_length(10, 7, 16).unwrap_err();
+        assert!(check_length(10, 6, 16, "prompt").is_ok());
+        let e = check_length(10, 7, 16, "prompt").unwrap_err();
         assert!(
             e.message.contains("16") && e.message.contains("17"),
             "{}",
             e.message
         );
         assert_eq!(
-            check_length(0, 1, 16).unwrap_err().param.as_deref(),
+            check_length(0, 1, 16, "prompt")
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("prompt")
         );
+        let e = check_length(16, 1, 16, "messages").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert!(e.message.contains("16 tokens"), "{}", e.message);
+        let e = check_length(3, usize::MAX, 16, "prompt").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
         assert!(check_token_ids(&[0, 99], 100, "prompt").is_ok());
         assert!(check_token_ids(&[100], 100, "prompt").is_err());
         let opts = StreamOptions {

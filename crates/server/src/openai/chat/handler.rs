@@ -27,7 +27,12 @@ pub async fn create(
     }: GenerationBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
-    let plan = req.plan(&sampling, state.tokenizer(), state.max_model_len())?;
+    let plan = req.plan(
+        &sampling,
+        state.tokenizer(),
+        state.max_model_len(),
+        &state.limits,
+    )?;
     let n = plan.params.n;
     let prompt_len = plan.prompt.len();
     let streams = generation::submit(&state, vec![plan.prompt], plan.params, plan.priority).await?;

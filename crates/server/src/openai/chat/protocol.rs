@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
+use crate::limits::{self, RequestLimits};
 use crate::openai::common::{self, SamplingFields, StreamOptions, UsageInfo};
 use crate::openai::logprobs::{ChatLogprobs, IdMap};
 
@@ -67,6 +68,14 @@ pub fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiErro
             "at least one message is required",
         ));
     }
+    if messages.len() > limits::MAX_MESSAGES {
+        return Err(limits::too_many(
+            "messages",
+            messages.len(),
+            limits::MAX_MESSAGES,
+            "messages",
+        ));
+    }
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
@@ -90,6 +99,14 @@ pub fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiErro
         let content = match &m.content {
             Some(MessageContent::Text(s)) => s.clone(),
             Some(MessageContent::Parts(parts)) => {
+                if parts.len() > limits::MAX_CONTENT_PARTS {
+                    return Err(limits::too_many(
+                        &format!("{param}.content"),
+                        parts.len(),
+                        limits::MAX_CONTENT_PARTS,
+                        "content parts",
+                    ));
+                }
                 let mut texts = Vec::with_capacity(parts.len());
                 for (j, p) in parts.iter().enumerate() {
                     match (p.kind.as_str(), &p.text) {
@@ -191,6 +208,21 @@ pub struct ChatPlan {
 }
 
 impl ChatRequest {
+    /// Bytes of message text (the rendered prompt is longer: the template adds its markup).
+    fn text_bytes(&self) -> usize {
+        let content = |c: &MessageContent| match c {
+            MessageContent::Text(s) => s.len(),
+            MessageContent::Parts(p) => p
+                .iter()
+                .map(|p| p.text.as_ref().map_or(0, String::len))
+                .sum(),
+        };
+        self.messages
+            .iter()
+            .map(|m| m.content.as_ref().map_or(0, content))
+            .fold(0, usize::saturating_add)
+    }
+
     /// Checks the request, renders and tokenizes the prompt and builds the sampling
     /// parameters. Without a limit, the output may fill the model length.
     pub fn plan(
@@ -198,7 +230,11 @@ impl ChatRequest {
         sampling: &SamplingFields,
         tok: &Tokenizer,
         max_model_len: usize,
+        limits: &RequestLimits,
     ) -> Result<ChatPlan, ApiError> {
+        limits.check_sampling(sampling)?;
+        limits.check_seqs(1, sampling.n.unwrap_or(1), "n")?;
+        limits.check_text(self.text_bytes(), "messages")?;
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::unsupported(
                 "tools",
@@ -257,7 +293,7 @@ impl ChatRequest {
             Some(m) => m,
             None => max_model_len.saturating_sub(prompt.len()).max(1),
         };
-        common::check_length(prompt.len(), max_tokens, max_model_len)?;
+        common::check_length(prompt.len(), max_tokens, max_model_len, "messages")?;
         let params = sampling.to_params(max_tokens, top_logprobs, tok.vocab_size())?;
         Ok(ChatPlan {
             prompt,
@@ -344,7 +380,8 @@ mod tests {
 
     impl Body {
         fn plan(&self, tok: &Tokenizer, max_model_len: usize) -> Result<ChatPlan, ApiError> {
-            self.0.plan(&self.1, tok, max_model_len)
+            let limits = RequestLimits::new(8, Some(16), tok, max_model_len);
+            self.0.plan(&self.1, tok, max_model_len, &limits)
         }
     }
 
@@ -464,6 +501,26 @@ mod tests {
             (
                 json!({"messages": [{"role": "user", "content": "x"}], "temperature": -0.5}),
                 "temperature",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "n": 9}),
+                "n",
+            ),
+            (
+                json!({"messages": vec![json!({"role": "user", "content": "x"}); limits::MAX_MESSAGES + 1]}),
+                "messages",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": vec![json!({"type": "text", "text": "x"}); limits::MAX_CONTENT_PARTS + 1]}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "word ".repeat(20_000)}]}),
+                "messages",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "word ".repeat(150)}], "max_tokens": 1}),
+                "messages",
             ),
         ];
         for (json, field) in cases {

@@ -25,7 +25,12 @@ pub async fn create(
     }: GenerationBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
-    let plan = req.plan(&sampling, state.tokenizer(), state.max_model_len())?;
+    let plan = req.plan(
+        &sampling,
+        state.tokenizer(),
+        state.max_model_len(),
+        &state.limits,
+    )?;
     let n = plan.params.n;
     let ids: Vec<Vec<u32>> = plan.prompts.iter().map(|p| p.ids.clone()).collect();
     let lens = ids.iter().map(Vec::len).collect();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::errors::ApiError;
+use crate::limits::RequestLimits;
 use crate::openai::common::{self, SamplingFields, StreamOptions, UsageInfo};
 use crate::openai::logprobs::{CompletionLogprobs, IdMap};
 
@@ -71,7 +72,17 @@ impl CompletionRequest {
         sampling: &SamplingFields,
         tok: &Tokenizer,
         max_model_len: usize,
+        limits: &RequestLimits,
     ) -> Result<CompletionPlan, ApiError> {
+        // Counts and sizes first, before any tokenizing.
+        limits.check_sampling(sampling)?;
+        let n = sampling.n.unwrap_or(1);
+        let num_prompts = match &self.prompt {
+            PromptInput::Text(_) | PromptInput::Tokens(_) => 1,
+            PromptInput::Texts(v) => v.len(),
+            PromptInput::TokenLists(v) => v.len(),
+        };
+        limits.check_seqs(num_prompts, n, if n > 1 { "n" } else { "prompt" })?;
         if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::unsupported("suffix", "suffix is not supported"));
         }
@@ -96,6 +107,7 @@ impl CompletionRequest {
         let add_special = self.add_special_tokens.unwrap_or(true);
         let vocab = tok.vocab_size();
         let encode = |text: &str| {
+            limits.check_text(text.len(), "prompt")?;
             let ids = tok.encode(text, add_special).map_err(|e| {
                 ApiError::invalid_param("prompt", format!("tokenizing failed: {e}"))
             })?;
@@ -105,6 +117,7 @@ impl CompletionRequest {
             })
         };
         let from_ids = |ids: &[u32]| {
+            common::check_length(ids.len(), 1, max_model_len, "prompt")?;
             common::check_token_ids(ids, vocab, "prompt")?;
             let text = if echo {
                 tok.decode(ids, false).unwrap_or_default()
@@ -137,7 +150,7 @@ impl CompletionRequest {
             self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)
         };
         for p in &prompts {
-            common::check_length(p.ids.len(), max_tokens, max_model_len)?;
+            common::check_length(p.ids.len(), max_tokens, max_model_len, "prompt")?;
         }
         let mut params = sampling.to_params(max_tokens, self.logprobs, vocab)?;
         let echo_logprobs = echo && self.logprobs.is_some();
@@ -208,7 +221,9 @@ mod tests {
     fn plan(v: Value) -> Result<CompletionPlan, ApiError> {
         let r: CompletionRequest = serde_json::from_value(v.clone()).unwrap();
         let sampling: SamplingFields = serde_json::from_value(v).unwrap();
-        r.plan(&sampling, &tokenizer(), 64)
+        let tok = tokenizer();
+        let limits = RequestLimits::new(8, Some(16), &tok, 64);
+        r.plan(&sampling, &tok, 64, &limits)
     }
 
     #[test]
@@ -258,6 +273,17 @@ mod tests {
                 "stream_options",
             ),
             (json!({"prompt": "x", "n": 0}), "n"),
+            (json!({"prompt": "x", "n": 9}), "n"),
+            (json!({"prompt": "x", "n": 2, "best_of": 9}), "best_of"),
+            (json!({"prompt": ["a", "b", "c"], "n": 6}), "n"),
+            (json!({"prompt": vec!["a"; 17]}), "prompt"),
+            (json!({"prompt": "word ".repeat(10_000)}), "prompt"),
+            (json!({"prompt": vec![5; 64]}), "prompt"),
+            (
+                json!({"prompt": "x", "max_tokens": usize::MAX}),
+                "max_tokens",
+            ),
+            (json!({"prompt": "x", "stop": vec!["s"; 65]}), "stop"),
         ];
         for (v, field) in cases {
             let e = plan(v.clone()).unwrap_err();
