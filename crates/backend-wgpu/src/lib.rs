@@ -100,6 +100,13 @@ impl WgpuBackend {
         self.gpu.sync()
     }
 
+    /// Destroys the device, as a driver reset or a GPU taken away would: every later verb
+    /// fails with the device-lost error. For fault-injection tests of the layers above
+    /// (engine, server); nothing else calls it.
+    pub fn lose_device(&self) {
+        self.gpu.device.destroy();
+    }
+
     /// `paged_attention` with the split-KV path chosen by `split` instead of by
     /// [`use_split`] (tests and benchmarks; the results are the same bits either way).
     pub fn paged_attention_split(

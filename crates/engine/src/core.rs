@@ -5,15 +5,16 @@
 //! request's sink. A request with `n > 1` becomes `n` scheduler requests (its choices) that
 //! share the prompt's blocks through the prefix cache; choice `i` of a seeded request draws
 //! from seed + i. A runner failure fails every request of that step with an error and emits
-//! no token for it; the engine keeps serving the others.
+//! no token for it; the engine keeps serving the others, unless the device stays broken
+//! (lost): then every request fails and the engine refuses new ones (`fault`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ingot_runner::ModelRunner;
 use ingot_scheduler::{
-    AddError, FinishReason, Request, RequestId, SamplingParams, SamplingParamsError, Scheduler,
-    SchedulerConfig,
+    AddError, FinishReason, Request, RequestId, RequestStatus, SamplingParams, SamplingParamsError,
+    Scheduler, SchedulerConfig, SchedulerOutput,
 };
 use ingot_tensor::Backend;
 use ingot_tokenizer::Tokenizer;
@@ -46,6 +47,9 @@ pub enum SubmitError {
     EngineStopped,
     #[error("the waiting queue is full ({0} sequences)")]
     QueueFull(usize),
+    /// The device failed; the engine refuses all work until restarted.
+    #[error("{0}")]
+    DeviceFailed(String),
 }
 
 /// Cumulative counters and current gauges, for metrics and tests.
@@ -87,6 +91,9 @@ pub struct EngineCore<B: Backend> {
     parents: HashMap<u64, (Sink, Vec<RequestId>)>,
     next_child: RequestId,
     stats: EngineStats,
+    /// Set (once) when a step failed and the device stays broken: why the engine refuses
+    /// work. Shared so that the handle sees it before the failed requests hear of it.
+    fault: Arc<OnceLock<String>>,
 }
 
 impl<B: Backend> EngineCore<B> {
@@ -108,6 +115,7 @@ impl<B: Backend> EngineCore<B> {
             parents: HashMap::new(),
             next_child: 0,
             stats: EngineStats::default(),
+            fault: Arc::default(),
         }
     }
 
@@ -148,6 +156,29 @@ impl<B: Backend> EngineCore<B> {
         self.scheduler.num_waiting()
     }
 
+    /// Why the engine refuses work for good, once its device failed.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.get().map(String::as_str)
+    }
+
+    /// The cell [`EngineCore::fault`] reads, for a handle on another thread.
+    pub fn fault_cell(&self) -> Arc<OnceLock<String>> {
+        self.fault.clone()
+    }
+
+    /// Where each live choice of request `parent` is in its life, by choice index (empty
+    /// once the request ended). For tests and debugging.
+    pub fn choice_statuses(&self, parent: u64) -> Vec<RequestStatus> {
+        let mut live: Vec<(usize, RequestStatus)> = self
+            .choices
+            .iter()
+            .filter(|(_, c)| c.parent == parent)
+            .filter_map(|(id, c)| Some((c.index, self.scheduler.request(*id)?.status)))
+            .collect();
+        live.sort_by_key(|&(i, _)| i);
+        live.into_iter().map(|(_, s)| s).collect()
+    }
+
     /// Number of requests the runner still tracks (0 once everything finished).
     pub fn runner_tracked(&self) -> usize {
         self.runner.num_tracked()
@@ -155,6 +186,9 @@ impl<B: Backend> EngineCore<B> {
 
     /// Queues a request; its outputs go to `sink`.
     pub fn add_request(&mut self, req: EngineRequest, sink: Sink) -> Result<(), SubmitError> {
+        if let Some(fault) = self.fault.get() {
+            return Err(SubmitError::DeviceFailed(fault.clone()));
+        }
         req.params.validate(self.runner.vocab_size())?;
         if self.parents.contains_key(&req.id) {
             return Err(AddError::Duplicate(req.id).into());
@@ -214,11 +248,7 @@ impl<B: Backend> EngineCore<B> {
         let mut sampled = match self.runner.execute(&out) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "step failed; failing its requests");
-                let failed: Vec<RequestId> = out.scheduled.iter().map(|r| r.id).collect();
-                for id in failed {
-                    self.fail_choice(id, &format!("the engine failed to run this request: {e}"));
-                }
+                self.step_failed(&out, &e.to_string());
                 return worked;
             }
         };
@@ -238,6 +268,48 @@ impl<B: Backend> EngineCore<B> {
             self.emit(r.id, s, r.finished);
         }
         worked
+    }
+
+    /// A failed step fails the requests it ran; none of them gets a token from it. If the
+    /// device is still broken afterwards (lost, or its error is sticky), every later step
+    /// would fail too: then every request in flight fails now, and the engine refuses new
+    /// ones with the reason, which `/health` reports.
+    fn step_failed(&mut self, out: &SchedulerOutput, error: &str) {
+        let (failed, message): (Vec<RequestId>, String) = match self.runner.backend.sync() {
+            Ok(()) => {
+                tracing::error!(error, "step failed; failing its requests");
+                let ids = out.scheduled.iter().map(|r| r.id).collect();
+                (
+                    ids,
+                    format!("the engine failed to run this request: {error}"),
+                )
+            }
+            Err(still) => {
+                let fault = format!(
+                    "the device failed and cannot run requests (restart the server): {still}"
+                );
+                tracing::error!(error, "{fault}; failing every request in flight");
+                let _ = self.fault.set(fault.clone());
+                (self.choices.keys().copied().collect(), fault)
+            }
+        };
+        for id in failed {
+            self.fail_choice(id, &message);
+        }
+    }
+
+    /// Puts the engine out of service after a step panicked (its bookkeeping may be half
+    /// updated, so the scheduler is not touched): every request in flight gets `message`
+    /// as its error, and every later submission is refused with it.
+    pub fn fail_all(&mut self, message: &str) {
+        tracing::error!("{message}; failing every request in flight");
+        let _ = self.fault.set(message.to_string());
+        for (_, choice) in self.choices.drain() {
+            if let Some((sink, _)) = self.parents.get(&choice.parent) {
+                let _ = sink.send(choice.error_output(message));
+            }
+        }
+        self.parents.clear();
     }
 
     fn emit(
@@ -329,21 +401,27 @@ impl<B: Backend> EngineCore<B> {
         let Some(choice) = self.choices.remove(&id) else {
             return;
         };
-        let out = RequestOutput {
-            request_id: choice.parent,
-            index: choice.index,
+        self.deliver(choice.parent, id, choice.error_output(message));
+    }
+}
+
+impl Choice {
+    /// The last output of a choice that failed: no token, the error, its usage so far.
+    fn error_output(&self, message: &str) -> RequestOutput {
+        RequestOutput {
+            request_id: self.parent,
+            index: self.index,
             token_ids: Vec::new(),
             text: String::new(),
             logprobs: Vec::new(),
             prompt_logprobs: None,
             finish_reason: None,
             usage: Usage {
-                prompt_tokens: choice.prompt_tokens,
-                completion_tokens: choice.completion_tokens,
-                cached_tokens: choice.cached_tokens.unwrap_or(0),
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.completion_tokens,
+                cached_tokens: self.cached_tokens.unwrap_or(0),
             },
             error: Some(message.to_string()),
-        };
-        self.deliver(choice.parent, id, out);
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use ingot_tensor::Backend;
@@ -28,6 +28,8 @@ enum Command {
 
 struct Shared {
     stats: Mutex<EngineStats>,
+    /// Why the engine refuses work for good (a failed device), once it does.
+    fault: Arc<OnceLock<String>>,
     alive: AtomicBool,
     next_id: AtomicU64,
     /// Most sequences allowed to wait (each of a request's `n` choices counts); None for
@@ -109,6 +111,7 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             stats: Mutex::new(core.stats()),
+            fault: core.fault_cell(),
             alive: AtomicBool::new(true),
             next_id: AtomicU64::new(0),
             max_waiting,
@@ -143,6 +146,17 @@ impl EngineHandle {
         self.shared.alive.load(Ordering::Acquire)
     }
 
+    /// Ok while the engine serves; otherwise why it cannot (stopped, or its device failed).
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(fault) = self.shared.fault.get() {
+            return Err(fault.clone());
+        }
+        if !self.is_alive() {
+            return Err("the engine has stopped".into());
+        }
+        Ok(())
+    }
+
     /// The queue limit in sequences, if any.
     pub fn max_waiting(&self) -> Option<usize> {
         self.shared.max_waiting
@@ -150,7 +164,7 @@ impl EngineHandle {
 
     /// Counters as of the last step.
     pub fn stats(&self) -> EngineStats {
-        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.shared.stats)
     }
 
     /// Submits a request; its id is assigned here.
@@ -188,21 +202,25 @@ impl EngineHandle {
 
 fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<Shared>) {
     let publish = |core: &EngineCore<B>| {
-        *shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = core.stats();
+        *lock(&shared.stats) = core.stats();
     };
     let handle = |core: &mut EngineCore<B>, cmd: Command| match cmd {
         Command::Add(req, sink, ack) => {
             let waiting = core.num_waiting();
             let result = match shared.max_waiting {
-                Some(max) if waiting + req.params.n > max => Err(SubmitError::QueueFull(waiting)),
+                Some(max) if core.fault().is_none() && waiting + req.params.n > max => {
+                    Err(SubmitError::QueueFull(waiting))
+                }
                 _ => core.add_request(*req, sink),
             };
             let _ = ack.send(result);
         }
         Command::Abort(id) => core.abort(id),
     };
+    // After a fault the thread stays, answering submissions with the fault, so clients and
+    // /health learn why; it never steps again.
     loop {
-        if !core.has_unfinished() {
+        if !core.has_unfinished() || core.fault().is_some() {
             publish(&core);
             match rx.recv() {
                 Ok(cmd) => handle(&mut core, cmd),
@@ -212,12 +230,25 @@ fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<S
         while let Ok(cmd) = rx.try_recv() {
             handle(&mut core, cmd);
         }
+        if core.fault().is_some() {
+            continue;
+        }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.step()));
-        if result.is_err() {
-            tracing::error!("the engine step panicked; the engine stops");
-            break;
+        if let Err(panic) = result {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            core.fail_all(&format!(
+                "the engine hit an internal error and stopped serving (restart the server): {what}"
+            ));
         }
         publish(&core);
     }
     shared.alive.store(false, Ordering::Release);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

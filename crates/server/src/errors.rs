@@ -210,6 +210,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::EngineStopped => {
                 ApiError::unavailable("the engine has stopped; the server cannot serve requests")
             }
+            SubmitError::DeviceFailed(why) => ApiError::unavailable(why),
         }
     }
 }

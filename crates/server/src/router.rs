@@ -39,12 +39,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 while the engine thread runs; 503 once it has stopped.
+/// 200 while the engine serves; 503 with the reason once it has stopped or its device
+/// failed.
 async fn health(State(state): State<AppState>) -> Response {
-    if state.engine.is_alive() {
-        StatusCode::OK.into_response()
-    } else {
-        ApiError::overloaded("the engine has stopped", 5).into_response()
+    match state.engine.health() {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(why) => ApiError::unavailable(why).into_response(),
     }
 }
 
