@@ -42,8 +42,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="ingot-serve-", suffix=".log", delete=False)
+        defaults = [] if "--kv-cache-memory" in flags else ["--kv-cache-memory", "512MiB"]
         cmd = [ingot_bin(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--kv-cache-memory", "512MiB", *flags]
+               *defaults, *flags]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_healthy()
 
