@@ -1,4 +1,6 @@
-//! `/tokenize` and `/detokenize`: straight calls into the tokenizer the engine uses.
+//! `/tokenize` and `/detokenize`: straight calls into the tokenizer the engine uses. A text
+//! as large as the body limit allows takes a while to tokenize, so the work runs on the
+//! blocking pool, never on a thread that streams other requests' tokens.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +14,7 @@ pub async fn tokenize(
     JsonBody(req): JsonBody<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     state.check_model(req.model.as_deref())?;
-    Ok(Json(req.run(state.tokenizer(), state.max_model_len())?))
+    blocking(move || req.run(state.tokenizer(), state.max_model_len())).await
 }
 
 pub async fn detokenize(
@@ -20,5 +22,14 @@ pub async fn detokenize(
     JsonBody(req): JsonBody<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
     state.check_model(req.model.as_deref())?;
-    Ok(Json(req.run(state.tokenizer())?))
+    blocking(move || req.run(state.tokenizer())).await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<Json<T>, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
+        .map(Json)
 }
