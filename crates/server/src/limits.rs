@@ -5,9 +5,9 @@
 //! legitimate client sends: `n` follows OpenAI's documented maximum (128), `messages` its
 //! array limit (2048); stop strings, `logit_bias` and `stop_token_ids` allow well beyond
 //! OpenAI's few entries. Text is bounded by what could ever fit the context: a prompt of
-//! more than `max_model_len x` (the longest vocabulary entry, in bytes) cannot tokenize to
-//! fewer than `max_model_len` tokens, so it is refused before the tokenizer spends time on
-//! it. The request body (`--max-request-body`) and the queue (`--max-queue`, counted in
+//! more than `max_model_len x` (the longest vocabulary entry, in bytes) `x 4` (a margin for
+//! normalizers) cannot tokenize to fewer than `max_model_len` tokens, so it is refused
+//! before the tokenizer spends time on it. The request body (`--max-request-body`) and the queue (`--max-queue`, counted in
 //! sequences: each of `n` choices of each prompt is one) bound the rest.
 
 use ingot_tokenizer::Tokenizer;
@@ -26,6 +26,10 @@ pub const MAX_STOP_TOKEN_IDS: usize = 1024;
 /// Messages of one chat request (OpenAI's limit), and content parts of one message.
 pub const MAX_MESSAGES: usize = 2048;
 pub const MAX_CONTENT_PARTS: usize = 1024;
+
+/// Normalizers (NFKC and the like) may shorten text before it is split into tokens; no
+/// common one shrinks it by more than this factor, so text beyond it never fits.
+const NORMALIZER_MARGIN: usize = 4;
 
 /// The limits of one server: the configured ones and those derived from the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +53,9 @@ impl RequestLimits {
         Self {
             max_n,
             max_seqs: max_queue.unwrap_or(usize::MAX),
-            max_prompt_bytes: max_model_len.saturating_mul(longest_token_bytes(tok)),
+            max_prompt_bytes: max_model_len
+                .saturating_mul(longest_token_bytes(tok))
+                .saturating_mul(NORMALIZER_MARGIN),
         }
     }
 

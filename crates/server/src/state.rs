@@ -46,12 +46,11 @@ pub type AppState = Arc<ServerState>;
 impl ServerState {
     pub fn new(engine: EngineHandle, cfg: &ServerConfig) -> AppState {
         let metrics = Metrics::new(&cfg.model_name, engine.config().max_model_len);
-        let c = engine.config();
         let limits = RequestLimits::new(
             cfg.max_n,
             engine.max_waiting(),
             engine.tokenizer(),
-            c.max_model_len.min(c.kv_tokens()),
+            context_len(&engine),
         );
         Arc::new(ServerState {
             read_timeout: cfg.read_timeout,
@@ -72,8 +71,7 @@ impl ServerState {
     /// The longest prompt + output a request may ask for: the model length, or less when
     /// the whole KV cache holds fewer tokens (a longer request could never run).
     pub fn max_model_len(&self) -> usize {
-        let c = self.engine.config();
-        c.max_model_len.min(c.kv_tokens())
+        context_len(&self.engine)
     }
 
     /// A request naming another model gets 404; naming none is fine (as in vLLM).
@@ -83,6 +81,12 @@ impl ServerState {
             _ => Ok(()),
         }
     }
+}
+
+/// See [`ServerState::max_model_len`].
+fn context_len(engine: &EngineHandle) -> usize {
+    let c = engine.config();
+    c.max_model_len.min(c.kv_tokens())
 }
 
 pub fn unix_now() -> u64 {
