@@ -10,6 +10,12 @@ pub mod offline;
 pub mod output;
 pub mod stop;
 
+/// The request and response types (one home, `ingot-api`), for the engine's users.
+pub use ingot_api as api;
+pub use ingot_api::{
+    AddError, FinishReason, MAX_LOGPROBS, SamplingParams, SamplingParamsError, TokenLogprobs,
+};
+
 pub use config::EngineConfig;
 pub use core::{EngineCore, EngineRequest, EngineStats, SubmitError};
 pub use handle::{EngineHandle, RequestStream};

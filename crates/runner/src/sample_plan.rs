@@ -25,7 +25,7 @@ use ingot_tensor::sampling::{SAMPLE_PARAM_WORDS, top_logprobs_width};
 use ingot_tensor::{Backend, Shape, Tensor};
 
 use crate::input_batch::LogitsRow;
-use crate::sampler::{SamplingState, TokenLogprobs};
+use crate::sampler::{SamplingState, TokenLogprobs, from_device_row};
 
 /// Where a logits row's token (or prompt log-probabilities) comes from this step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +168,7 @@ impl SamplePlan {
             for (j, &i) in members.iter().enumerate() {
                 let own_k = states[i as usize].device_logprobs().unwrap_or(0).min(v);
                 let row = &vals[j * w..(j + 1) * w];
-                logprobs.insert(i as usize, TokenLogprobs::from_device_row(row, own_k));
+                logprobs.insert(i as usize, from_device_row(row, own_k));
             }
         }
         let host = match (&host_logits, host_rows.len()) {

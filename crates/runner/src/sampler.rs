@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+pub use ingot_api::TokenLogprobs;
 use ingot_scheduler::SamplingParams;
 use ingot_tensor::sampling::{
     SAMPLE_PARAM_WORDS, SampleScratch, sample_params, sample_row_with, top_logprobs_row,
@@ -183,14 +184,6 @@ impl SamplingState {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct TokenLogprobs {
-    pub token: u32,
-    pub logprob: f32,
-    /// The most likely tokens with their log-probabilities, best first.
-    pub top: Vec<(u32, f32)>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
 pub struct Sampled {
     pub token: u32,
     pub logprobs: Option<TokenLogprobs>,
@@ -199,21 +192,18 @@ pub struct Sampled {
     pub prompt_logprobs: Option<Vec<TokenLogprobs>>,
 }
 
-impl TokenLogprobs {
-    /// The list from one row of the `top_logprobs` verb's output (`[id_c, lp_c, id_1, lp_1,
-    /// ..]`, ids as f32 bits), keeping its first `k` top entries (at most the row's):
-    /// exactly the struct and order [`logprobs`] builds on the host.
-    pub fn from_device_row(row: &[f32], k: usize) -> TokenLogprobs {
-        let top = row[2..]
-            .chunks_exact(2)
-            .take(k)
-            .map(|p| (p[0].to_bits(), p[1]))
-            .collect();
-        TokenLogprobs {
-            token: row[0].to_bits(),
-            logprob: row[1],
-            top,
-        }
+/// The list from one row of the `top_logprobs` verb's output (`[id_c, lp_c, id_1, lp_1, ..]`,
+/// ids as f32 bits), keeping its first `k` top entries (at most the row's).
+pub fn from_device_row(row: &[f32], k: usize) -> TokenLogprobs {
+    let top = row[2..]
+        .chunks_exact(2)
+        .take(k)
+        .map(|p| (p[0].to_bits(), p[1]))
+        .collect();
+    TokenLogprobs {
+        token: row[0].to_bits(),
+        logprob: row[1],
+        top,
     }
 }
 
@@ -236,7 +226,7 @@ pub fn logprobs(logits: &[f32], token: u32, k: usize) -> TokenLogprobs {
     let k = k.min(logits.len());
     let mut out = vec![0.0f32; top_logprobs_width(k)];
     top_logprobs_row(logits, token, k, &mut out);
-    TokenLogprobs::from_device_row(&out, k)
+    from_device_row(&out, k)
 }
 
 impl Sampler {
@@ -586,7 +576,7 @@ mod tests {
             let w = 2 * (1 + k);
             assert_eq!(out.len(), rows * w);
             for r in 0..rows {
-                let got = TokenLogprobs::from_device_row(&out[r * w..(r + 1) * w], k);
+                let got = from_device_row(&out[r * w..(r + 1) * w], k);
                 let row = &logits[r * v..(r + 1) * v];
                 let want = logprobs(row, tokens[r], k);
                 assert_eq!(got, want, "v {v} k {k} row {r}");

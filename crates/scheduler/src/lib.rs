@@ -3,10 +3,9 @@
 
 pub mod output;
 pub mod request;
-pub mod sampling_params;
 pub mod scheduler;
 
+pub use ingot_api::{AddError, MAX_LOGPROBS, SamplingParams, SamplingParamsError};
 pub use output::{NewRequest, ScheduledRequest, SchedulerOutput};
 pub use request::{FinishReason, Request, RequestId, RequestStatus};
-pub use sampling_params::{MAX_LOGPROBS, SamplingParams, SamplingParamsError};
-pub use scheduler::{AddError, Scheduler, SchedulerConfig, StepResult};
+pub use scheduler::{Scheduler, SchedulerConfig, StepResult};

@@ -6,28 +6,7 @@ use ingot_kv_cache::KvCacheBlocks;
 
 use crate::SamplingParams;
 
-pub type RequestId = u64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    /// EOS, a stop token or a stop string.
-    Stop,
-    /// `max_tokens` or the model length reached.
-    Length,
-    /// Aborted by the client (or the engine).
-    Abort,
-}
-
-impl FinishReason {
-    /// OpenAI's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Abort => "abort",
-        }
-    }
-}
+pub use ingot_api::{FinishReason, RequestId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestStatus {

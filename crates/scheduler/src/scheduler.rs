@@ -17,6 +17,7 @@ use ingot_kv_cache::{KvCacheManager, KvCacheStats};
 
 use crate::output::{NewRequest, ScheduledRequest, SchedulerOutput};
 use crate::request::{FinishReason, Request, RequestId, RequestStatus};
+use ingot_api::AddError;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -26,32 +27,6 @@ pub struct SchedulerConfig {
     pub num_blocks: usize,
     pub block_size: usize,
     pub enable_prefix_caching: bool,
-}
-
-/// Why a request cannot be accepted at all.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AddError {
-    #[error("request {0} already exists")]
-    Duplicate(RequestId),
-    #[error("the prompt is empty")]
-    EmptyPrompt,
-    #[error(
-        "prompt of {prompt} tokens plus max_tokens {max_tokens} exceeds the model length of {max_model_len} tokens"
-    )]
-    TooLong {
-        prompt: usize,
-        max_tokens: usize,
-        max_model_len: usize,
-    },
-    #[error(
-        "request needs {needed} KV blocks for {tokens} tokens, but the whole cache has {available}; \
-         it could never run (raise --kv-cache-memory or lower max_tokens)"
-    )]
-    CannotFit {
-        tokens: usize,
-        needed: usize,
-        available: usize,
-    },
 }
 
 /// What one step did to one request.

@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ingot_engine::SubmitError;
-use ingot_scheduler::{AddError, SamplingParamsError};
+use ingot_engine::api::{AddError, SamplingParamsError};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 

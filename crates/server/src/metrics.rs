@@ -18,7 +18,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 use ingot_engine::EngineStats;
-use ingot_scheduler::FinishReason;
+use ingot_engine::api::FinishReason;
 
 const PREFIX: &str = "ingot:";
 

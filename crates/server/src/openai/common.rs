@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{FromRequest, Request};
-use ingot_scheduler::{MAX_LOGPROBS, SamplingParams};
+use ingot_engine::api::{MAX_LOGPROBS, SamplingParams};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

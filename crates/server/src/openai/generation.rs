@@ -12,9 +12,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, BoxStream, SelectAll, Stream, StreamExt};
+use ingot_engine::api::TokenLogprobs;
+use ingot_engine::api::{FinishReason, SamplingParams};
 use ingot_engine::{RequestOutput, RequestStream};
-use ingot_runner::TokenLogprobs;
-use ingot_scheduler::{FinishReason, SamplingParams};
 
 use crate::errors::ApiError;
 use crate::metrics::RequestRecord;

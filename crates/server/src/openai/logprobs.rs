@@ -12,7 +12,7 @@
 //! GPT-2's byte-to-unicode map, and its text is then written `bytes:\xNN...` as OpenAI does.
 //! Non-finite logprobs (JSON has no -inf) are clamped to -9999, as vLLM does.
 
-use ingot_runner::TokenLogprobs;
+use ingot_engine::api::TokenLogprobs;
 use ingot_tokenizer::Tokenizer;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 

@@ -6,7 +6,7 @@
 //! or a list of `{"type": "text", "text"}` parts (joined with newlines). Anything else (images,
 //! tool messages, tools, structured output) is a 400 that says it is not supported yet.
 
-use ingot_scheduler::SamplingParams;
+use ingot_engine::api::SamplingParams;
 use ingot_tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use ingot_engine::RequestOutput;
-use ingot_runner::TokenLogprobs;
+use ingot_engine::api::TokenLogprobs;
 use serde_json::Value;
 
 use super::protocol::{Completion, CompletionChoice, CompletionPlan, CompletionRequest};

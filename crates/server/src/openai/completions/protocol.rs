@@ -5,7 +5,7 @@
 //! each prompt is its own engine request with `n` choices, numbered prompt-major as OpenAI
 //! does. `echo` puts the prompt text before each choice's text. `max_tokens` defaults to 16.
 
-use ingot_scheduler::SamplingParams;
+use ingot_engine::api::SamplingParams;
 use ingot_tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
