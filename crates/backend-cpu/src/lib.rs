@@ -35,7 +35,6 @@ use half::{bf16, f16};
 use ingot_tensor::backend::Result;
 use ingot_tensor::{
     AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, RopeStyle, Shape, Tensor,
-    check,
 };
 use std::sync::Arc;
 
@@ -268,25 +267,12 @@ impl Backend for CpuBackend {
         "cpu"
     }
 
-    fn supports(&self, op: Op, dtype: DType) -> bool {
-        match op {
-            // Weights: floats, or GGUF blocks read as blocks (`quant/`).
-            Op::Matmul | Op::Embedding => dtype.is_float() || dtype.is_quantized(),
-            Op::GatherRows => !dtype.is_quantized(),
-            // The KV cache dtype (activations are f32).
-            Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm
-            | Op::Rope
-            | Op::SiluMul
-            | Op::Add
-            | Op::Argmax
-            | Op::Sample
-            | Op::TopLogprobs => dtype == DType::F32,
-        }
+    /// Every GGUF block format: matmul and embedding read blocks (`quant/`).
+    fn reads_blocks(&self, dtype: DType) -> bool {
+        dtype.is_quantized()
     }
 
-    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
-        check::upload("from_f32", data.len(), &shape);
+    fn from_f32_impl(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
         let storage = match dtype {
             DType::F32 => CpuStorage::F32(data.to_vec()),
             DType::F16 => {
@@ -305,13 +291,11 @@ impl Backend for CpuBackend {
         Ok(tensor(storage, shape))
     }
 
-    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
-        check::upload("from_u32", data.len(), &shape);
+    fn from_u32_impl(&self, data: &[u32], shape: Shape) -> Result<T> {
         Ok(tensor(CpuStorage::U32(data.to_vec()), shape))
     }
 
-    fn from_blocks(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
-        check::from_blocks(bytes.len(), &shape, dtype);
+    fn from_blocks_impl(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
         let storage = CpuStorage::Blocks {
             dtype,
             bytes: bytes.to_vec(),
@@ -334,8 +318,7 @@ impl Backend for CpuBackend {
         Ok(tensor(storage, shape))
     }
 
-    fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
-        check::to_f32(t);
+    fn to_f32_impl(&self, t: &T) -> Result<Vec<f32>> {
         Ok(match t.storage() {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F16(v) => v.to_f32_vec(),
@@ -344,16 +327,14 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
-        check::to_u32(t);
+    fn to_u32_impl(&self, t: &T) -> Result<Vec<u32>> {
         match t.storage() {
             CpuStorage::U32(v) => Ok(v.clone()),
             _ => unreachable!("checked above"),
         }
     }
 
-    fn embedding(&self, table: &T, ids: &T) -> Result<T> {
-        check::embedding(table, ids);
+    fn embedding_impl(&self, table: &T, ids: &T) -> Result<T> {
         let h = table.dims()[1];
         let ids_v = u32s(ids);
         let out = match table.storage() {
@@ -368,8 +349,7 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::F32(out), Shape::new([ids_v.len(), h])))
     }
 
-    fn rms_norm(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
-        check::rms_norm(x, residual.as_deref(), weight);
+    fn rms_norm_impl(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
         let xv = f32s(x, Op::RmsNorm)?;
         let wv = f32s(weight, Op::RmsNorm)?;
         let res = match residual {
@@ -380,8 +360,7 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::F32(out), x.shape().clone()))
     }
 
-    fn matmul(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
-        check::matmul(x, w, bias);
+    fn matmul_impl(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
         let (t, k, n) = (x.dims()[0], x.dims()[1], w.dims()[0]);
         let xv = f32s(x, Op::Matmul)?;
         let bv = bias.map(|b| f32s(b, Op::Matmul)).transpose()?;
@@ -398,7 +377,7 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, n])))
     }
 
-    fn rope(
+    fn rope_impl(
         &self,
         q: &mut T,
         k: &mut T,
@@ -406,7 +385,6 @@ impl Backend for CpuBackend {
         inv_freq: &T,
         style: RopeStyle,
     ) -> Result<()> {
-        check::rope(q, k, positions, inv_freq);
         let d = q.dims()[2];
         let pos = u32s(positions);
         let freq = f32s(inv_freq, Op::Rope)?;
@@ -416,7 +394,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn kv_write(
+    fn kv_write_impl(
         &self,
         k: &T,
         v: &T,
@@ -424,7 +402,6 @@ impl Backend for CpuBackend {
         v_cache: &mut T,
         slot_mapping: &T,
     ) -> Result<()> {
-        check::kv_write(k, v, k_cache, v_cache, slot_mapping);
         let dims = cache_dims(k_cache);
         let (kv, vv) = (f32s(k, Op::KvWrite)?, f32s(v, Op::KvWrite)?);
         let slots = u32s(slot_mapping);
@@ -440,7 +417,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn paged_attention(
+    fn paged_attention_impl(
         &self,
         q: &T,
         k_cache: &T,
@@ -448,7 +425,6 @@ impl Backend for CpuBackend {
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
     ) -> Result<T> {
-        check::paged_attention(q, k_cache, v_cache, meta, &params);
         let dims = cache_dims(k_cache);
         let qv = f32s(q, Op::PagedAttention)?;
         let varlen = attention::Varlen {
@@ -473,16 +449,14 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::F32(out), q.shape().clone()))
     }
 
-    fn silu_mul(&self, x: &T) -> Result<T> {
-        check::silu_mul(x);
+    fn silu_mul_impl(&self, x: &T) -> Result<T> {
         let (t, two_i) = (x.dims()[0], x.dims()[1]);
         let xv = f32s(x, Op::SiluMul)?;
         let out = self.run(|| pointwise::silu_mul(xv, two_i));
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
     }
 
-    fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {
-        check::gather_rows(x, idx);
+    fn gather_rows_impl(&self, x: &T, idx: &T) -> Result<T> {
         let h = x.dims()[1];
         let iv = u32s(idx);
         let storage = match x.storage() {
@@ -495,23 +469,20 @@ impl Backend for CpuBackend {
         Ok(tensor(storage, Shape::new([iv.len(), h])))
     }
 
-    fn add(&self, a: &T, b: &T) -> Result<T> {
-        check::add(a, b);
+    fn add_impl(&self, a: &T, b: &T) -> Result<T> {
         let (av, bv) = (f32s(a, Op::Add)?, f32s(b, Op::Add)?);
         let out = self.run(|| pointwise::add(av, bv));
         Ok(tensor(CpuStorage::F32(out), a.shape().clone()))
     }
 
-    fn argmax(&self, logits: &T) -> Result<T> {
-        check::argmax(logits);
+    fn argmax_impl(&self, logits: &T) -> Result<T> {
         let (t, v) = (logits.dims()[0], logits.dims()[1]);
         let lv = f32s(logits, Op::Argmax)?;
         let out = self.run(|| pointwise::argmax(lv, v));
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
     }
 
-    fn sample(&self, logits: &T, params: &T) -> Result<T> {
-        check::sample(logits, params);
+    fn sample_impl(&self, logits: &T, params: &T) -> Result<T> {
         let (t, v) = (logits.dims()[0], logits.dims()[1]);
         let lv = f32s(logits, Op::Sample)?;
         let pv = u32s(params);
@@ -519,8 +490,7 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
     }
 
-    fn top_logprobs(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
-        check::top_logprobs(logits, tokens, k);
+    fn top_logprobs_impl(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
         let (t, v) = (logits.dims()[0], logits.dims()[1]);
         let lv = f32s(logits, Op::TopLogprobs)?;
         let tv = u32s(tokens);

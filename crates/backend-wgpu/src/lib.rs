@@ -3,8 +3,9 @@
 //! (NVIDIA, AMD, Intel, and Mesa's lavapipe, which is how CI executes them) and DX12
 //! (DESIGN.md §5).
 //!
-//! Layout: `device.rs` chooses the adapter, opens the device, captures errors and owns the
-//! pending command encoder; `storage.rs` is a tensor's buffer (or buffers, for a weight
+//! Layout: `device/` chooses the adapter, opens the device, captures errors, keeps the
+//! caches and the buffer pool and owns the pending command encoder (a module per concern);
+//! `storage.rs` is a tensor's buffer (or buffers, for a weight
 //! larger than one storage binding); `kernels/` holds the pipeline cache and one launcher
 //! per kernel family; `shaders/` the WGSL, one file per family; `params.rs` the uniform
 //! structs mirrored in WGSL.
@@ -27,7 +28,7 @@ pub mod kernels;
 pub mod params;
 mod storage;
 
-pub use device::{AdapterSummary, WgpuOptions, probe};
+pub use device::{AdapterSummary, WgpuOptions};
 pub use kernels::attention::{AttentionSplit, use_split};
 pub use kernels::{ShaderModuleSource, shader_modules};
 pub use storage::WgpuStorage;
@@ -40,7 +41,7 @@ use ingot_tensor::{
     Tensor, check,
 };
 
-use device::Gpu;
+use device::{Capabilities, Gpu};
 use kernels::Pipelines;
 
 type T = Tensor<WgpuBackend>;
@@ -64,7 +65,11 @@ impl WgpuBackend {
     /// Opens the best adapter (see [`WgpuOptions`]) and builds every pipeline. Fails when no
     /// acceptable adapter exists or a shader is rejected.
     pub fn new(opts: WgpuOptions) -> Result<Self> {
-        let gpu = Gpu::open(&opts)?;
+        let adapter = device::pick(opts.allow_software)
+            .ok_or_else(|| device::no_adapter(opts.allow_software))?;
+        let caps = Capabilities::of(&adapter);
+        let coop = kernels::matmul_coop::choose(&caps);
+        let gpu = Gpu::open(&adapter, &caps, &opts, coop)?;
         let pipelines = Pipelines::build(&gpu)?;
         tracing::info!("GPU backend on {}", gpu.summary);
         Ok(Self {
@@ -119,6 +124,19 @@ impl WgpuBackend {
         split: AttentionSplit,
     ) -> Result<T> {
         check::paged_attention(q, k_cache, v_cache, meta, &params);
+        self.attention(q, k_cache, v_cache, meta, params, split)
+    }
+
+    /// `paged_attention` on path `split`, after its checks.
+    fn attention(
+        &self,
+        q: &T,
+        k_cache: &T,
+        v_cache: &T,
+        meta: &AttentionMeta<'_, Self>,
+        params: AttentionParams,
+        split: AttentionSplit,
+    ) -> Result<T> {
         f32_only(Op::PagedAttention, &[q])?;
         kernels::attention::paged_attention(
             self,
@@ -181,6 +199,14 @@ impl WgpuBackend {
     }
 }
 
+/// The adapter [`WgpuBackend::new`] would choose, without opening a device (for
+/// `--backend auto`).
+pub fn probe(allow_software: bool) -> Option<AdapterSummary> {
+    let caps = Capabilities::of(&device::pick(allow_software)?);
+    let coop = kernels::matmul_coop::choose(&caps);
+    Some(AdapterSummary::new(&caps, coop))
+}
+
 fn unsupported(op: Op, dtype: DType) -> BackendError {
     BackendError::Unsupported {
         op,
@@ -204,29 +230,11 @@ impl Backend for WgpuBackend {
         "wgpu"
     }
 
-    fn supports(&self, op: Op, dtype: DType) -> bool {
-        match op {
-            Op::Matmul | Op::Embedding => dtype.is_float(),
-            Op::GatherRows => !dtype.is_quantized(),
-            // The KV cache dtype (activations are f32).
-            Op::KvWrite | Op::PagedAttention => check::KV_CACHE_DTYPES.contains(&dtype),
-            Op::RmsNorm
-            | Op::Rope
-            | Op::SiluMul
-            | Op::Add
-            | Op::Argmax
-            | Op::Sample
-            | Op::TopLogprobs => dtype == DType::F32,
-        }
-    }
-
-    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
-        check::upload("from_f32", data.len(), &shape);
+    fn from_f32_impl(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<T> {
         self.upload(&storage::encode(data, dtype), shape, dtype)
     }
 
-    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<T> {
-        check::upload("from_u32", data.len(), &shape);
+    fn from_u32_impl(&self, data: &[u32], shape: Shape) -> Result<T> {
         self.upload(bytemuck::cast_slice(data), shape, DType::U32)
     }
 
@@ -250,29 +258,24 @@ impl Backend for WgpuBackend {
         Ok(Tensor::from_parts(storage, shape, dtype))
     }
 
-    fn to_f32(&self, t: &T) -> Result<Vec<f32>> {
-        check::to_f32(t);
+    fn to_f32_impl(&self, t: &T) -> Result<Vec<f32>> {
         Ok(storage::decode(&self.download(t)?, t.dtype()))
     }
 
-    fn to_u32(&self, t: &T) -> Result<Vec<u32>> {
-        check::to_u32(t);
+    fn to_u32_impl(&self, t: &T) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec(&self.download(t)?))
     }
 
-    fn embedding(&self, table: &T, ids: &T) -> Result<T> {
-        check::embedding(table, ids);
+    fn embedding_impl(&self, table: &T, ids: &T) -> Result<T> {
         kernels::embedding::embedding(self, &self.pipelines, table, ids)
     }
 
-    fn rms_norm(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
-        check::rms_norm(x, residual.as_deref(), weight);
+    fn rms_norm_impl(&self, x: &T, residual: Option<&mut T>, weight: &T, eps: f32) -> Result<T> {
         f32_only(Op::RmsNorm, &[x, weight])?;
         kernels::norm::rms_norm(self, &self.pipelines, x, residual, weight, eps)
     }
 
-    fn matmul(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
-        check::matmul(x, w, bias);
+    fn matmul_impl(&self, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
         f32_only(Op::Matmul, &[x])?;
         if let Some(b) = bias {
             f32_only(Op::Matmul, &[b])?;
@@ -280,7 +283,7 @@ impl Backend for WgpuBackend {
         kernels::matmul::matmul(self, &self.pipelines, x, w, bias)
     }
 
-    fn rope(
+    fn rope_impl(
         &self,
         q: &mut T,
         k: &mut T,
@@ -288,12 +291,11 @@ impl Backend for WgpuBackend {
         inv_freq: &T,
         style: RopeStyle,
     ) -> Result<()> {
-        check::rope(q, k, positions, inv_freq);
         f32_only(Op::Rope, &[q, k])?;
         kernels::rope::rope(self, &self.pipelines, q, k, positions, inv_freq, style)
     }
 
-    fn kv_write(
+    fn kv_write_impl(
         &self,
         k: &T,
         v: &T,
@@ -301,12 +303,11 @@ impl Backend for WgpuBackend {
         v_cache: &mut T,
         slot_mapping: &T,
     ) -> Result<()> {
-        check::kv_write(k, v, k_cache, v_cache, slot_mapping);
         f32_only(Op::KvWrite, &[k, v])?;
         kernels::attention::kv_write(self, &self.pipelines, k, v, k_cache, v_cache, slot_mapping)
     }
 
-    fn paged_attention(
+    fn paged_attention_impl(
         &self,
         q: &T,
         k_cache: &T,
@@ -314,40 +315,34 @@ impl Backend for WgpuBackend {
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
     ) -> Result<T> {
-        self.paged_attention_split(q, k_cache, v_cache, meta, params, AttentionSplit::Auto)
+        self.attention(q, k_cache, v_cache, meta, params, AttentionSplit::Auto)
     }
 
-    fn silu_mul(&self, x: &T) -> Result<T> {
-        check::silu_mul(x);
+    fn silu_mul_impl(&self, x: &T) -> Result<T> {
         f32_only(Op::SiluMul, &[x])?;
         kernels::pointwise::silu_mul(self, &self.pipelines, x)
     }
 
-    fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {
-        check::gather_rows(x, idx);
+    fn gather_rows_impl(&self, x: &T, idx: &T) -> Result<T> {
         kernels::pointwise::gather_rows(self, &self.pipelines, x, idx)
     }
 
-    fn add(&self, a: &T, b: &T) -> Result<T> {
-        check::add(a, b);
+    fn add_impl(&self, a: &T, b: &T) -> Result<T> {
         f32_only(Op::Add, &[a, b])?;
         kernels::pointwise::add(self, &self.pipelines, a, b)
     }
 
-    fn argmax(&self, logits: &T) -> Result<T> {
-        check::argmax(logits);
+    fn argmax_impl(&self, logits: &T) -> Result<T> {
         f32_only(Op::Argmax, &[logits])?;
         kernels::sample::argmax(self, &self.pipelines, logits)
     }
 
-    fn sample(&self, logits: &T, params: &T) -> Result<T> {
-        check::sample(logits, params);
+    fn sample_impl(&self, logits: &T, params: &T) -> Result<T> {
         f32_only(Op::Sample, &[logits])?;
         kernels::sample::sample(self, &self.pipelines, logits, params)
     }
 
-    fn top_logprobs(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
-        check::top_logprobs(logits, tokens, k);
+    fn top_logprobs_impl(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
         f32_only(Op::TopLogprobs, &[logits])?;
         kernels::sample::top_logprobs(self, &self.pipelines, logits, tokens, k)
     }

@@ -20,7 +20,7 @@ pub struct Part {
 }
 
 /// A GPU tensor's elements: usually one part. Dropping it returns its buffers to the
-/// device's pool (see `device.rs`).
+/// device's pool (see `device/buffers.rs`).
 pub struct WgpuStorage {
     pub(crate) parts: Vec<Part>,
     pub(crate) home: Arc<Gpu>,

@@ -2,7 +2,8 @@
 //!
 //! Verbs return new tensors, except where the point of the verb is to update state in place
 //! (rope, kv_write, the residual of rms_norm). A backend is free to pool the allocations
-//! behind returned tensors. Every verb checks its preconditions with [`crate::check`] first.
+//! behind returned tensors. Every verb checks its preconditions with [`crate::check`] first:
+//! the trait's provided methods do, then call the backend's `*_impl` method.
 //!
 //! Paged KV cache: per layer, K and V caches are `[num_blocks, num_kv_heads, block_size,
 //! head_dim]`. Token `t` of a step is written to slot `slot_mapping[t]` =
@@ -80,6 +81,16 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
 }
 
+/// The verbs. Each public verb is a provided method that runs its preconditions
+/// ([`crate::check`], `#[track_caller]`) and then calls the backend's `*_impl` method, so
+/// the checks are written once and no backend can forget them; a backend implements the
+/// `*_impl` methods and never overrides the public ones. Model and runner code calls the
+/// public verbs only: an `*_impl` method may assume its preconditions hold.
+///
+/// Adding a verb: an [`Op`] variant (and its dtype rule in [`Backend::supports`]), its
+/// preconditions in [`crate::check`], a provided method here that checks and delegates, the
+/// required `*_impl` method beside it, an implementation in every backend, and a case in
+/// the conformance suite (`ingot_testkit::conformance`).
 pub trait Backend: Send + Sync + 'static {
     /// Where a tensor's elements live.
     type Storage: Send + Sync;
@@ -87,25 +98,73 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Whether `op` is implemented for tensors of `dtype` (the weight dtype for matmul and
-    /// embedding).
-    fn supports(&self, op: Op, dtype: DType) -> bool;
+    /// embedding, the cache dtype for kv_write and paged_attention), the same rule for
+    /// every backend: weights in f32/f16/bf16, or in a GGUF block format where
+    /// [`Backend::reads_blocks`] says so; gathers of any dense dtype; KV caches in one of
+    /// [`crate::check::KV_CACHE_DTYPES`]; f32 activations for everything else.
+    fn supports(&self, op: Op, dtype: DType) -> bool {
+        match op {
+            Op::Matmul | Op::Embedding => {
+                dtype.is_float() || (dtype.is_quantized() && self.reads_blocks(dtype))
+            }
+            Op::GatherRows => !dtype.is_quantized(),
+            Op::KvWrite | Op::PagedAttention => crate::check::KV_CACHE_DTYPES.contains(&dtype),
+            Op::RmsNorm
+            | Op::Rope
+            | Op::SiluMul
+            | Op::Add
+            | Op::Argmax
+            | Op::Sample
+            | Op::TopLogprobs => dtype == DType::F32,
+        }
+    }
+
+    /// Whether matmul and embedding read weights kept in GGUF block format `dtype` (see
+    /// [`Backend::from_blocks`]). The default: no block formats.
+    fn reads_blocks(&self, dtype: DType) -> bool {
+        let _ = dtype;
+        false
+    }
 
     // ---- data movement ----
 
     /// Copies host floats to a new tensor of `dtype` (converted if not f32).
     #[allow(clippy::wrong_self_convention)] // a constructor on the backend, not a conversion of self
-    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn from_f32(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<Tensor<Self>> {
+        crate::check::upload("from_f32", data.len(), &shape);
+        self.from_f32_impl(data, shape, dtype)
+    }
+    /// [`Backend::from_f32`] after its checks.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_f32_impl(&self, data: &[f32], shape: Shape, dtype: DType) -> Result<Tensor<Self>>;
+
     /// Copies host integers (ids, positions, tables) to a new u32 tensor.
     #[allow(clippy::wrong_self_convention)]
-    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn from_u32(&self, data: &[u32], shape: Shape) -> Result<Tensor<Self>> {
+        crate::check::upload("from_u32", data.len(), &shape);
+        self.from_u32_impl(data, shape)
+    }
+    /// [`Backend::from_u32`] after its checks.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_u32_impl(&self, data: &[u32], shape: Shape) -> Result<Tensor<Self>>;
+
     /// A new matrix `[N, K]` of GGUF blocks (`dtype` a block format, `K` a multiple of its
     /// block size) from exactly its bytes, laid out as ggml lays them out
-    /// ([`crate::quant`]): weights kept quantized. Backends that keep no block formats leave
-    /// the default, which reports the dtype unsupported; `supports(Op::Matmul, dtype)` says
+    /// ([`crate::quant`]): weights kept quantized. `supports(Op::Matmul, dtype)` says
     /// whether a backend can use such a tensor.
     #[allow(clippy::wrong_self_convention)]
+    #[track_caller]
     fn from_blocks(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<Tensor<Self>> {
         crate::check::from_blocks(bytes.len(), &shape, dtype);
+        self.from_blocks_impl(bytes, shape, dtype)
+    }
+    /// [`Backend::from_blocks`] after its checks. Backends that keep no block formats leave
+    /// the default, which reports the dtype unsupported.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_blocks_impl(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<Tensor<Self>> {
+        let _ = (bytes, shape);
         Err(BackendError::Unsupported {
             op: Op::Matmul,
             dtype,
@@ -113,22 +172,54 @@ pub trait Backend: Send + Sync + 'static {
         })
     }
 
-    /// A new zero-filled tensor (KV caches).
+    /// A new zero-filled tensor (KV caches). Any shape and dtype: there is nothing to check.
     fn zeros(&self, shape: Shape, dtype: DType) -> Result<Tensor<Self>>;
+
     /// Copies a float tensor back to the host as f32.
-    fn to_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
+    #[track_caller]
+    fn to_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>> {
+        crate::check::to_f32(t);
+        self.to_f32_impl(t)
+    }
+    /// [`Backend::to_f32`] after its checks.
+    fn to_f32_impl(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
+
     /// Copies a u32 tensor back to the host.
-    fn to_u32(&self, t: &Tensor<Self>) -> Result<Vec<u32>>;
+    #[track_caller]
+    fn to_u32(&self, t: &Tensor<Self>) -> Result<Vec<u32>> {
+        crate::check::to_u32(t);
+        self.to_u32_impl(t)
+    }
+    /// [`Backend::to_u32`] after its checks.
+    fn to_u32_impl(&self, t: &Tensor<Self>) -> Result<Vec<u32>>;
 
     // ---- verbs ----
 
     /// Gathers rows of `table` [V, H] for `ids` [T] -> [T, H].
-    fn embedding(&self, table: &Tensor<Self>, ids: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn embedding(&self, table: &Tensor<Self>, ids: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::embedding(table, ids);
+        self.embedding_impl(table, ids)
+    }
+    /// [`Backend::embedding`] after its checks.
+    fn embedding_impl(&self, table: &Tensor<Self>, ids: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// RMS norm of each row of `x` [T, H] times `weight` [H].
     /// With `residual` [T, H]: first `residual += x`, then the norm is taken of the updated
     /// residual (vLLM's fused add + norm). Returns the normed rows.
+    #[track_caller]
     fn rms_norm(
+        &self,
+        x: &Tensor<Self>,
+        residual: Option<&mut Tensor<Self>>,
+        weight: &Tensor<Self>,
+        eps: f32,
+    ) -> Result<Tensor<Self>> {
+        crate::check::rms_norm(x, residual.as_deref(), weight);
+        self.rms_norm_impl(x, residual, weight, eps)
+    }
+    /// [`Backend::rms_norm`] after its checks.
+    fn rms_norm_impl(
         &self,
         x: &Tensor<Self>,
         residual: Option<&mut Tensor<Self>>,
@@ -138,7 +229,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `x` [T, K] times `w` [N, K] transposed, plus `bias` [N] -> [T, N].
     /// Each output element's reduction order depends only on K, never on T (batch invariance).
+    #[track_caller]
     fn matmul(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        bias: Option<&Tensor<Self>>,
+    ) -> Result<Tensor<Self>> {
+        crate::check::matmul(x, w, bias);
+        self.matmul_impl(x, w, bias)
+    }
+    /// [`Backend::matmul`] after its checks.
+    fn matmul_impl(
         &self,
         x: &Tensor<Self>,
         w: &Tensor<Self>,
@@ -147,7 +249,20 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Rotates `q` [T, Hq, D] and `k` [T, Hk, D] in place by `positions` [T] with the
     /// frequencies `inv_freq` [R/2] (R = rotated dims <= D; the rest pass through).
+    #[track_caller]
     fn rope(
+        &self,
+        q: &mut Tensor<Self>,
+        k: &mut Tensor<Self>,
+        positions: &Tensor<Self>,
+        inv_freq: &Tensor<Self>,
+        style: RopeStyle,
+    ) -> Result<()> {
+        crate::check::rope(q, k, positions, inv_freq);
+        self.rope_impl(q, k, positions, inv_freq, style)
+    }
+    /// [`Backend::rope`] after its checks.
+    fn rope_impl(
         &self,
         q: &mut Tensor<Self>,
         k: &mut Tensor<Self>,
@@ -157,7 +272,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Writes `k`, `v` [T, Hk, D] into the paged caches at `slot_mapping` [T].
+    #[track_caller]
     fn kv_write(
+        &self,
+        k: &Tensor<Self>,
+        v: &Tensor<Self>,
+        k_cache: &mut Tensor<Self>,
+        v_cache: &mut Tensor<Self>,
+        slot_mapping: &Tensor<Self>,
+    ) -> Result<()> {
+        crate::check::kv_write(k, v, k_cache, v_cache, slot_mapping);
+        self.kv_write_impl(k, v, k_cache, v_cache, slot_mapping)
+    }
+    /// [`Backend::kv_write`] after its checks.
+    fn kv_write_impl(
         &self,
         k: &Tensor<Self>,
         v: &Tensor<Self>,
@@ -169,7 +297,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Causal attention of `q` [T, Hq, D] over the paged caches -> [T, Hq, D].
     /// Varlen: sequences of any query and context lengths in one call (prefill chunks and
     /// decode rows mixed). GQA: query head `h` reads KV head `h / (Hq / Hk)`.
+    #[track_caller]
     fn paged_attention(
+        &self,
+        q: &Tensor<Self>,
+        k_cache: &Tensor<Self>,
+        v_cache: &Tensor<Self>,
+        meta: &AttentionMeta<'_, Self>,
+        params: AttentionParams,
+    ) -> Result<Tensor<Self>> {
+        crate::check::paged_attention(q, k_cache, v_cache, meta, &params);
+        self.paged_attention_impl(q, k_cache, v_cache, meta, params)
+    }
+    /// [`Backend::paged_attention`] after its checks.
+    fn paged_attention_impl(
         &self,
         q: &Tensor<Self>,
         k_cache: &Tensor<Self>,
@@ -179,13 +320,31 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Tensor<Self>>;
 
     /// `silu(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I].
-    fn silu_mul(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn silu_mul(&self, x: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::silu_mul(x);
+        self.silu_mul_impl(x)
+    }
+    /// [`Backend::silu_mul`] after its checks.
+    fn silu_mul_impl(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Rows `idx` [S] of `x` [T, H] -> [S, H].
-    fn gather_rows(&self, x: &Tensor<Self>, idx: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn gather_rows(&self, x: &Tensor<Self>, idx: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::gather_rows(x, idx);
+        self.gather_rows_impl(x, idx)
+    }
+    /// [`Backend::gather_rows`] after its checks.
+    fn gather_rows_impl(&self, x: &Tensor<Self>, idx: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Elementwise `a + b`, same shapes.
-    fn add(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn add(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::add(a, b);
+        self.add_impl(a, b)
+    }
+    /// [`Backend::add`] after its checks.
+    fn add_impl(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Greedy token choice: for each row of `logits` [T, V] (V >= 1; f32, other float dtypes
     /// are `Unsupported`), the index of its largest value -> [T] u32. Exactly [`crate::sampling::argmax_row`]'s semantics, which every backend
@@ -193,7 +352,13 @@ pub trait Backend: Send + Sync + 'static {
     /// maxima (`-0.0` ties `+0.0`), NaNs after index 0 ignored, 0 when the row's first
     /// value is NaN, 0 for a row of all `-inf`. Lets the runner read back T ids instead of
     /// T x V floats for greedy requests.
-    fn argmax(&self, logits: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn argmax(&self, logits: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::argmax(logits);
+        self.argmax_impl(logits)
+    }
+    /// [`Backend::argmax`] after its checks.
+    fn argmax_impl(&self, logits: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Temperature sampling with top-k, top-p and min-p filters, one token per row of
     /// `logits` [R, V] (f32; V >= 1) with `params` [R, 8] u32 -> [R] u32. A row's params are
@@ -203,7 +368,13 @@ pub trait Backend: Send + Sync + 'static {
     /// definition shared by every backend and by the runner's host sampler (Gumbel-max over
     /// counter-based noise, exact filter thresholds; see that module). Backends agree bit
     /// for bit except where `/`, `exp` or `ln` round differently (GPUs allow a few ulp).
-    fn sample(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>>;
+    #[track_caller]
+    fn sample(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::sample(logits, params);
+        self.sample_impl(logits, params)
+    }
+    /// [`Backend::sample`] after its checks.
+    fn sample_impl(&self, logits: &Tensor<Self>, params: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Log-probabilities of each row's chosen token and of its `k` most likely tokens:
     /// `logits` [R, V] f32 (V >= 1, `k <= V`), `tokens` [R] u32 -> [R, 2 * (1 + k)] f32
@@ -213,7 +384,18 @@ pub trait Backend: Send + Sync + 'static {
     /// `to_bits`, never as a number: small ids are subnormal floats). Every row follows
     /// [`crate::sampling::top_logprobs_row`], the one definition shared with the host sampler;
     /// backends agree on every id and, up to the rounding of `exp`/`ln`, on the values.
+    #[track_caller]
     fn top_logprobs(
+        &self,
+        logits: &Tensor<Self>,
+        tokens: &Tensor<Self>,
+        k: usize,
+    ) -> Result<Tensor<Self>> {
+        crate::check::top_logprobs(logits, tokens, k);
+        self.top_logprobs_impl(logits, tokens, k)
+    }
+    /// [`Backend::top_logprobs`] after its checks.
+    fn top_logprobs_impl(
         &self,
         logits: &Tensor<Self>,
         tokens: &Tensor<Self>,

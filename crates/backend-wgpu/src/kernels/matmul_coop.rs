@@ -23,7 +23,7 @@ use ingot_tensor::{BackendError, DType, Op, Shape, Tensor, check};
 
 use super::{Pipelines, ShaderModuleSource, u32_of};
 use crate::WgpuBackend;
-use crate::device::Gpu;
+use crate::device::{Capabilities, Gpu};
 use crate::params::MatmulParams;
 
 const SOURCE: &str = include_str!("../shaders/matmul_coop.wgsl");
@@ -122,14 +122,15 @@ pub(crate) fn is_coop_module(name: &str) -> bool {
     name.starts_with("matmul_coop")
 }
 
-/// The fragment edge the matmul will use on this adapter (16 or 8), or why it stays off.
-/// `features` are the device's (or, before it opens, the adapter's).
-pub(crate) fn choose(
-    info: &wgpu::AdapterInfo,
-    features: wgpu::Features,
-    limits: &wgpu::Limits,
-    configs: &[wgpu::CooperativeMatrixProperties],
-) -> std::result::Result<u32, String> {
+/// The fragment edge the matmul will use on an adapter with `caps` (16 or 8), or why it
+/// stays off. The device requests cooperative matrices only when this says `Ok`.
+pub(crate) fn choose(caps: &Capabilities) -> std::result::Result<u32, String> {
+    let Capabilities {
+        info,
+        features,
+        limits,
+        coop_configs: configs,
+    } = caps;
     match std::env::var(SWITCH).as_deref() {
         Ok("0") => return Err(format!("off ({SWITCH}=0)")),
         Ok("1") => {}
