@@ -6,9 +6,12 @@
 //! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
 //! type `WData` and `load_w(i) -> f32`; the KV-cache families likewise get a `kv_*.wgsl`
 //! snippet per cache dtype, and the token-choosing families (argmax, sample, top_logprobs)
-//! share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). Every pipeline is created up front, inside an error
-//! scope, because a shader the driver rejects can lose the whole device (GPU-NOTES): better
-//! to fail when the backend opens, with the module's name, than in the middle of a step.
+//! share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). The families that
+//! reduce across a workgroup (rms_norm, attention, sample, top_logprobs) share
+//! `reduce.wgsl` (`tree_sum`, `tree_max`: one fixed tree, sized by the family's
+//! `REDUCE_LANES`). Every pipeline is created up front, inside an error scope, because a
+//! shader the driver rejects can lose the whole device (GPU-NOTES): better to fail when the
+//! backend opens, with the module's name, than in the middle of a step.
 
 pub(crate) mod attention;
 pub(crate) mod embedding;
@@ -38,6 +41,7 @@ const KV_F16: &str = include_str!("../shaders/kv_f16.wgsl");
 const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const GATHER: &str = include_str!("../shaders/gather.wgsl");
 const RANK: &str = include_str!("../shaders/rank.wgsl");
+const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
@@ -86,12 +90,16 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         });
         v.push(ShaderModuleSource {
             name: format!("attention_{dtype}"),
-            source: format!("{snippet}\n{ATTENTION}"),
+            source: format!("{snippet}\n{REDUCE}\n{ATTENTION}"),
             entry_points: vec!["paged_attention", "attention_partial", "attention_merge"],
         });
     }
-    let plain: [(&str, &str, &[&'static str]); 4] = [
-        ("rms_norm", RMS_NORM, &["rms_norm", "rms_norm_residual"]),
+    v.push(ShaderModuleSource {
+        name: "rms_norm".into(),
+        source: format!("{REDUCE}\n{RMS_NORM}"),
+        entry_points: vec!["rms_norm", "rms_norm_residual"],
+    });
+    let plain: [(&str, &str, &[&'static str]); 3] = [
         ("rope", ROPE, &["rope"]),
         ("pointwise", POINTWISE, &["silu_mul", "add"]),
         ("gather", GATHER, &["gather_rows"]),
@@ -103,12 +111,12 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
     });
     v.push(ShaderModuleSource {
         name: "sample".into(),
-        source: format!("{RANK}\n{SAMPLE}"),
+        source: format!("{RANK}\n{REDUCE}\n{SAMPLE}"),
         entry_points: vec!["sample"],
     });
     v.push(ShaderModuleSource {
         name: "top_logprobs".into(),
-        source: format!("{RANK}\n{TOP_LOGPROBS}"),
+        source: format!("{RANK}\n{REDUCE}\n{TOP_LOGPROBS}"),
         entry_points: vec!["top_logprobs"],
     });
     v.extend(matmul_coop::shader_modules());

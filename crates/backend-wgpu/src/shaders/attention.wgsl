@@ -72,36 +72,10 @@ const NEG_BIG: f32 = -3.0e38;
 var<workgroup> q_sh: array<f32, 256>; // [D]
 var<workgroup> p_sh: array<f32, 64>; // [CH] exponentials of the chunk
 var<workgroup> rows_sh: array<u32, 64>; // [CH] cache offsets (elements) of the chunk's positions
-var<workgroup> red: array<f32, 64>; // [CH] reduction scratch
 var<workgroup> bad_sh: array<u32, 64>; // [CH] 1 where a block id was out of range
 
-fn tree_max(li: u32, v: f32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = CH / 2u; s > 0u; s = s >> 1u) {
-        if li < s {
-            red[li] = max(red[li], red[li + s]);
-        }
-        workgroupBarrier();
-    }
-    let m = red[0];
-    workgroupBarrier();
-    return m;
-}
-
-fn tree_sum(li: u32, v: f32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = CH / 2u; s > 0u; s = s >> 1u) {
-        if li < s {
-            red[li] = red[li] + red[li + s];
-        }
-        workgroupBarrier();
-    }
-    let m = red[0];
-    workgroupBarrier();
-    return m;
-}
+// `tree_max` and `tree_sum` (reduce.wgsl) over the chunk's CH lanes, one per position.
+const REDUCE_LANES: u32 = CH;
 
 // Where token t's query sits: its context is positions start..=pos of sequence `seq`.
 struct Query {

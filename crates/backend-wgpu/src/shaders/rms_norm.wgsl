@@ -20,20 +20,8 @@ struct NormParams {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>; // [T, H]
 @group(0) @binding(4) var<storage, read_write> residual: array<f32>; // [T, H]
 
-var<workgroup> partial: array<f32, 256>;
-
-// Sum of `v` over the workgroup in a fixed tree order; every invocation gets the result.
-fn tree_sum(li: u32, v: f32) -> f32 {
-    partial[li] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if li < s {
-            partial[li] = partial[li] + partial[li + s];
-        }
-        workgroupBarrier();
-    }
-    return partial[0];
-}
+// `tree_sum` (reduce.wgsl) over the 256 invocations.
+const REDUCE_LANES: u32 = 256u;
 
 fn inv_rms(sum_sq: f32) -> f32 {
     let mean = sum_sq / f32(params.hidden);

@@ -24,7 +24,6 @@ struct SampleParams {
 @group(0) @binding(3) var<storage, read_write> dst: array<u32>; // [rows]
 
 var<workgroup> red_key: array<u32, 256>;
-var<workgroup> red_sum: array<f32, 256>;
 var<workgroup> row_prm: array<u32, 8>;
 var<workgroup> wg_flag: u32;
 
@@ -65,20 +64,8 @@ fn prob(s: f32, m: f32) -> f32 {
     return exp(s - m);
 }
 
-// Sum of red_sum over the workgroup (fixed tree), returned to every invocation.
-fn tree_sum(li: u32, v: f32) -> f32 {
-    red_sum[li] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if li < s {
-            red_sum[li] = red_sum[li] + red_sum[li + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red_sum[0];
-    workgroupBarrier();
-    return total;
-}
+// `tree_sum` (reduce.wgsl) over the 256 invocations.
+const REDUCE_LANES: u32 = 256u;
 
 fn tree_count(li: u32, v: u32) -> u32 {
     red_key[li] = v;

@@ -29,7 +29,8 @@ struct TopLogprobsParams {
 @group(0) @binding(2) var<storage, read> tokens: array<u32>; // [rows]
 @group(0) @binding(3) var<storage, read_write> dst: array<u32>; // [rows, 2 (1 + k)]
 
-var<workgroup> red_f: array<f32, 256>;
+// `tree_max` and `tree_sum` (reduce.wgsl) over the 256 invocations.
+const REDUCE_LANES: u32 = 256u;
 
 @compute @workgroup_size(256)
 fn top_logprobs(
@@ -53,31 +54,14 @@ fn top_logprobs(
     for (var c = li; c < vocab; c += 256u) {
         m = max(m, bitcast<f32>(logits[base + c]));
     }
-    red_f[li] = m;
-    workgroupBarrier();
-    for (var h = 128u; h > 0u; h = h >> 1u) {
-        if li < h {
-            red_f[li] = max(red_f[li], red_f[li + h]);
-        }
-        workgroupBarrier();
-    }
-    let mx = red_f[0];
-    workgroupBarrier();
+    let mx = tree_max(li, m);
 
     // 2. The sum of exp(x - m) in the fixed order.
     var s = 0.0;
     for (var c = li; c < vocab; c += 256u) {
         s += exp(bitcast<f32>(logits[base + c]) - mx);
     }
-    red_f[li] = s;
-    workgroupBarrier();
-    for (var h = 128u; h > 0u; h = h >> 1u) {
-        if li < h {
-            red_f[li] = red_f[li] + red_f[li + h];
-        }
-        workgroupBarrier();
-    }
-    let lse = mx + log(red_f[0]);
+    let lse = mx + log(tree_sum(li, s));
 
     if li == 0u {
         let t = tokens[row];
