@@ -1,13 +1,14 @@
 //! Test support shared by the backend and engine test suites (dev-dependency only, never
-//! published). Everything here works on host data (`Vec<f32>` in, `Vec<f32>`/`Vec<f64>`
-//! out) so that it needs no backend type: each test turns the host data into tensors of
-//! the backend it tests.
+//! published). Most of it works on host data (`Vec<f32>` in, `Vec<f32>`/`Vec<f64>` out)
+//! so that it needs no backend type; [`conformance`] is generic over `B: Backend`.
 //!
 //! - [`rng`]: a seeded SplitMix64 generator for random test inputs;
 //! - [`reference`]: naive, f64-accumulating kernels the backends are checked against;
 //! - [`paged`]: random varlen batches whose KV blocks are scattered over a shuffled pool;
-//! - [`fixtures`]: the transformers references of the tiny models under `testdata/`.
+//! - [`fixtures`]: the transformers references of the tiny models under `testdata/`;
+//! - [`conformance`]: the one suite every backend runs ([`backend_conformance!`]).
 
+pub mod conformance;
 pub mod fixtures;
 pub mod paged;
 pub mod reference;

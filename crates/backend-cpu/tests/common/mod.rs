@@ -7,6 +7,7 @@ use ingot_tensor::{Backend, DType, Shape, Tensor};
 pub type T = Tensor<CpuBackend>;
 
 /// The shared seeded test RNG (SplitMix64).
+#[allow(unused_imports)] // not every test binary that includes this module draws numbers
 pub use ingot_testkit::Rng;
 
 pub fn f32t(be: &CpuBackend, data: &[f32], dims: &[usize]) -> T {
