@@ -1,5 +1,6 @@
 //! kv_write + paged_attention on the GPU against the CPU reference, and the batch
-//! invariance of GPU attention.
+//! invariance of GPU attention across its two paths (single pass and split-KV); the
+//! conformance suite (tests/conformance.rs) holds both backends to the f64 reference.
 //!
 //! Scenes: several sequences of odd lengths whose blocks are scattered over a shuffled pool,
 //! written with kv_write and attended in one varlen launch that mixes whole prompts, prompt
@@ -20,7 +21,8 @@ use common::*;
 use ingot_backend_cpu::CpuBackend;
 use ingot_backend_wgpu::{AttentionSplit, WgpuBackend};
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Tensor};
-use ingot_testkit::paged::{Geo, KvRows, Queries, Scene};
+use ingot_testkit::conformance::Paged;
+use ingot_testkit::paged::{Geo, Scene};
 
 /// paged_attention with a choice of path where the backend has one.
 trait Attend: Backend {
@@ -77,8 +79,9 @@ const F32_AUTO: Mode = Mode {
     split: AttentionSplit::Auto,
 };
 
-/// Runs kv_write of `writes` then paged_attention of `reads` on backend `be`; returns the
-/// attention output and both caches (widened to f32).
+/// Runs kv_write of `writes` then paged_attention of `reads` on backend `be` (tables
+/// padded to the longest one, no spare column); returns the attention output and both
+/// caches (widened to f32).
 fn run<B: Attend>(
     be: &B,
     scene: &Scene,
@@ -87,66 +90,13 @@ fn run<B: Attend>(
     window: Option<usize>,
     mode: Mode,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let g = scene.geo;
-    let shape = scene.cache_shape();
-    let nan = vec![f32::NAN; shape.iter().product()];
-    let f = |data: &[f32], dims: &[usize]| -> Tensor<B> {
-        be.from_f32(data, dims.into(), DType::F32).unwrap()
-    };
-    let u = |data: &[u32], dims: &[usize]| -> Tensor<B> { be.from_u32(data, dims.into()).unwrap() };
-    let cache = || {
-        be.from_f32(&nan, shape.as_slice().into(), mode.cache)
-            .unwrap()
-    };
-    let (mut kc, mut vc) = (cache(), cache());
-    let KvRows { k, v, slots } = scene.kv_rows(writes);
-    let t = slots.len();
-    be.kv_write(
-        &f(&k, &[t, g.hk, g.d]),
-        &f(&v, &[t, g.hk, g.d]),
-        &mut kc,
-        &mut vc,
-        &u(&slots, &[t]),
-    )
-    .unwrap();
-    // Tables padded to the longest one, no spare column.
-    let Queries {
-        q,
-        tables,
-        lens,
-        qsl,
-        max_blocks,
-    } = scene.queries(reads, 0);
-    let s = lens.len();
-    let tq = *qsl.last().unwrap() as usize;
-    let (bt, sl, ql) = (
-        u(&tables, &[s, max_blocks]),
-        u(&lens, &[s]),
-        u(&qsl, &[s + 1]),
-    );
-    let meta = AttentionMeta {
-        block_tables: &bt,
-        seq_lens: &sl,
-        query_start_loc: &ql,
-        max_seq_len: *lens.iter().max().unwrap() as usize,
-    };
-    let params = AttentionParams {
-        scale: 1.0 / (g.d as f32).sqrt(),
-        sliding_window: window,
-    };
-    let out = be.attend(
-        &f(&q, &[tq, g.hq, g.d]),
-        &kc,
-        &vc,
-        &meta,
-        params,
-        mode.split,
-    );
-    (
-        be.to_f32(&out).unwrap(),
-        be.to_f32(&kc).unwrap(),
-        be.to_f32(&vc).unwrap(),
-    )
+    let mut paged = Paged::new(be, scene, mode.cache);
+    paged.write(writes);
+    let out = paged.attend_with(reads, window, 0, |be, q, kc, vc, meta, params| {
+        be.attend(q, kc, vc, meta, params, mode.split)
+    });
+    let (k, v) = paged.caches();
+    (out, k, v)
 }
 
 #[track_caller]
