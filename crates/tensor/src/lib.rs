@@ -4,8 +4,9 @@
 //! Model code is written once, generic over `B: Backend`. A backend owns its storage type
 //! (host vectors on the CPU, buffers on a GPU); a [`Tensor`] pairs that storage with a shape
 //! and dtype, always contiguous and row-major. Shape and dtype preconditions of every verb
-//! live in [`check`], so each backend runs the same `#[track_caller]` asserts before it
-//! touches data: a wrong shape is a bug in the caller and must never reach a kernel.
+//! live in [`check`], and the trait's provided verbs run them (`#[track_caller]` asserts)
+//! before the backend's `*_impl` touches data: a wrong shape is a bug in the caller and
+//! must never reach a kernel.
 
 pub mod backend;
 pub mod check;
