@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, RopeStyle, Shape,
-    Tensor, check,
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, QkvHeads,
+    RopeStyle, Shape, Tensor, check,
 };
 
 use device::Gpu;
@@ -315,6 +315,55 @@ impl Backend for WgpuBackend {
         params: AttentionParams,
     ) -> Result<T> {
         self.paged_attention_split(q, k_cache, v_cache, meta, params, AttentionSplit::Auto)
+    }
+
+    fn matmul_add(&self, x: &T, w: &T, bias: Option<&T>, residual: &mut T) -> Result<()> {
+        check::matmul_add(x, w, bias, residual);
+        f32_only(Op::Matmul, &[x])?;
+        if let Some(b) = bias {
+            f32_only(Op::Matmul, &[b])?;
+        }
+        kernels::matmul::matmul_add(self, &self.pipelines, x, w, bias, residual)
+    }
+
+    fn matmul_silu_mul(&self, x: &T, w: &T) -> Result<T> {
+        check::matmul_silu_mul(x, w);
+        f32_only(Op::Matmul, &[x])?;
+        kernels::matmul::matmul_silu_mul(self, &self.pipelines, x, w)
+    }
+
+    fn rope_kv_write(
+        &self,
+        qkv: &T,
+        heads: QkvHeads,
+        positions: &T,
+        inv_freq: &T,
+        style: RopeStyle,
+        k_cache: &mut T,
+        v_cache: &mut T,
+        slot_mapping: &T,
+    ) -> Result<T> {
+        check::rope_kv_write(
+            qkv,
+            &heads,
+            positions,
+            inv_freq,
+            k_cache,
+            v_cache,
+            slot_mapping,
+        );
+        kernels::rope_kv::rope_kv_write(
+            self,
+            &self.pipelines,
+            qkv,
+            heads,
+            positions,
+            inv_freq,
+            style,
+            k_cache,
+            v_cache,
+            slot_mapping,
+        )
     }
 
     fn silu_mul(&self, x: &T) -> Result<T> {
