@@ -45,6 +45,10 @@ use kernels::Pipelines;
 
 type T = Tensor<WgpuBackend>;
 
+/// Uploads up to this size take a pooled buffer (see `WgpuBackend::upload`); weights, far
+/// larger, keep buffers of their own.
+const POOLED_UPLOAD_MAX_BYTES: usize = 1 << 20;
+
 /// The GPU backend. Cheap to clone: clones share the device, queue and pipelines.
 #[derive(Clone)]
 pub struct WgpuBackend {
@@ -148,9 +152,25 @@ impl WgpuBackend {
         ))
     }
 
-    /// Uploads encoded elements, split into parts when larger than one binding.
+    /// Uploads encoded elements, split into parts when larger than one binding. Small
+    /// tensors (a step's ids, positions, slots, block tables) go into a pooled buffer, so
+    /// that every step binds the same few buffers and finds its bind groups cached (a fresh
+    /// buffer per upload made every kernel reading it a bind group miss, and the buffers
+    /// released for good made the cache sweep itself). The pending commands are submitted
+    /// first: a pooled buffer may still be read by commands recorded earlier, and a queue
+    /// write lands before the commands of the next submission.
     fn upload(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
         let plan = storage::plan(&shape, dtype, self.gpu.split_bytes)?;
+        if bytes.len() <= POOLED_UPLOAD_MAX_BYTES && plan.len() == 1 {
+            let buffer = self.gpu.output(bytes.len() as u64, "upload")?;
+            self.gpu.flush()?;
+            let mut padded = bytes.to_vec();
+            padded.resize(buffer.size() as usize, 0);
+            self.gpu.queue.write_buffer(&buffer, 0, &padded);
+            let rows = storage::rows_of(&shape).0;
+            let storage = WgpuStorage::single(self.gpu.clone(), buffer, rows);
+            return Ok(Tensor::from_parts(storage, shape, dtype));
+        }
         let per_row = storage::rows_of(&shape).1 * dtype.size_in_bytes();
         let parts = plan
             .into_iter()
