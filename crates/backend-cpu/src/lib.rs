@@ -15,6 +15,7 @@
 //! rayon: the global pool by default, or a private pool ([`CpuBackend::with_threads`]).
 
 mod attention;
+mod fused;
 mod gather;
 mod lanes;
 mod matmul;
@@ -34,7 +35,8 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use ingot_tensor::backend::Result;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, RopeStyle, Shape, Tensor,
+    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, QkvHeads, RopeStyle, Shape,
+    Tensor,
 };
 use std::sync::Arc;
 
@@ -447,6 +449,45 @@ impl Backend for CpuBackend {
             (kc, _) => return Err(unsupported(Op::PagedAttention, kc.dtype())),
         };
         Ok(tensor(CpuStorage::F32(out), q.shape().clone()))
+    }
+
+    fn matmul_add_impl(&self, x: &T, w: &T, bias: Option<&T>, residual: &mut T) -> Result<()> {
+        let y = self.matmul(x, w, bias)?;
+        let yv = f32s(&y, Op::Matmul)?;
+        let rv = f32s_mut(residual, Op::Matmul)?;
+        self.run(|| fused::add_into(rv, yv));
+        Ok(())
+    }
+
+    fn matmul_silu_mul_impl(&self, x: &T, w: &T) -> Result<T> {
+        let gate_up = self.matmul(x, w, None)?; // [T, 2I]
+        self.silu_mul(&gate_up)
+    }
+
+    fn rope_kv_write_impl(
+        &self,
+        qkv: &T,
+        heads: QkvHeads,
+        positions: &T,
+        inv_freq: &T,
+        style: RopeStyle,
+        k_cache: &mut T,
+        v_cache: &mut T,
+        slot_mapping: &T,
+    ) -> Result<T> {
+        let (t, hq, hk, d) = (
+            qkv.dims()[0],
+            heads.num_heads,
+            heads.num_kv_heads,
+            heads.head_dim,
+        );
+        let [q, k, v] = fused::split_qkv(f32s(qkv, Op::Rope)?, hq * d, hk * d);
+        let mut q = tensor(CpuStorage::F32(q), Shape::new([t, hq, d]));
+        let mut k = tensor(CpuStorage::F32(k), Shape::new([t, hk, d]));
+        let v = tensor(CpuStorage::F32(v), Shape::new([t, hk, d]));
+        self.rope(&mut q, &mut k, positions, inv_freq, style)?;
+        self.kv_write(&k, &v, k_cache, v_cache, slot_mapping)?;
+        Ok(q)
     }
 
     fn silu_mul_impl(&self, x: &T) -> Result<T> {

@@ -37,14 +37,18 @@ use std::sync::Arc;
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, RopeStyle, Shape,
-    Tensor, check,
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, QkvHeads,
+    RopeStyle, Shape, Tensor, check,
 };
 
 use device::{Capabilities, Gpu};
 use kernels::Pipelines;
 
 type T = Tensor<WgpuBackend>;
+
+/// Uploads up to this size take a pooled buffer (see `WgpuBackend::upload`); weights, far
+/// larger, keep buffers of their own.
+const POOLED_UPLOAD_MAX_BYTES: usize = 1 << 20;
 
 /// The GPU backend. Cheap to clone: clones share the device, queue and pipelines.
 #[derive(Clone)]
@@ -166,9 +170,25 @@ impl WgpuBackend {
         ))
     }
 
-    /// Uploads encoded elements, split into parts when larger than one binding.
+    /// Uploads encoded elements, split into parts when larger than one binding. Small
+    /// tensors (a step's ids, positions, slots, block tables) go into a pooled buffer, so
+    /// that every step binds the same few buffers and finds its bind groups cached (a fresh
+    /// buffer per upload made every kernel reading it a bind group miss, and the buffers
+    /// released for good made the cache sweep itself). The pending commands are submitted
+    /// first: a pooled buffer may still be read by commands recorded earlier, and a queue
+    /// write lands before the commands of the next submission.
     fn upload(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
         let plan = storage::plan(&shape, dtype, self.gpu.split_bytes)?;
+        if bytes.len() <= POOLED_UPLOAD_MAX_BYTES && plan.len() == 1 {
+            let buffer = self.gpu.output(bytes.len() as u64, "upload")?;
+            self.gpu.flush()?;
+            let mut padded = bytes.to_vec();
+            padded.resize(buffer.size() as usize, 0);
+            self.gpu.queue.write_buffer(&buffer, 0, &padded);
+            let rows = storage::rows_of(&shape).0;
+            let storage = WgpuStorage::single(self.gpu.clone(), buffer, rows);
+            return Ok(Tensor::from_parts(storage, shape, dtype));
+        }
         let per_row = storage::rows_of(&shape).1 * dtype.size_in_bytes();
         let parts = plan
             .into_iter()
@@ -316,6 +336,44 @@ impl Backend for WgpuBackend {
         params: AttentionParams,
     ) -> Result<T> {
         self.attention(q, k_cache, v_cache, meta, params, AttentionSplit::Auto)
+    }
+
+    fn matmul_add_impl(&self, x: &T, w: &T, bias: Option<&T>, residual: &mut T) -> Result<()> {
+        f32_only(Op::Matmul, &[x])?;
+        if let Some(b) = bias {
+            f32_only(Op::Matmul, &[b])?;
+        }
+        kernels::matmul::matmul_add(self, &self.pipelines, x, w, bias, residual)
+    }
+
+    fn matmul_silu_mul_impl(&self, x: &T, w: &T) -> Result<T> {
+        f32_only(Op::Matmul, &[x])?;
+        kernels::matmul::matmul_silu_mul(self, &self.pipelines, x, w)
+    }
+
+    fn rope_kv_write_impl(
+        &self,
+        qkv: &T,
+        heads: QkvHeads,
+        positions: &T,
+        inv_freq: &T,
+        style: RopeStyle,
+        k_cache: &mut T,
+        v_cache: &mut T,
+        slot_mapping: &T,
+    ) -> Result<T> {
+        kernels::rope_kv::rope_kv_write(
+            self,
+            &self.pipelines,
+            qkv,
+            heads,
+            positions,
+            inv_freq,
+            style,
+            k_cache,
+            v_cache,
+            slot_mapping,
+        )
     }
 
     fn silu_mul_impl(&self, x: &T) -> Result<T> {

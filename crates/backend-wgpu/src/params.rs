@@ -45,8 +45,11 @@ pub struct MatmulParams {
     pub n_start: u32,
     pub n_count: u32,
     pub has_bias: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// 1: `y += x W^T (+ bias)` (the residual epilogue of `matmul_add`), else `y =`.
+    pub accumulate: u32,
+    /// `gemv_wide2` only: I > 0 makes it `matmul_silu_mul` over W = [gate | up] [2I, K],
+    /// `y [T, I] = silu(x Wg^T) * (x Wu^T)`; 0 for a plain matmul.
+    pub silu_inner: u32,
 }
 
 /// `rope.wgsl`.
@@ -77,6 +80,22 @@ pub struct KvWriteParams {
     pub _pad0: u32,
     pub _pad1: u32,
     pub _pad2: u32,
+}
+
+/// `rope_kv.wgsl`: rope on the q and k heads of a stacked QKV row, k and v into the caches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct RopeKvParams {
+    pub tokens: u32,
+    pub hq: u32,
+    pub hk: u32,
+    pub head_dim: u32,
+    /// R/2: the number of rotated pairs per head.
+    pub half_rot: u32,
+    /// 0 NeoX (rotate-half), 1 interleaved.
+    pub style: u32,
+    pub block_size: u32,
+    pub num_blocks: u32,
 }
 
 /// `attention.wgsl`, all entry points.

@@ -124,7 +124,15 @@ fn uniform_structs_match_wgsl() {
     check_struct!(NormParams, [rows, hidden, eps, _pad0]);
     check_struct!(
         MatmulParams,
-        [rows, k, n_total, n_start, n_count, has_bias, _pad0, _pad1]
+        [
+            rows, k, n_total, n_start, n_count, has_bias, accumulate, silu_inner
+        ]
+    );
+    check_struct!(
+        RopeKvParams,
+        [
+            tokens, hq, hk, head_dim, half_rot, style, block_size, num_blocks
+        ]
     );
     check_struct!(
         RopeParams,

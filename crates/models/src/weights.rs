@@ -266,6 +266,39 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             .from_f32(&data, Shape::new([n, k]), self.format.dense)?)
     }
 
+    /// [`Self::stacked`] when the parts would be stored alike (all dense, or all blocks of
+    /// one format the backend keeps), else `None`: the caller keeps them apart, so a file
+    /// whose parts differ (Q4_K_M: `attn_v` in Q6_K beside Q4_K) is neither densified nor
+    /// requantized (QKV).
+    pub fn stacked_if_alike(&mut self, hf: &[&str]) -> Result<Option<Tensor<B>>> {
+        if self.format.keep_blocks {
+            let mut kinds = Vec::with_capacity(hf.len());
+            for name in hf {
+                let (_, file_name) = self.checked(name)?;
+                let kept = self
+                    .src
+                    .blocks(file_name)?
+                    .map(|(dt, _)| dt)
+                    .filter(|&dt| self.backend.supports(Op::Matmul, dt));
+                kinds.push(kept);
+            }
+            if kinds.windows(2).any(|p| p[0] != p[1]) {
+                return Ok(None);
+            }
+        }
+        self.stacked(hf).map(Some)
+    }
+
+    /// 1-D weights concatenated into one f32 vector (the QKV biases of a stacked QKV).
+    pub fn stacked_vector(&mut self, hf: &[&str]) -> Result<Tensor<B>> {
+        let mut data = Vec::new();
+        for name in hf {
+            data.extend(self.read(name)?.0);
+        }
+        let n = data.len();
+        Ok(self.backend.from_f32(&data, Shape::new([n]), DType::F32)?)
+    }
+
     /// One fused weight cut into row ranges, each its own tensor read by matmul (Phi-3's
     /// QKV): a matrix [n, k] gives [r.len(), k] tensors (as blocks where they can stay:
     /// blocks never cross rows), a vector [n] gives f32 [r.len()].

@@ -64,6 +64,22 @@ pub enum RopeStyle {
     Interleaved,
 }
 
+/// How a stacked QKV row is cut: `num_heads` query heads, then `num_kv_heads` key heads,
+/// then `num_kv_heads` value heads, each `head_dim` wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QkvHeads {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl QkvHeads {
+    /// Elements of one token's stacked row: `(Hq + 2 Hk) D`.
+    pub fn row(&self) -> usize {
+        (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+}
+
 /// Per-step metadata describing how the flat token batch maps onto sequences and blocks.
 pub struct AttentionMeta<'a, B: Backend + ?Sized> {
     pub block_tables: &'a Tensor<B>,    // [S, max_blocks] u32
@@ -317,6 +333,95 @@ pub trait Backend: Send + Sync + 'static {
         v_cache: &Tensor<Self>,
         meta: &AttentionMeta<'_, Self>,
         params: AttentionParams,
+    ) -> Result<Tensor<Self>>;
+
+    /// `residual += x W^T + bias`: `x` [T, K], `w` [N, K], `bias` [N], `residual` [T, N]
+    /// (f32). The residual stream's update fused into the projection that feeds it (o_proj,
+    /// down_proj), so no [T, N] branch output is written and read back. Defined as
+    /// `residual = add(residual, matmul(x, w, bias))`: the same per-element operations, so
+    /// batch invariance carries over from [`Backend::matmul`].
+    #[track_caller]
+    fn matmul_add(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        bias: Option<&Tensor<Self>>,
+        residual: &mut Tensor<Self>,
+    ) -> Result<()> {
+        crate::check::matmul_add(x, w, bias, residual);
+        self.matmul_add_impl(x, w, bias, residual)
+    }
+    /// [`Backend::matmul_add`] after its checks.
+    fn matmul_add_impl(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        bias: Option<&Tensor<Self>>,
+        residual: &mut Tensor<Self>,
+    ) -> Result<()>;
+
+    /// `silu(x Wg^T) * (x Wu^T)` for `x` [T, K] and the stacked `w` [2I, K] = [gate | up]
+    /// rows -> [T, I]: the gated MLP's projection and activation in one verb. Defined as
+    /// `silu_mul(matmul(x, w, None))`, element for element.
+    #[track_caller]
+    fn matmul_silu_mul(&self, x: &Tensor<Self>, w: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::matmul_silu_mul(x, w);
+        self.matmul_silu_mul_impl(x, w)
+    }
+    /// [`Backend::matmul_silu_mul`] after its checks.
+    fn matmul_silu_mul_impl(&self, x: &Tensor<Self>, w: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// The attention input step of a stacked QKV projection: `qkv` [T, (Hq + 2 Hk) D]
+    /// (per token: Hq query heads, Hk key heads, Hk value heads) has its query and key
+    /// heads rotated by `positions` [T] and `inv_freq` [R/2] (as [`Backend::rope`]), its
+    /// rotated keys and its values written into the paged caches at `slot_mapping` [T] (as
+    /// [`Backend::kv_write`]), and returns the rotated queries [T, Hq, D]. `qkv` itself is
+    /// left as it was. Element for element the same as rope + kv_write on the three parts.
+    #[allow(clippy::too_many_arguments)]
+    #[track_caller]
+    fn rope_kv_write(
+        &self,
+        qkv: &Tensor<Self>,
+        heads: QkvHeads,
+        positions: &Tensor<Self>,
+        inv_freq: &Tensor<Self>,
+        style: RopeStyle,
+        k_cache: &mut Tensor<Self>,
+        v_cache: &mut Tensor<Self>,
+        slot_mapping: &Tensor<Self>,
+    ) -> Result<Tensor<Self>> {
+        crate::check::rope_kv_write(
+            qkv,
+            &heads,
+            positions,
+            inv_freq,
+            k_cache,
+            v_cache,
+            slot_mapping,
+        );
+        self.rope_kv_write_impl(
+            qkv,
+            heads,
+            positions,
+            inv_freq,
+            style,
+            k_cache,
+            v_cache,
+            slot_mapping,
+        )
+    }
+    /// [`Backend::rope_kv_write`] after its checks.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_kv_write_impl(
+        &self,
+        qkv: &Tensor<Self>,
+        heads: QkvHeads,
+        positions: &Tensor<Self>,
+        inv_freq: &Tensor<Self>,
+        style: RopeStyle,
+        k_cache: &mut Tensor<Self>,
+        v_cache: &mut Tensor<Self>,
+        slot_mapping: &Tensor<Self>,
     ) -> Result<Tensor<Self>>;
 
     /// `silu(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I].

@@ -2,7 +2,7 @@
 //! has exactly one definition of what it accepts. Each check panics with the caller's
 //! location (`#[track_caller]`): a violation is a bug in model or runner code.
 
-use crate::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor};
+use crate::{AttentionMeta, AttentionParams, Backend, DType, QkvHeads, Shape, Tensor};
 
 #[track_caller]
 fn rank<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, r: usize) {
@@ -103,6 +103,100 @@ pub fn matmul<B: Backend + ?Sized>(x: &Tensor<B>, w: &Tensor<B>, bias: Option<&T
             w.shape()
         );
     }
+}
+
+/// `matmul_add`: a matmul whose output shape is the residual's, f32 like every activation.
+#[track_caller]
+pub fn matmul_add<B: Backend + ?Sized>(
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    bias: Option<&Tensor<B>>,
+    residual: &Tensor<B>,
+) {
+    matmul(x, w, bias);
+    assert_eq!(
+        residual.dims(),
+        [x.dims()[0], w.dims()[0]],
+        "matmul_add: residual {} for x {} and w {}",
+        residual.shape(),
+        x.shape(),
+        w.shape()
+    );
+    dtype("matmul_add residual", residual, DType::F32);
+}
+
+/// `matmul_silu_mul`: a matmul of stacked [gate | up] rows, so W has an even row count.
+#[track_caller]
+pub fn matmul_silu_mul<B: Backend + ?Sized>(x: &Tensor<B>, w: &Tensor<B>) {
+    matmul(x, w, None);
+    assert!(
+        w.dims()[0].is_multiple_of(2),
+        "matmul_silu_mul: w {} has an odd number of rows (expected [gate | up])",
+        w.shape()
+    );
+}
+
+/// `rope_kv_write`: `qkv` [T, (Hq + 2 Hk) D], then what rope and kv_write ask of the parts.
+#[track_caller]
+pub fn rope_kv_write<B: Backend + ?Sized>(
+    qkv: &Tensor<B>,
+    heads: &QkvHeads,
+    positions: &Tensor<B>,
+    inv_freq: &Tensor<B>,
+    k_cache: &Tensor<B>,
+    v_cache: &Tensor<B>,
+    slot_mapping: &Tensor<B>,
+) {
+    rank("rope_kv_write qkv", qkv, 2);
+    dtype("rope_kv_write qkv", qkv, DType::F32);
+    let (hq, hk, d) = (heads.num_heads, heads.num_kv_heads, heads.head_dim);
+    assert_eq!(
+        qkv.dims()[1],
+        heads.row(),
+        "rope_kv_write: qkv {} is not [T, ({hq} + 2 x {hk}) x {d}]",
+        qkv.shape()
+    );
+    assert!(
+        hk > 0 && hq.is_multiple_of(hk),
+        "rope_kv_write: {hq} query heads not a multiple of {hk} KV heads"
+    );
+    let t = qkv.dims()[0];
+    rank("rope_kv_write positions", positions, 1);
+    dtype("rope_kv_write positions", positions, DType::U32);
+    assert_eq!(
+        positions.dims()[0],
+        t,
+        "rope_kv_write: positions {} vs qkv {}",
+        positions.shape(),
+        qkv.shape()
+    );
+    rank("rope_kv_write inv_freq", inv_freq, 1);
+    dtype("rope_kv_write inv_freq", inv_freq, DType::F32);
+    assert!(
+        2 * inv_freq.dims()[0] <= d,
+        "rope_kv_write: inv_freq {} too long for head dim {d}",
+        inv_freq.shape()
+    );
+    rank("rope_kv_write k_cache", k_cache, 4);
+    assert_eq!(
+        k_cache.shape(),
+        v_cache.shape(),
+        "rope_kv_write: k_cache vs v_cache shapes"
+    );
+    kv_cache_dtypes("rope_kv_write", k_cache, v_cache);
+    assert_eq!(
+        (k_cache.dims()[1], k_cache.dims()[3]),
+        (hk, d),
+        "rope_kv_write: cache {} vs {hk} KV heads of {d}",
+        k_cache.shape()
+    );
+    rank("rope_kv_write slot_mapping", slot_mapping, 1);
+    dtype("rope_kv_write slot_mapping", slot_mapping, DType::U32);
+    assert_eq!(
+        slot_mapping.dims()[0],
+        t,
+        "rope_kv_write: slot_mapping vs qkv tokens"
+    );
 }
 
 #[track_caller]

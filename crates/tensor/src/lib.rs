@@ -15,7 +15,9 @@ pub mod quant;
 pub mod sampling;
 mod shape;
 
-pub use backend::{AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, RopeStyle};
+pub use backend::{
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, QkvHeads, RopeStyle,
+};
 pub use dtype::DType;
 pub use shape::Shape;
 

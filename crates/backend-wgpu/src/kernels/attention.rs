@@ -59,7 +59,7 @@ pub fn use_split(tokens: usize, hq: usize, head_dim: usize, max_seq_len: usize) 
 }
 
 /// The pipeline index of a cache dtype, or `Unsupported`.
-fn cache_index(op: ingot_tensor::Op, cache: &T) -> Result<usize> {
+pub(super) fn cache_index(op: ingot_tensor::Op, cache: &T) -> Result<usize> {
     kv_index(cache.dtype()).ok_or(BackendError::Unsupported {
         op,
         dtype: cache.dtype(),
@@ -68,7 +68,7 @@ fn cache_index(op: ingot_tensor::Op, cache: &T) -> Result<usize> {
 }
 
 /// f16 words hold two dims of one row, so the head dim must be even.
-fn check_head_dim(cache: &T, d: usize, verb: &str) -> Result<()> {
+pub(super) fn check_head_dim(cache: &T, d: usize, verb: &str) -> Result<()> {
     if cache.dtype() == DType::F16 && !d.is_multiple_of(2) {
         return Err(BackendError::Device(format!(
             "{verb}: an f16 KV cache needs an even head dim, got {d}"

@@ -5,6 +5,10 @@
 //! [`gemm_big_pays`], else `gemm`'s 64x64); one dispatch per part of W. All kernels compute every element in the same
 //! order (see the shader's header), so the switch between them never changes a bit: a row's
 //! output is the same alone or in any batch.
+//!
+//! The fused verbs share these kernels through their epilogue: `matmul_add` updates the
+//! residual in place (every kernel), `matmul_silu_mul` runs `gemv_wide2` in its gate/up mode
+//! up to [`GEMV_WIDE_MAX_ROWS`] rows and the plain matmul + `silu_mul` above.
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{BackendError, Op, Shape};
@@ -48,11 +52,95 @@ pub(crate) fn gemv_wide_fits(k: usize) -> bool {
     k > 0 && k.is_multiple_of(8)
 }
 
+/// Whether the cooperative-matrix matmul serves `w` (then it serves every T, and the fused
+/// epilogues run as its output followed by the pointwise kernel).
+fn coop_serves(p: &Pipelines, w: &T) -> bool {
+    p.coop.is_some() && w.dtype() == ingot_tensor::DType::F16
+}
+
 pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option<&T>) -> Result<T> {
     // Cooperative matrices, where the adapter has them, for every T (see matmul_coop.rs).
     if let Some(y) = super::matmul_coop::matmul(be, p, x, w, bias)? {
         return Ok(y);
     }
+    let out = be.output(Shape::new([x.dims()[0], w.dims()[0]]), "matmul out")?;
+    record(be, p, x, w, bias, &out, false)?;
+    Ok(out)
+}
+
+/// `residual += x W^T (+ bias)`: the SIMT kernels' accumulating epilogue, one dispatch.
+pub(crate) fn matmul_add(
+    be: &WgpuBackend,
+    p: &Pipelines,
+    x: &T,
+    w: &T,
+    bias: Option<&T>,
+    residual: &mut T,
+) -> Result<()> {
+    if coop_serves(p, w) {
+        let y = matmul(be, p, x, w, bias)?;
+        *residual = super::pointwise::add(be, p, residual, &y)?;
+        return Ok(());
+    }
+    record(be, p, x, w, bias, residual, true)
+}
+
+/// `silu(x Wg^T) * (x Wu^T)` for W = [gate | up] [2I, K]: `gemv_wide2` with both columns of
+/// an output in one invocation, where it serves T (and W is one buffer); elsewhere the
+/// matmul then `silu_mul`, which give the same bits (see `matmul.wgsl`).
+pub(crate) fn matmul_silu_mul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T) -> Result<T> {
+    let gpu = &be.gpu;
+    let (t, k, inner) = (x.dims()[0], x.dims()[1], w.dims()[0] / 2);
+    let wi = weight_index(w.dtype());
+    let fused = !coop_serves(p, w)
+        && t <= GEMV_WIDE_MAX_ROWS
+        && gemv_wide_fits(k)
+        && w.storage().parts.len() == 1;
+    let (true, Some(wi)) = (fused, wi) else {
+        let gate_up = matmul(be, p, x, w, None)?;
+        return super::pointwise::silu_mul(be, p, &gate_up);
+    };
+    let out = be.output(Shape::new([t, inner]), "matmul_silu_mul out")?;
+    if t * inner == 0 {
+        return Ok(out);
+    }
+    let params = gpu.uniform(&MatmulParams {
+        rows: u32_of("rows", t)?,
+        k: u32_of("k", k)?,
+        n_total: u32_of("n", 2 * inner)?,
+        n_start: 0,
+        n_count: u32_of("n", 2 * inner)?,
+        has_bias: 0,
+        accumulate: 0,
+        silu_inner: u32_of("n", inner)?,
+    });
+    let groups = (inner.div_ceil(gemv_wide_cols(k)), t.div_ceil(16));
+    gpu.dispatch(
+        "gemv_wide2 silu_mul",
+        &p.gemv_wide2[wi],
+        &[
+            (0, &params),
+            (5, &w.storage().parts[0].buffer),
+            (6, x.storage().buffer("matmul_silu_mul x")?),
+            (3, &gpu.dummy),
+            (4, out.storage().buffer("matmul_silu_mul out")?),
+        ],
+        (u32_of("groups", groups.0)?, u32_of("groups", groups.1)?, 1),
+    )?;
+    Ok(out)
+}
+
+/// Records `out = x W^T (+ bias)`, or `out +=` with `accumulate`, on the SIMT kernel that
+/// suits T and K; one dispatch per part of W.
+fn record(
+    be: &WgpuBackend,
+    p: &Pipelines,
+    x: &T,
+    w: &T,
+    bias: Option<&T>,
+    out: &T,
+    accumulate: bool,
+) -> Result<()> {
     let gpu = &be.gpu;
     let (t, k, n) = (x.dims()[0], x.dims()[1], w.dims()[0]);
     let wi = weight_index(w.dtype()).ok_or(BackendError::Unsupported {
@@ -60,9 +148,8 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
         dtype: w.dtype(),
         backend: "wgpu",
     })?;
-    let out = be.output(Shape::new([t, n]), "matmul out")?;
     if t * n == 0 {
-        return Ok(out);
+        return Ok(());
     }
     let xb = x.storage().buffer("matmul x")?;
     let bb = match bias {
@@ -80,7 +167,8 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
             n_start: u32_of("n", part.first_row)?,
             n_count: u32_of("n", part.rows)?,
             has_bias: bias.is_some() as u32,
-            ..Default::default()
+            accumulate: accumulate as u32,
+            silu_inner: 0,
         });
         let weights = if wide { 5 } else { 1 };
         let acts = if wide { 6 } else { 2 };
@@ -118,5 +206,5 @@ pub(crate) fn matmul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T, bias: Option
             (u32_of("groups", groups.0)?, u32_of("groups", groups.1)?, 1),
         )?;
     }
-    Ok(out)
+    Ok(())
 }

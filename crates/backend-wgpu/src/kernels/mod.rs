@@ -5,7 +5,8 @@
 //! Families that read weights (embedding, matmul) are compiled once per weight dtype: the
 //! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
 //! type `WData` and `load_w(i) -> f32`; the KV-cache families likewise get a `kv_*.wgsl`
-//! snippet per cache dtype, and the token-choosing families (argmax, sample, top_logprobs)
+//! snippet per cache dtype (rope_kv also `rope_angle.wgsl`, the cos/sin it shares with
+//! rope), and the token-choosing families (argmax, sample, top_logprobs)
 //! share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). The families that
 //! reduce across a workgroup (rms_norm, attention, sample, top_logprobs) share
 //! `reduce.wgsl` (`tree_sum`, `tree_max`: one fixed tree, sized by the family's
@@ -20,6 +21,7 @@ pub mod matmul_coop;
 pub(crate) mod norm;
 pub(crate) mod pointwise;
 pub(crate) mod rope;
+pub(crate) mod rope_kv;
 pub(crate) mod sample;
 
 use ingot_tensor::backend::Result;
@@ -34,6 +36,8 @@ const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 const RMS_NORM: &str = include_str!("../shaders/rms_norm.wgsl");
 const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
 const ROPE: &str = include_str!("../shaders/rope.wgsl");
+const ROPE_ANGLE: &str = include_str!("../shaders/rope_angle.wgsl");
+const ROPE_KV: &str = include_str!("../shaders/rope_kv.wgsl");
 const KV_WRITE: &str = include_str!("../shaders/kv_write.wgsl");
 const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
 const KV_F32: &str = include_str!("../shaders/kv_f32.wgsl");
@@ -89,6 +93,11 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
             entry_points: vec!["kv_write"],
         });
         v.push(ShaderModuleSource {
+            name: format!("rope_kv_{dtype}"),
+            source: format!("{snippet}\n{ROPE_ANGLE}\n{ROPE_KV}"),
+            entry_points: vec!["rope_kv_write"],
+        });
+        v.push(ShaderModuleSource {
             name: format!("attention_{dtype}"),
             source: format!("{snippet}\n{REDUCE}\n{ATTENTION}"),
             entry_points: vec!["paged_attention", "attention_partial", "attention_merge"],
@@ -99,11 +108,15 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         source: format!("{REDUCE}\n{RMS_NORM}"),
         entry_points: vec!["rms_norm", "rms_norm_residual"],
     });
-    let plain: [(&str, &str, &[&'static str]); 3] = [
-        ("rope", ROPE, &["rope"]),
+    let plain: [(&str, &str, &[&'static str]); 2] = [
         ("pointwise", POINTWISE, &["silu_mul", "add"]),
         ("gather", GATHER, &["gather_rows"]),
     ];
+    v.push(ShaderModuleSource {
+        name: "rope".into(),
+        source: format!("{ROPE_ANGLE}\n{ROPE}"),
+        entry_points: vec!["rope"],
+    });
     v.push(ShaderModuleSource {
         name: "argmax".into(),
         source: format!("{RANK}\n{ARGMAX}"),
@@ -152,6 +165,7 @@ pub(crate) struct Pipelines {
     pub rms_norm_residual: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
     pub kv_write: [wgpu::ComputePipeline; 2],
+    pub rope_kv_write: [wgpu::ComputePipeline; 2],
     pub paged_attention: [wgpu::ComputePipeline; 2],
     pub attention_partial: [wgpu::ComputePipeline; 2],
     pub attention_merge: [wgpu::ComputePipeline; 2],
@@ -240,6 +254,10 @@ impl Pipelines {
             kv_write: [
                 take("kv_write_f32::kv_write")?,
                 take("kv_write_f16::kv_write")?,
+            ],
+            rope_kv_write: [
+                take("rope_kv_f32::rope_kv_write")?,
+                take("rope_kv_f16::rope_kv_write")?,
             ],
             paged_attention: [
                 take("attention_f32::paged_attention")?,

@@ -31,6 +31,13 @@
 // - `gemm_big` (many rows and columns): 128x128 tiles, 8x8 per invocation, k-major vec4
 //   staging, two buffers; see its own comment.
 //
+// Epilogues (`finish`): the bias, then a store, or with `accumulate` an update of y in place
+// (`matmul_add`: the residual stream takes the o_proj / down_proj output without a separate
+// add kernel). `gemv_wide2` with `silu_inner` = I computes a gate column and its up column
+// (W rows n and I + n) as its two columns and stores silu(gate) * up (`matmul_silu_mul`);
+// the launcher runs it for every T it serves, and above that a plain matmul + silu_mul,
+// whose totals and expression are the same, so the bits do not depend on T.
+//
 // W may be one part of a weight split by rows (see `storage.rs`): its first row is output
 // column `n_start`. The weight dtype comes from the prepended `dtype_*.wgsl` (`load_w`, and
 // `pack_quad` for the wide loads).
@@ -42,8 +49,8 @@ struct MatmulParams {
     n_start: u32,
     n_count: u32,
     has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
+    accumulate: u32, // 1: y += result (matmul_add's residual), else y = result
+    silu_inner: u32, // gemv_wide2: I > 0 for matmul_silu_mul (W = [gate | up] [2I, K])
 }
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
@@ -74,12 +81,26 @@ var<workgroup> wide_part: array<f32, 4096>; // [WIDE_ROWS, lanes, cols]
 var<workgroup> xs: array<f32, 1088>; // [BM, BKP]
 var<workgroup> ws: array<f32, 1088>; // [BN, BKP]
 
+// The epilogue of every kernel: the bias, then either a store or (matmul_add) an update of
+// the residual in place, `y = y + v`: the operation `add(residual, matmul(..))` performs.
+// Each element is read and written by the one invocation that computed it.
 fn finish(t: u32, n: u32, total: f32) {
     var v = total;
     if params.has_bias == 1u {
         v = v + bias[params.n_start + n];
     }
-    y[t * params.n_total + params.n_start + n] = v;
+    let i = t * params.n_total + params.n_start + n;
+    if params.accumulate == 1u {
+        v = y[i] + v;
+    }
+    y[i] = v;
+}
+
+// matmul_silu_mul's epilogue (gemv_wide2 with silu_inner = I): output column n of row t
+// from the gate total (W row n) and the up total (W row I + n), with the expression of
+// pointwise.wgsl's silu_mul, so fused and unfused give the same bits.
+fn finish_silu(t: u32, n: u32, g: f32, u: f32) {
+    y[t * params.silu_inner + n] = g / (1.0 + exp(-g)) * u;
 }
 
 @compute @workgroup_size(256)
@@ -529,8 +550,17 @@ fn gemv_wide2(
     let cols = WIDE_THREADS / lanes;
     let col = li % cols;
     let lane = li / cols;
-    let na = wg.x * 2u * cols + col;
-    let nb = na + cols;
+    // Plain: columns `col` and `col + cols` of the workgroup's 2 * cols. silu_mul: output
+    // column na of the workgroup's cols, its gate row na and its up row I + na.
+    let silu = params.silu_inner > 0u;
+    var na = wg.x * 2u * cols + col;
+    var nb = na + cols;
+    var n_end = params.n_count;
+    if silu {
+        na = wg.x * cols + col;
+        nb = na + params.silu_inner;
+        n_end = params.silu_inner;
+    }
     let t0 = wg.y * WIDE_ROWS;
     let nrows = min(WIDE_ROWS, params.rows - t0);
     let nchunks = (params.k + KC - 1u) / KC;
@@ -547,7 +577,7 @@ fn gemv_wide2(
     var tb1 = 0.0;
     for (var c0 = 0u; c0 < nchunks; c0 += lanes) {
         let c = c0 + lane;
-        if na < params.n_count && c < nchunks {
+        if na < n_end && c < nchunks {
             let kb = c * KC;
             let ke = min(kb + KC, params.k);
             for (var b = kb; b < ke; b += PACKS2 * PACK_ELEMS) {
@@ -576,6 +606,15 @@ fn gemv_wide2(
             }
         }
         workgroupBarrier();
+    }
+    if silu {
+        for (var i = 0u; i < 2u; i++) {
+            let r = lane + i * lanes;
+            if r < nrows && na < n_end {
+                finish_silu(t0 + r, na, select(ta0, ta1, i == 1u), select(tb0, tb1, i == 1u));
+            }
+        }
+        return;
     }
     for (var i = 0u; i < 2u; i++) {
         let r = lane + i * lanes;

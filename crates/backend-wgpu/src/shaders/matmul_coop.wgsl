@@ -58,8 +58,8 @@ struct MatmulParams {
     n_start: u32,
     n_count: u32,
     has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
+    accumulate: u32, // matmul.wgsl's epilogues; always 0 here (the launcher adds separately)
+    silu_inner: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;

@@ -10,7 +10,7 @@ use crate::layers::attention::Attention;
 use crate::layers::block::PreNormBlock;
 use crate::layers::embedding::{Embedding, LmHead};
 use crate::layers::mlp::{Activation, FeedForward, GatedMlp};
-use crate::layers::norm::{Residual, RmsNorm};
+use crate::layers::norm::RmsNorm;
 use crate::layers::rope::Rope;
 use crate::model::{ForwardBatch, LayerCache, LayerKv, Model, check_caches};
 use crate::weights::{WeightLoader, WeightTable, layer_name};
@@ -111,12 +111,11 @@ impl<B: Backend> Model<B> for Llama<B> {
         caches: &mut [LayerCache<B>],
     ) -> Result<Tensor<B>> {
         check_caches(caches, self.layers.len())?;
-        let mut x = self.embed.forward(b, batch.token_ids)?; // [T, H]
-        let mut residual = Residual::default();
+        let mut residual = self.embed.forward(b, batch.token_ids)?; // [T, H]
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            x = layer.forward(b, x, &mut residual, batch, cache)?;
+            layer.forward(b, &mut residual, batch, cache)?;
         }
-        let h = residual.add_norm(b, x, &self.norm)?; // [T, H]
+        let h = self.norm.forward(b, &residual)?; // [T, H]
         let rows = b.gather_rows(&h, batch.logits_indices)?; // [S', H]
         self.head.forward(b, &rows, &self.embed) // [S', V]
     }

@@ -5,15 +5,18 @@
 //! h = x + attn(norm1(x));  out = h + ffn(norm2(h))
 //! ```
 //!
-//! with both additions folded into the next norm through [`Residual`] (the backend's fused
-//! add + norm), so a layer returns the branch output and the stream lives outside it.
+//! with both additions done by the projections that end each branch (`matmul_add` in
+//! [`Attention::forward_add`] and [`FeedForward::forward_add`]): the stream is one [T, H]
+//! tensor updated in place, and each norm is a plain RMSNorm of it. On the GPU a layer is
+//! then 8 dispatches (norm, QKV, rope + KV write, attention, o_proj + add, norm, gate/up +
+//! SiLU·mul, down + add), 9 when attention splits the context.
 
 use ingot_tensor::{Backend, Tensor};
 
 use crate::error::Result;
 use crate::layers::attention::Attention;
 use crate::layers::mlp::FeedForward;
-use crate::layers::norm::{Residual, RmsNorm};
+use crate::layers::norm::RmsNorm;
 use crate::model::{ForwardBatch, LayerCache};
 
 pub struct PreNormBlock<B: Backend> {
@@ -24,19 +27,18 @@ pub struct PreNormBlock<B: Backend> {
 }
 
 impl<B: Backend> PreNormBlock<B> {
-    /// Takes the previous layer's branch output `x` [T, H] (or the embeddings), returns
-    /// this layer's feed-forward output [T, H]; the residual stream is updated in place.
+    /// Runs the layer on the residual stream `residual` [T, H] (the embeddings before the
+    /// first layer), in place.
     pub fn forward(
         &self,
         b: &B,
-        x: Tensor<B>,
-        residual: &mut Residual<B>,
+        residual: &mut Tensor<B>,
         batch: &ForwardBatch<'_, B>,
         cache: &mut LayerCache<B>,
-    ) -> Result<Tensor<B>> {
-        let h = residual.add_norm(b, x, &self.attn_norm)?;
-        let a = self.attn.forward(b, &h, batch, cache)?;
-        let h = residual.add_norm(b, a, &self.ffn_norm)?;
-        self.ffn.forward(b, &h)
+    ) -> Result<()> {
+        let h = self.attn_norm.forward(b, residual)?;
+        self.attn.forward_add(b, &h, batch, cache, residual)?;
+        let h = self.ffn_norm.forward(b, residual)?;
+        self.ffn.forward_add(b, &h, residual)
     }
 }

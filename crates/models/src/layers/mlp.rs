@@ -1,6 +1,8 @@
 //! Feed-forward blocks. [`GatedMlp`] is `down(act(gate(x)) * up(x))` with gate and up as one
 //! stacked [2I, H] matrix, so one matmul feeds the fused activation-times-up verb: SiLU
-//! (Llama, Qwen, Phi-3) or GELU with the tanh approximation (Gemma).
+//! (Llama, Qwen, Phi-3) or GELU with the tanh approximation (Gemma). With SiLU the matmul
+//! and the activation are one verb (`matmul_silu_mul`), and [`GatedMlp::forward_add`] adds
+//! the down projection straight into the residual stream (`matmul_add`).
 //!
 //! [`FeedForward`] is what a decoder layer holds: dense today; the mixture-of-experts block
 //! (router, experts, shared experts) becomes its second variant, so MoE families reuse the
@@ -52,9 +54,26 @@ impl<B: Backend> GatedMlp<B> {
 
     /// `x` [T, H] -> [T, H].
     pub fn forward(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
-        let gate_up = self.gate_up.forward(b, x)?; // [T, 2I]
-        let h = self.act.gated(b, &gate_up)?; // [T, I]
+        let h = self.hidden(b, x)?; // [T, I]
         self.down.forward(b, &h)
+    }
+
+    /// `residual += mlp(x)` for `x` and `residual` [T, H]: the down projection adds into
+    /// the stream (`matmul_add`).
+    pub fn forward_add(&self, b: &B, x: &Tensor<B>, residual: &mut Tensor<B>) -> Result<()> {
+        let h = self.hidden(b, x)?; // [T, I]
+        self.down.forward_add(b, &h, residual)
+    }
+
+    /// `act(gate(x)) * up(x)` [T, I]: one fused verb for SiLU (`matmul_silu_mul`).
+    fn hidden(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        match (self.act, &self.gate_up.bias) {
+            (Activation::Silu, None) => Ok(b.matmul_silu_mul(x, &self.gate_up.weight)?),
+            _ => {
+                let gate_up = self.gate_up.forward(b, x)?; // [T, 2I]
+                self.act.gated(b, &gate_up)
+            }
+        }
     }
 }
 
@@ -68,6 +87,13 @@ impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
         match self {
             FeedForward::Dense(mlp) => mlp.forward(b, x),
+        }
+    }
+
+    /// `residual += ffn(x)`, both [T, H].
+    pub fn forward_add(&self, b: &B, x: &Tensor<B>, residual: &mut Tensor<B>) -> Result<()> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward_add(b, x, residual),
         }
     }
 }

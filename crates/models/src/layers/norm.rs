@@ -4,9 +4,12 @@
 //! weight table marks those tensors ([`crate::weights::WeightSpec::hf_offset`]) so that the
 //! loader stores `1 + w`, computed in f32 as transformers does (GGUF files hold the sum).
 //!
-//! [`Residual`] carries the residual stream through a pre-norm decoder with the backend's
-//! fused `residual += x; y = norm(residual)`: the first norm of a forward pass starts the
-//! stream from its input, every later one folds its input into it.
+//! [`Residual`] carries the residual stream through a decoder whose branch outputs must
+//! exist on their own before they join the stream (a family that norms them first), with
+//! the backend's fused `residual += x; y = norm(residual)`: the first norm of a forward pass
+//! starts the stream from its input, every later one folds its input into it. The plain
+//! pre-norm block needs none of it: its projections add into the stream themselves
+//! (`crate::layers::block`).
 
 use ingot_tensor::{Backend, Tensor};
 
