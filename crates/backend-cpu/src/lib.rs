@@ -278,6 +278,8 @@ impl Backend for CpuBackend {
             Op::RmsNorm
             | Op::Rope
             | Op::SiluMul
+            | Op::GeluTanhMul
+            | Op::Scale
             | Op::Add
             | Op::Argmax
             | Op::Sample
@@ -479,6 +481,21 @@ impl Backend for CpuBackend {
         let xv = f32s(x, Op::SiluMul)?;
         let out = self.run(|| pointwise::silu_mul(xv, two_i));
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
+    }
+
+    fn gelu_tanh_mul(&self, x: &T) -> Result<T> {
+        check::gated("gelu_tanh_mul", x);
+        let (t, two_i) = (x.dims()[0], x.dims()[1]);
+        let xv = f32s(x, Op::GeluTanhMul)?;
+        let out = self.run(|| pointwise::gelu_tanh_mul(xv, two_i));
+        Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
+    }
+
+    fn scale(&self, x: &T, s: f32) -> Result<T> {
+        check::scale(x);
+        let xv = f32s(x, Op::Scale)?;
+        let out = self.run(|| pointwise::scale(xv, s));
+        Ok(tensor(CpuStorage::F32(out), x.shape().clone()))
     }
 
     fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {

@@ -1,9 +1,10 @@
 //! The remaining verbs against plain references on random inputs: rms_norm (plain and
 //! fused residual), rope (NeoX and interleaved, partial rotary), embedding, silu_mul,
-//! gather_rows, add, data movement, and `supports` being truthful.
+//! gelu_tanh_mul, scale, gather_rows, add, data movement, and `supports` being truthful.
 //!
 //! Tolerances: 1e-5 relative for f32 arithmetic (|got − ref| ≤ 1e-5 · max(|ref|, 1) for
-//! rms_norm and silu_mul whose outputs are O(1); rope compares against f64 evaluation of
+//! rms_norm, silu_mul and gelu_tanh_mul whose outputs are O(1); rope compares against f64
+//! evaluation of
 //! the same f32 angle); copies and single f32 adds must be exact.
 
 mod common;
@@ -166,6 +167,32 @@ fn silu_mul_matches_reference() {
 }
 
 #[test]
+fn gelu_tanh_mul_matches_reference() {
+    let mut rng = Rng::new(26);
+    let be = CpuBackend::new();
+    for (t, i) in [(1, 1536), (37, 13), (4, 1), (3, 640)] {
+        // Gates over [-12, 12]: the cubic term drives tanh into saturation at both ends.
+        let x: Vec<f32> = rng.vec(t * 2 * i).iter().map(|v| v * 12.0).collect();
+        let got = be.gelu_tanh_mul(&f32t(&be, &x, &[t, 2 * i])).unwrap();
+        assert_eq!(got.dims(), &[t, i]);
+        let want = reference::gelu_tanh_mul(&x, i);
+        assert_close(&host(&got), &want, 1e-5, &format!("T={t} I={i}"));
+    }
+}
+
+#[test]
+fn scale_is_one_rounding() {
+    let mut rng = Rng::new(27);
+    let be = CpuBackend::new();
+    let x = rng.vec(7 * 33);
+    let s = 640f32.sqrt();
+    let got = be.scale(&f32t(&be, &x, &[7, 33]), s).unwrap();
+    assert_eq!(got.dims(), &[7, 33]);
+    let want: Vec<f32> = x.iter().map(|v| v * s).collect();
+    assert_eq!(host(&got), want);
+}
+
+#[test]
 fn gather_rows_and_add_are_exact() {
     let mut rng = Rng::new(25);
     let be = CpuBackend::new();
@@ -280,7 +307,14 @@ fn supports_is_truthful() {
         let w = be.from_f32(&[0.25; 12], Shape::new([3, 4]), dtype).unwrap();
         assert_eq!(host(&be.matmul(&f32_x, &w, None).unwrap()), [0.5; 6]);
     }
-    for op in [Op::RmsNorm, Op::Rope, Op::SiluMul, Op::Add] {
+    for op in [
+        Op::RmsNorm,
+        Op::Rope,
+        Op::SiluMul,
+        Op::GeluTanhMul,
+        Op::Scale,
+        Op::Add,
+    ] {
         assert!(be.supports(op, DType::F32), "{op}");
         assert!(
             !be.supports(op, DType::F16) && !be.supports(op, DType::BF16),
@@ -297,6 +331,8 @@ fn supports_is_truthful() {
     }
     assert!(unsupported(be.rms_norm(&half_x, None, &w4, 1e-6)));
     assert!(unsupported(be.silu_mul(&half_x)));
+    assert!(unsupported(be.gelu_tanh_mul(&half_x)));
+    assert!(unsupported(be.scale(&half_x, 2.0)));
     assert!(unsupported(be.add(&half_x, &half_x)));
     assert!(unsupported(be.matmul(&half_x, &f32_x, None)));
 }

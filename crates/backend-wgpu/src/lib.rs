@@ -213,6 +213,8 @@ impl Backend for WgpuBackend {
             Op::RmsNorm
             | Op::Rope
             | Op::SiluMul
+            | Op::GeluTanhMul
+            | Op::Scale
             | Op::Add
             | Op::Argmax
             | Op::Sample
@@ -321,6 +323,18 @@ impl Backend for WgpuBackend {
         check::silu_mul(x);
         f32_only(Op::SiluMul, &[x])?;
         kernels::pointwise::silu_mul(self, &self.pipelines, x)
+    }
+
+    fn gelu_tanh_mul(&self, x: &T) -> Result<T> {
+        check::gated("gelu_tanh_mul", x);
+        f32_only(Op::GeluTanhMul, &[x])?;
+        kernels::pointwise::gelu_tanh_mul(self, &self.pipelines, x)
+    }
+
+    fn scale(&self, x: &T, s: f32) -> Result<T> {
+        check::scale(x);
+        f32_only(Op::Scale, &[x])?;
+        kernels::pointwise::scale(self, &self.pipelines, x, s)
     }
 
     fn gather_rows(&self, x: &T, idx: &T) -> Result<T> {

@@ -444,7 +444,7 @@ fn rope_matches_cpu() {
 }
 
 #[test]
-fn silu_mul_add_gather_match_cpu() {
+fn pointwise_and_gather_match_cpu() {
     let Some(gpu) = gpu() else { return };
     let cpu = CpuBackend::new();
     let mut rng = Rng::new(8);
@@ -460,6 +460,25 @@ fn silu_mul_add_gather_match_cpu() {
             &format!("silu_mul T={t} I={i}"),
         );
     }
+    for (t, i) in [(1, 1536), (37, 13), (4, 1), (3, 640)] {
+        // Gates over [-12, 12]: tanh saturates at both ends.
+        let x: Vec<f32> = rng.vec(t * 2 * i).iter().map(|v| v * 12.0).collect();
+        let g = gpu.gelu_tanh_mul(&g32(&gpu, &x, &[t, 2 * i])).unwrap();
+        let c = cpu.gelu_tanh_mul(&c32(&cpu, &x, &[t, 2 * i])).unwrap();
+        assert_eq!(g.dims(), &[t, i]);
+        assert_close(
+            &gpu.to_f32(&g).unwrap(),
+            &cpu.to_f32(&c).unwrap(),
+            1e-5,
+            &format!("gelu_tanh_mul T={t} I={i}"),
+        );
+    }
+    let x = rng.vec(7 * 333);
+    let s = 640f32.sqrt();
+    let g = gpu.scale(&g32(&gpu, &x, &[7, 333]), s).unwrap();
+    let c = cpu.scale(&c32(&cpu, &x, &[7, 333]), s).unwrap();
+    assert_eq!(g.dims(), &[7, 333]);
+    assert_bits(&gpu.to_f32(&g).unwrap(), &cpu.to_f32(&c).unwrap(), "scale");
     let (a, b) = (rng.vec(200 * 201), rng.vec(200 * 201));
     let g = gpu
         .add(&g32(&gpu, &a, &[200, 201]), &g32(&gpu, &b, &[200, 201]))
@@ -550,7 +569,14 @@ fn supports_is_truthful() {
             [0.5; 6]
         );
     }
-    for op in [Op::RmsNorm, Op::Rope, Op::SiluMul, Op::Add] {
+    for op in [
+        Op::RmsNorm,
+        Op::Rope,
+        Op::SiluMul,
+        Op::GeluTanhMul,
+        Op::Scale,
+        Op::Add,
+    ] {
         assert!(gpu.supports(op, DType::F32), "{op}");
         assert!(!gpu.supports(op, DType::F16), "{op}");
     }
@@ -564,6 +590,8 @@ fn supports_is_truthful() {
     }
     assert!(unsupported(gpu.rms_norm(&half_x, None, &w4, 1e-6)));
     assert!(unsupported(gpu.silu_mul(&half_x)));
+    assert!(unsupported(gpu.gelu_tanh_mul(&half_x)));
+    assert!(unsupported(gpu.scale(&half_x, 2.0)));
     assert!(unsupported(gpu.add(&half_x, &half_x)));
     assert!(unsupported(gpu.matmul(&half_x, &f32_x, None)));
 }

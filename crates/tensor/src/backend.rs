@@ -41,6 +41,8 @@ pub enum Op {
     KvWrite,
     PagedAttention,
     SiluMul,
+    GeluTanhMul,
+    Scale,
     GatherRows,
     Add,
     Argmax,
@@ -180,6 +182,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `silu(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I].
     fn silu_mul(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// `gelu_tanh(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I] (Gemma's MLP), with
+    /// GELU's tanh approximation `0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))`, as
+    /// PyTorch's `gelu(approximate="tanh")` computes it.
+    fn gelu_tanh_mul(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// `x * s` elementwise (f32), any shape (Gemma's embedding scale).
+    fn scale(&self, x: &Tensor<Self>, s: f32) -> Result<Tensor<Self>>;
 
     /// Rows `idx` [S] of `x` [T, H] -> [S, H].
     fn gather_rows(&self, x: &Tensor<Self>, idx: &Tensor<Self>) -> Result<Tensor<Self>>;
