@@ -111,3 +111,18 @@ fn tiny_llama_matches_transformers() {
 fn tiny_qwen2_matches_transformers() {
     check("tiny-qwen2");
 }
+
+#[test]
+fn tiny_qwen3_matches_transformers() {
+    check("tiny-qwen3");
+}
+
+#[test]
+fn tiny_gemma3_matches_transformers() {
+    check("tiny-gemma3");
+}
+
+#[test]
+fn tiny_phi3_matches_transformers() {
+    check("tiny-phi3");
+}

@@ -45,23 +45,24 @@ pub struct WeightTable {
 }
 
 impl WeightTable {
-    /// A model-level tensor.
-    pub fn global(&mut self, hf: &str, gguf: &str, shape: &[usize]) {
-        self.push(hf.to_string(), gguf.to_string(), shape, 0.0);
+    /// A model-level tensor; returns its entry (to set [`WeightSpec::hf_offset`]).
+    pub fn global(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> &mut WeightSpec {
+        self.push(hf.to_string(), gguf.to_string(), shape)
     }
 
     /// A tensor of layer `l`: `model.layers.{l}.{hf}` / `blk.{l}.{gguf}`.
-    pub fn layer(&mut self, l: usize, hf: &str, gguf: &str, shape: &[usize]) {
-        self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape, 0.0);
+    pub fn layer(&mut self, l: usize, hf: &str, gguf: &str, shape: &[usize]) -> &mut WeightSpec {
+        self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape)
     }
 
-    fn push(&mut self, hf: String, gguf: String, shape: &[usize], hf_offset: f32) {
+    fn push(&mut self, hf: String, gguf: String, shape: &[usize]) -> &mut WeightSpec {
         self.specs.push(WeightSpec {
             hf,
             gguf,
             shape: shape.to_vec(),
-            hf_offset,
+            hf_offset: 0.0,
         });
+        self.specs.last_mut().expect("just pushed")
     }
 
     pub fn len(&self) -> usize {
