@@ -104,6 +104,27 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+# A fixture's chat format: its three special tokens in the roles (BOS and padding, start of a
+# turn, end of a turn = EOS), its chat template, and the rendering of one user turn with the
+# generation prompt (written out so the build stage needs no jinja). `template_bos`: the
+# template writes the BOS itself, so a rendered chat prompt is encoded without adding one.
+CHATML = dict(
+    specials=SPECIAL_TOKENS,
+    template=CHAT_TEMPLATE,
+    user_turn="<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n",
+    template_bos=False,
+)
+
+
+def chat_of(spec: dict) -> dict:
+    return spec.get("chat", CHATML)
+
+
+def roles(spec: dict) -> tuple[str, str, str]:
+    """(BOS/pad token, turn-start token, turn-end/EOS token) of a fixture."""
+    bos, start, end = chat_of(spec)["specials"]
+    return bos, start, end
+
 # The split regexes llama.cpp names "llama-bpe" (Llama 3) and "qwen2"; they differ only in how
 # digits group (up to three per piece vs one).
 LLAMA_BPE_SPLIT = (
@@ -194,11 +215,11 @@ PROMPTS = [
 GREEDY_NEW_TOKENS = 16
 
 
-def render_prompt(kind: str, text: str) -> str:
-    """The prompt string: plain text, or one user turn through CHAT_TEMPLATE with the
-    generation prompt (written out here so the build stage needs no jinja)."""
+def render_prompt(kind: str, text: str, spec: dict | None = None) -> str:
+    """The prompt string: plain text, or one user turn through the fixture's chat template
+    with the generation prompt (ChatML unless the fixture names another)."""
     if kind == "chat":
-        return f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        return chat_of(spec or {})["user_turn"].format(text=text)
     return text
 
 
@@ -223,7 +244,7 @@ def train_tokenizer(spec: dict):
     )
     tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=spec["vocab_size"] - len(SPECIAL_TOKENS),
+        vocab_size=spec["vocab_size"] - len(roles(spec)),
         min_frequency=2,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -231,10 +252,11 @@ def train_tokenizer(spec: dict):
     )
     tok.train_from_iterator(CORPUS.splitlines(keepends=True), trainer)
     learned = tok.get_vocab_size()
-    assert learned == spec["vocab_size"] - len(SPECIAL_TOKENS), f"corpus too small: learned {learned} tokens"
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    assert learned == spec["vocab_size"] - len(roles(spec)), f"corpus too small: learned {learned} tokens"
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in roles(spec)])
     assert tok.get_vocab_size() == spec["vocab_size"]
-    bos = tok.token_to_id("<|endoftext|>")
+    bos_text = roles(spec)[0]
+    bos = tok.token_to_id(bos_text)
     byte_level = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     if spec["add_bos"]:
         # Llama 3 adds BOS through a TemplateProcessing post-processor.
@@ -242,9 +264,9 @@ def train_tokenizer(spec: dict):
             [
                 byte_level,
                 processors.TemplateProcessing(
-                    single="<|endoftext|> $A",
-                    pair="<|endoftext|> $A <|endoftext|> $B:1",
-                    special_tokens=[("<|endoftext|>", bos)],
+                    single=f"{bos_text} $A",
+                    pair=f"{bos_text} $A {bos_text} $B:1",
+                    special_tokens=[(bos_text, bos)],
                 ),
             ]
         )
@@ -253,8 +275,12 @@ def train_tokenizer(spec: dict):
     return tok
 
 
-def special_ids(tok) -> dict:
-    return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+def special_ids(tok, spec: dict | None = None) -> dict:
+    """Ids of the fixture's special tokens, by token and by role ("bos", "start", "end")."""
+    bos, start, end = roles(spec or {})
+    ids = {t: tok.token_to_id(t) for t in (bos, start, end)}
+    ids.update(bos=ids[bos], start=ids[start], end=ids[end])
+    return ids
 
 
 def write_json(path: Path, obj) -> None:
@@ -278,8 +304,8 @@ def hf_config(spec: dict, ids: dict) -> dict:
         "rope_theta": spec["rope_theta"],
         "rope_scaling": spec["rope_scaling"],
         "tie_word_embeddings": spec["tied"],
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["end"],
         "initializer_range": 0.02,
         "attention_dropout": 0.0,
         "use_cache": True,
@@ -303,17 +329,19 @@ def tokenizer_config(spec: dict, ids: dict) -> dict:
             "special": True,
         }
         for t, i in ids.items()
+        if t not in ("bos", "start", "end")
     }
+    bos, start, end = roles(spec)
     return {
         "added_tokens_decoder": added,
-        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+        "additional_special_tokens": [start, end],
         "add_bos_token": spec["add_bos"],
         "add_eos_token": False,
-        "bos_token": "<|endoftext|>" if spec["add_bos"] else None,
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
+        "bos_token": bos if spec["add_bos"] or chat_of(spec)["template_bos"] else None,
+        "eos_token": end,
+        "pad_token": bos,
         "unk_token": None,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_of(spec)["template"],
         "clean_up_tokenization_spaces": False,
         "model_max_length": spec["max_pos"],
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -420,6 +448,9 @@ def gguf_tensors(spec: dict, w: dict[str, np.ndarray]) -> list[tuple[str, np.nda
                 if permute and heads is not None:
                     t = permute_qk(t, heads)
                 out.append((f"{b}attn_{proj}.{kind}", t))
+        for norm in ("q_norm", "k_norm"):  # Qwen3's QK-norm
+            if f"{p}self_attn.{norm}.weight" in w:
+                out.append((f"{b}attn_{norm}.weight", w[f"{p}self_attn.{norm}.weight"]))
         out.append((b + "attn_output.weight", w[p + "self_attn.o_proj.weight"]))
         out.append((b + "ffn_norm.weight", w[p + "post_attention_layernorm.weight"]))
         out.append((b + "ffn_gate.weight", w[p + "mlp.gate_proj.weight"]))
@@ -435,7 +466,7 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
     import gguf
 
     arch = spec["arch"]
-    ids = special_ids(tok)
+    ids = special_ids(tok, spec)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_type("model")
     writer.add_name(name)
@@ -452,7 +483,9 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
     ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if q8_0 else gguf.LlamaFileType.ALL_F32
     writer.add_file_type(ftype)
     writer.add_vocab_size(spec["vocab_size"])
-    writer.add_rope_dimension_count(spec["head_dim"])
+    writer.add_rope_dimension_count(spec.get("rotary_dim", spec["head_dim"]))
+    if "gguf_meta" in spec:
+        spec["gguf_meta"](writer, spec)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
     # Tokenizer, as convert_hf_to_gguf.py's _set_vocab_gpt2 + SpecialVocab write it.
@@ -461,7 +494,7 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
     by_id = sorted(vocab.items(), key=lambda kv: kv[1])
     assert [i for _, i in by_id] == list(range(len(by_id)))
     tokens = [t for t, _ in by_id]
-    control = set(ids.values())
+    control = {ids["bos"], ids["start"], ids["end"]}
     toktypes = [gguf.TokenType.CONTROL if i in control else gguf.TokenType.NORMAL for i in range(len(tokens))]
     merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
@@ -469,13 +502,13 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
     writer.add_token_list(tokens)
     writer.add_token_types(toktypes)
     writer.add_token_merges(merges)
-    writer.add_bos_token_id(ids["<|endoftext|>"])
-    writer.add_eos_token_id(ids["<|im_end|>"])
-    writer.add_pad_token_id(ids["<|endoftext|>"])
+    writer.add_bos_token_id(ids["bos"])
+    writer.add_eos_token_id(ids["end"])
+    writer.add_pad_token_id(ids["bos"])
     writer.add_add_bos_token(spec["add_bos"])
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(chat_of(spec)["template"])
 
-    for tname, arr in gguf_tensors(spec, w):
+    for tname, arr in spec.get("gguf_tensors", gguf_tensors)(spec, w):
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if q8_0 and arr.ndim == 2 and arr.shape[1] % 32 == 0:
             qt = gguf.GGMLQuantizationType.Q8_0
@@ -489,38 +522,43 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
     writer.close()
 
 
-def build(out: Path) -> None:
+def build(out: Path, fixtures: dict | None = None) -> None:
+    """Writes each fixture's directory. A fixture may bring its own `weights(spec)`,
+    `config(spec, ids)` and `gguf(path, name, spec, tok, w, q8_0)` (tools/make_tiny_families.py);
+    the defaults are this file's Llama/Qwen2 ones."""
     from safetensors.numpy import save_file
 
-    for name, spec in FIXTURES.items():
+    for name, spec in (fixtures or FIXTURES).items():
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
         tok = train_tokenizer(spec)
-        ids = special_ids(tok)
+        ids = special_ids(tok, spec)
+        bos, start, end = roles(spec)
         tok.save(str(d / "tokenizer.json"), pretty=True)
         write_json(d / "tokenizer_config.json", tokenizer_config(spec, ids))
         write_json(
             d / "special_tokens_map.json",
             {
-                "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
-                "bos_token": "<|endoftext|>" if spec["add_bos"] else None,
-                "eos_token": "<|im_end|>",
-                "pad_token": "<|endoftext|>",
+                "additional_special_tokens": [start, end],
+                "bos_token": bos if spec["add_bos"] or chat_of(spec)["template_bos"] else None,
+                "eos_token": end,
+                "pad_token": bos,
             },
         )
-        write_json(d / "config.json", hf_config(spec, ids))
+        write_json(d / "config.json", spec.get("config", hf_config)(spec, ids))
         gen = {
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids["bos"],
+            "eos_token_id": ids["end"],
+            "pad_token_id": ids["bos"],
             "do_sample": False,
         }
         write_json(d / "generation_config.json", gen)
-        w = make_weights(spec)
+        w = spec.get("weights", make_weights)(spec)
         save_file(w, str(d / "model.safetensors"), metadata={"format": "pt"})
-        write_gguf(d / f"{name}-f32.gguf", name, spec, tok, w, q8_0=False)
+        gguf_writer = spec.get("gguf", write_gguf)
+        gguf_writer(d / f"{name}-f32.gguf", name, spec, tok, w, q8_0=False)
         if spec["q8_0"]:
-            write_gguf(d / f"{name}-q8_0.gguf", name, spec, tok, w, q8_0=True)
+            gguf_writer(d / f"{name}-q8_0.gguf", name, spec, tok, w, q8_0=True)
         print(
             f"built {d}: vocab {tok.get_vocab_size()}, merges "
             f"{len(json.loads(tok.to_str())['model']['merges'])}"
@@ -569,7 +607,7 @@ def gguf_model_check(d: Path, gguf_name: str, prompts: list[list[int]], blobs: l
         return {"file": gguf_name, "error": f"{type(e).__name__}: {e}"[:500]}
 
 
-def reference(out: Path) -> None:
+def reference(out: Path, fixtures: dict | None = None) -> None:
     import torch
     import transformers
     from tokenizers import Tokenizer
@@ -578,7 +616,7 @@ def reference(out: Path) -> None:
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     problems: list[str] = []
-    for name, spec in FIXTURES.items():
+    for name, spec in (fixtures or FIXTURES).items():
         d = out / name
         tok = AutoTokenizer.from_pretrained(str(d))
         raw = Tokenizer.from_file(str(d / "tokenizer.json"))
@@ -589,34 +627,37 @@ def reference(out: Path) -> None:
             gguf_tok_error = f"{type(e).__name__}: {e}"[:500]
         model = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32)
         model.eval()
-        ids = special_ids(raw)
+        ids = special_ids(raw, spec)
         # Set on the model so generate() cannot merge the EOS of generation_config.json back in:
         # no EOS at all means exactly GREEDY_NEW_TOKENS pure-argmax tokens.
         model.generation_config = GenerationConfig(
             do_sample=False,
             max_new_tokens=GREEDY_NEW_TOKENS,
             eos_token_id=None,
-            pad_token_id=ids["<|endoftext|>"],
+            pad_token_id=ids["bos"],
             bos_token_id=None,
         )
 
         records, blobs, encs, offset = [], [], [], 0
         for pname, kind, text in PROMPTS:
-            rendered = render_prompt(kind, text)
+            rendered = render_prompt(kind, text, spec)
+            # A template that writes the BOS itself is encoded without adding another.
+            add_special = not (kind == "chat" and chat_of(spec)["template_bos"])
             if kind == "chat":
                 text = tok.apply_chat_template(
                     [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
                 )
                 if text != rendered:
                     problems.append(f"{name}/{pname}: chat template gave {text!r}, want {rendered!r}")
-            enc = tok(text, add_special_tokens=True)["input_ids"]
-            raw_ids = raw.encode(text, add_special_tokens=True).ids
+            enc = tok(text, add_special_tokens=add_special)["input_ids"]
+            raw_ids = raw.encode(text, add_special_tokens=add_special).ids
             if enc != raw_ids:
                 problems.append(f"{name}/{pname}: AutoTokenizer {enc} != tokenizers {raw_ids}")
-            bos = ids["<|endoftext|>"]
-            if spec["add_bos"] != (enc[0] == bos) or enc[1:2] == [bos]:
+            bos = ids["bos"]
+            wants_bos = spec["add_bos"] or not add_special
+            if wants_bos != (enc[0] == bos) or enc[1:2] == [bos]:
                 problems.append(f"{name}/{pname}: BOS handling wrong: {enc[:3]}")
-            gguf_ids = gguf_tok(text, add_special_tokens=True)["input_ids"] if gguf_tok else None
+            gguf_ids = gguf_tok(text, add_special_tokens=add_special)["input_ids"] if gguf_tok else None
 
             x = torch.tensor([enc], dtype=torch.long)
             with torch.no_grad():
@@ -634,7 +675,7 @@ def reference(out: Path) -> None:
                 {
                     "name": pname,
                     "text": text,
-                    "add_special_tokens": True,
+                    "add_special_tokens": add_special,
                     "token_ids": enc,
                     "gguf_token_ids": gguf_ids,
                     "logits_offset": offset,

@@ -497,6 +497,19 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
     }
 
+    fn gelu_tanh_mul_impl(&self, x: &T) -> Result<T> {
+        let (t, two_i) = (x.dims()[0], x.dims()[1]);
+        let xv = f32s(x, Op::GeluTanhMul)?;
+        let out = self.run(|| pointwise::gelu_tanh_mul(xv, two_i));
+        Ok(tensor(CpuStorage::F32(out), Shape::new([t, two_i / 2])))
+    }
+
+    fn scale_impl(&self, x: &T, s: f32) -> Result<T> {
+        let xv = f32s(x, Op::Scale)?;
+        let out = self.run(|| pointwise::scale(xv, s));
+        Ok(tensor(CpuStorage::F32(out), x.shape().clone()))
+    }
+
     fn gather_rows_impl(&self, x: &T, idx: &T) -> Result<T> {
         let h = x.dims()[1];
         let iv = u32s(idx);

@@ -381,6 +381,16 @@ impl Backend for WgpuBackend {
         kernels::pointwise::silu_mul(self, &self.pipelines, x)
     }
 
+    fn gelu_tanh_mul_impl(&self, x: &T) -> Result<T> {
+        f32_only(Op::GeluTanhMul, &[x])?;
+        kernels::pointwise::gelu_tanh_mul(self, &self.pipelines, x)
+    }
+
+    fn scale_impl(&self, x: &T, s: f32) -> Result<T> {
+        f32_only(Op::Scale, &[x])?;
+        kernels::pointwise::scale(self, &self.pipelines, x, s)
+    }
+
     fn gather_rows_impl(&self, x: &T, idx: &T) -> Result<T> {
         kernels::pointwise::gather_rows(self, &self.pipelines, x, idx)
     }

@@ -118,16 +118,17 @@ pub struct AttentionParams {
     pub _pad1: u32,
 }
 
-/// `pointwise.wgsl` (`silu_mul`, `add`).
+/// `pointwise.wgsl` (`silu_mul`, `gelu_tanh_mul`, `scale`, `add`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct PointwiseParams {
     /// Output elements.
     pub n: u32,
-    /// `silu_mul`: I, the width of the gate (and of the output row).
+    /// `silu_mul`, `gelu_tanh_mul`: I, the width of the gate (and of the output row).
     pub inner: u32,
+    /// `scale`: the factor.
+    pub scale: f32,
     pub _pad0: u32,
-    pub _pad1: u32,
 }
 
 /// `gather.wgsl`: rows of a 32-bit or 16-bit tensor, copied word by word.

@@ -151,7 +151,7 @@ fn uniform_structs_match_wgsl() {
             groups, _pad1
         ]
     );
-    check_struct!(PointwiseParams, [n, inner, _pad0, _pad1]);
+    check_struct!(PointwiseParams, [n, inner, scale, _pad0]);
     check_struct!(
         GatherParams,
         [

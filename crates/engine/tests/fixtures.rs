@@ -1,6 +1,7 @@
-//! Numerics against transformers: the tiny random-weight Llama and Qwen2 fixtures
-//! (`tools/make_tiny_models.py`, float32), one check for every backend. Checks the
-//! tokenizer ids, the logits at every prompt position (max |ours - ref| / max |ref|) and 16
+//! Numerics against transformers: the tiny random-weight fixtures of every family (Llama and
+//! Qwen2 from `tools/make_tiny_models.py`; Qwen3, Gemma 3 and Phi-3 from
+//! `tools/make_tiny_families.py`; float32), one check for every backend. Checks the chat
+//! template's rendering of the chat prompt, the tokenizer ids, the logits at every prompt position (max |ours - ref| / max |ref|) and 16
 //! greedy tokens through the whole engine.
 //!
 //! - CPU: from the HF directories and from the GGUFs, f32 weights, within 1e-4; the Q8_0
@@ -45,6 +46,9 @@ struct Expect {
     greedy: bool,
 }
 
+/// The user message of every fixture's "chat" prompt (the tools' `PROMPTS`).
+const CHAT_USER: &str = "What is 7 + 5?";
+
 fn check<B: Backend + Clone>(backend: &B, dir: &str, source: ModelSource, expect: Expect) {
     let References {
         vocab_size: vocab,
@@ -52,6 +56,14 @@ fn check<B: Backend + Clone>(backend: &B, dir: &str, source: ModelSource, expect
     } = references(&common::testdata(dir)).unwrap();
     let label = format!("{} on {}", source.path().display(), backend.name());
     let files = ModelFiles::open(source.clone()).unwrap();
+    let template = files.tokenizer.chat_template().expect("a chat template");
+    let user = serde_json::json!({"role": "user", "content": CHAT_USER});
+    let chat = prompts.iter().find(|p| p.name == "chat").unwrap();
+    assert_eq!(
+        template.render(&[user], true).unwrap(),
+        chat.text,
+        "{label}: chat template"
+    );
     for p in &prompts {
         let ids = files.tokenizer.encode(&p.text, p.add_special).unwrap();
         assert_eq!(ids, p.ids, "{label}: tokenizer ids of prompt '{}'", p.name);
@@ -190,5 +202,89 @@ fn tiny_llama_on_gpu() {
 fn tiny_qwen2_on_gpu() {
     if let Some(gpu) = common::gpu() {
         check(&gpu, "tiny-qwen2", hf_dir("tiny-qwen2"), GPU);
+    }
+}
+
+#[test]
+fn tiny_qwen3_from_hf_dir() {
+    check(
+        &CpuBackend::new(),
+        "tiny-qwen3",
+        hf_dir("tiny-qwen3"),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_qwen3_from_gguf() {
+    let path = common::testdata("tiny-qwen3/tiny-qwen3-f32.gguf");
+    check(
+        &CpuBackend::new(),
+        "tiny-qwen3",
+        ModelSource::Gguf(path),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_qwen3_on_gpu() {
+    if let Some(gpu) = common::gpu() {
+        check(&gpu, "tiny-qwen3", hf_dir("tiny-qwen3"), GPU);
+    }
+}
+
+#[test]
+fn tiny_gemma3_from_hf_dir() {
+    check(
+        &CpuBackend::new(),
+        "tiny-gemma3",
+        hf_dir("tiny-gemma3"),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_gemma3_from_gguf() {
+    let path = common::testdata("tiny-gemma3/tiny-gemma3-f32.gguf");
+    check(
+        &CpuBackend::new(),
+        "tiny-gemma3",
+        ModelSource::Gguf(path),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_gemma3_on_gpu() {
+    if let Some(gpu) = common::gpu() {
+        check(&gpu, "tiny-gemma3", hf_dir("tiny-gemma3"), GPU);
+    }
+}
+
+#[test]
+fn tiny_phi3_from_hf_dir() {
+    check(
+        &CpuBackend::new(),
+        "tiny-phi3",
+        hf_dir("tiny-phi3"),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_phi3_from_gguf() {
+    let path = common::testdata("tiny-phi3/tiny-phi3-f32.gguf");
+    check(
+        &CpuBackend::new(),
+        "tiny-phi3",
+        ModelSource::Gguf(path),
+        CPU_F32,
+    );
+}
+
+#[test]
+fn tiny_phi3_on_gpu() {
+    if let Some(gpu) = common::gpu() {
+        check(&gpu, "tiny-phi3", hf_dir("tiny-phi3"), GPU);
     }
 }

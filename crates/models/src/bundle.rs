@@ -183,6 +183,8 @@ fn tokenizer_from_gguf(f: &GgufFile) -> Result<Tokenizer> {
             .get_i32_array("tokenizer.ggml.token_type")
             .unwrap_or_default(),
         merges: f.get_str_array("tokenizer.ggml.merges").unwrap_or_default(),
+        scores: f.get_f32_array("tokenizer.ggml.scores").unwrap_or_default(),
+        add_space_prefix: opt_bool("tokenizer.ggml.add_space_prefix"),
         bos_token_id: opt_u32("tokenizer.ggml.bos_token_id"),
         eos_token_id: opt_u32("tokenizer.ggml.eos_token_id"),
         unknown_token_id: opt_u32("tokenizer.ggml.unknown_token_id"),

@@ -8,6 +8,7 @@ use ingot_tensor::RopeStyle;
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+use crate::layers::mlp::Activation;
 use crate::layers::rope::{RopeConfig, RopeScaling};
 use crate::loader::WeightSource;
 use crate::loader::gguf::GgufFile;
@@ -28,10 +29,38 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Biases on the Q/K/V projections (Qwen2; Llama with `attention_bias`).
     pub qkv_bias: bool,
+    /// RoPE of the global layers (of every layer, without `rope_local`).
     pub rope: RopeConfig,
+    /// RoPE of the sliding-window layers where it differs (Gemma 3's local base of 1e4).
+    pub rope_local: Option<RopeConfig>,
     pub sliding_window: Option<usize>,
-    /// Multiplier of attention scores: `1 / sqrt(head_dim)` unless the family says otherwise.
+    /// Per layer: whether it attends over `sliding_window` only. All true unless the family
+    /// interleaves sliding and global layers (Gemma 3). // [num_layers]
+    pub sliding_layers: Vec<bool>,
+    /// The gate activation of the MLP.
+    pub hidden_act: Activation,
+    /// Multiplier of attention scores: `1 / sqrt(head_dim)` unless the family says otherwise
+    /// (Gemma 3: `1 / sqrt(query_pre_attn_scalar)`).
     pub attn_scale: f32,
+}
+
+/// Gemma 3 makes every sixth layer global when the config does not list layer types (and
+/// llama.cpp always does, GGUF files carrying no pattern).
+const GEMMA3_SLIDING_PATTERN: usize = 6;
+/// Gemma 3's RoPE base on sliding layers when the config does not name one (llama.cpp's too).
+const GEMMA3_LOCAL_ROPE_THETA: f64 = 10000.0;
+
+/// Layer `l` of an interleaving with one global layer in every `pattern`: sliding unless
+/// `(l + 1) % pattern == 0`.
+fn sliding_pattern(layers: usize, pattern: usize) -> Vec<bool> {
+    (0..layers).map(|l| (l + 1) % pattern != 0).collect()
+}
+
+impl ModelConfig {
+    /// The sliding window of layer `l`, if it has one.
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        self.sliding_window.filter(|_| self.sliding_layers[l])
+    }
 }
 
 fn cfg_err(path: &Path, message: impl Into<String>) -> ModelError {
@@ -71,27 +100,75 @@ impl ModelConfig {
         let opt_usize = |key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
         let opt_f64 = |key: &str| v.get(key).and_then(Value::as_f64);
 
+        for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if v.get(key).is_some_and(|x| !x.is_null()) {
+                return Err(cfg_err(path, format!("'{key}' is not supported yet")));
+            }
+        }
         let hidden_size = req("hidden_size")?;
+        let num_layers = req("num_hidden_layers")?;
         let num_heads = req("num_attention_heads")?;
         let head_dim = opt_usize("head_dim").unwrap_or(hidden_size / num_heads);
-        // transformers 5 moved rope settings into `rope_parameters`; 4.x used `rope_scaling`
-        // and a top-level `rope_theta`.
-        let rope_params = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
-        let theta = rope_params
-            .and_then(|p| p.get("rope_theta"))
-            .and_then(Value::as_f64)
+        // transformers 5 moved rope settings into `rope_parameters` (per layer type for
+        // Gemma 3: `full_attention`, `sliding_attention`); 4.x used `rope_scaling` and
+        // top-level `rope_theta` (and `rope_local_base_freq`).
+        let params = v.get("rope_parameters");
+        let per_type = |kind: &str| params.and_then(|p| p.get(kind)).filter(|p| p.is_object());
+        let global = per_type("full_attention")
+            .or(params)
+            .or_else(|| v.get("rope_scaling"));
+        let theta_of =
+            |p: Option<&Value>| p.and_then(|p| p.get("rope_theta")).and_then(Value::as_f64);
+        let theta = theta_of(global)
             .or_else(|| opt_f64("rope_theta"))
             .unwrap_or(10000.0);
-        let scaling = hf_rope_scaling(path, rope_params)?;
+        let scaling = hf_rope_scaling(path, global)?;
+        let partial = global
+            .and_then(|p| p.get("partial_rotary_factor"))
+            .and_then(Value::as_f64)
+            .or_else(|| opt_f64("partial_rotary_factor"))
+            .unwrap_or(1.0);
+        let rotary_dim = (head_dim as f64 * partial) as usize;
+        let rope = RopeConfig {
+            theta,
+            rotary_dim,
+            scaling,
+            style: RopeStyle::Neox,
+        };
+        let rope_local = (arch == Arch::Gemma3).then(|| RopeConfig {
+            theta: theta_of(per_type("sliding_attention"))
+                .or_else(|| opt_f64("rope_local_base_freq"))
+                .unwrap_or(GEMMA3_LOCAL_ROPE_THETA),
+            scaling: RopeScaling::None,
+            ..rope.clone()
+        });
         let sliding_window = match v.get("use_sliding_window").and_then(Value::as_bool) {
             Some(false) => None,
             _ => opt_usize("sliding_window"),
         };
+        let sliding_layers = hf_sliding_layers(path, v, arch, num_layers)?;
+        let act = v
+            .get("hidden_activation")
+            .or_else(|| v.get("hidden_act"))
+            .and_then(Value::as_str);
+        let hidden_act = match act {
+            None | Some("silu") => Activation::Silu,
+            Some("gelu_pytorch_tanh") => Activation::GeluTanh,
+            Some(other) => {
+                return Err(cfg_err(
+                    path,
+                    format!(
+                        "unsupported activation '{other}' (supported: silu, gelu_pytorch_tanh)"
+                    ),
+                ));
+            }
+        };
+        let attn_scale = opt_f64("query_pre_attn_scalar").unwrap_or(head_dim as f64);
         Ok(Self {
             arch,
             hidden_size,
             intermediate_size: req("intermediate_size")?,
-            num_layers: req("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads: opt_usize("num_key_value_heads").unwrap_or(num_heads),
             head_dim,
@@ -106,20 +183,23 @@ impl ModelConfig {
                 || v.get("attention_bias")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-            rope: RopeConfig {
-                theta,
-                rotary_dim: head_dim,
-                scaling,
-                style: RopeStyle::Neox,
-            },
+            rope,
+            rope_local,
             sliding_window,
-            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            sliding_layers,
+            hidden_act,
+            attn_scale: (1.0 / attn_scale.sqrt()) as f32,
         })
     }
 
     /// Reads GGUF metadata (`general.architecture` and the `<arch>.*` keys llama.cpp writes).
     /// GGUF stores Llama-family Q/K weights permuted for interleaved RoPE, so those models
-    /// rotate in the interleaved form; qwen2 GGUFs keep the HF layout (NeoX form).
+    /// rotate in the interleaved form; the other families' GGUFs keep the HF layout (NeoX).
+    ///
+    /// Gemma 3 as llama.cpp reads it: every sixth layer global unless the file lists a
+    /// pattern, sliding layers on RoPE base 1e4 unless `rope.freq_base_swa` says otherwise,
+    /// scores scaled by `1 / sqrt(key_length)` (the 27B model, whose `query_pre_attn_scalar`
+    /// differs, is not handled), GELU-tanh MLP.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let path = file.path();
         let arch_name = file.get_str("general.architecture")?;
@@ -159,13 +239,32 @@ impl ModelConfig {
         };
         let style = match arch {
             Arch::Llama => RopeStyle::Interleaved,
-            Arch::Qwen2 => RopeStyle::Neox,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 | Arch::Phi3 => RopeStyle::Neox,
+        };
+        let num_layers = u("block_count")?;
+        let rope = RopeConfig {
+            theta: opt_f("rope.freq_base").unwrap_or(10000.0),
+            rotary_dim: opt_u("rope.dimension_count").unwrap_or(head_dim),
+            scaling,
+            style,
+        };
+        let gemma = arch == Arch::Gemma3;
+        let rope_local = gemma.then(|| RopeConfig {
+            theta: opt_f("rope.freq_base_swa").unwrap_or(GEMMA3_LOCAL_ROPE_THETA),
+            scaling: RopeScaling::None,
+            ..rope.clone()
+        });
+        let sliding_layers = match opt_u("attention.sliding_window_pattern") {
+            Some(0) => return Err(cfg_err(path, "attention.sliding_window_pattern is 0")),
+            Some(p) => sliding_pattern(num_layers, p),
+            None if gemma => sliding_pattern(num_layers, GEMMA3_SLIDING_PATTERN),
+            None => vec![true; num_layers],
         };
         Ok(Self {
             arch,
             hidden_size,
             intermediate_size: u("feed_forward_length")?,
-            num_layers: u("block_count")?,
+            num_layers,
             num_heads,
             num_kv_heads: opt_u("attention.head_count_kv").unwrap_or(num_heads),
             head_dim,
@@ -174,16 +273,58 @@ impl ModelConfig {
             max_position_embeddings: opt_u("context_length").unwrap_or(2048),
             tie_word_embeddings: !file.contains("output.weight"),
             qkv_bias: file.contains("blk.0.attn_q.bias"),
-            rope: RopeConfig {
-                theta: opt_f("rope.freq_base").unwrap_or(10000.0),
-                rotary_dim: opt_u("rope.dimension_count").unwrap_or(head_dim),
-                scaling,
-                style,
+            rope,
+            rope_local,
+            // Read where llama.cpp reads it: for llama and qwen2 files the key is not a window.
+            sliding_window: opt_u("attention.sliding_window")
+                .filter(|&w| w > 0 && matches!(arch, Arch::Gemma3 | Arch::Phi3)),
+            sliding_layers,
+            hidden_act: if gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
             },
-            sliding_window: None,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
         })
     }
+}
+
+/// Which layers of an HF config slide: `layer_types` when listed, else Gemma 3's pattern
+/// (`sliding_window_pattern`, default 6), else all.
+fn hf_sliding_layers(path: &Path, v: &Value, arch: Arch, layers: usize) -> Result<Vec<bool>> {
+    if let Some(types) = v.get("layer_types").and_then(Value::as_array) {
+        if types.len() != layers {
+            return Err(cfg_err(
+                path,
+                format!(
+                    "'layer_types' lists {} layers, the model has {layers}",
+                    types.len()
+                ),
+            ));
+        }
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                _ => Err(cfg_err(
+                    path,
+                    format!("unknown layer type {t} in 'layer_types'"),
+                )),
+            })
+            .collect();
+    }
+    if arch != Arch::Gemma3 {
+        return Ok(vec![true; layers]);
+    }
+    let pattern = ["sliding_window_pattern", "_sliding_window_pattern"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_u64))
+        .map_or(GEMMA3_SLIDING_PATTERN, |p| p as usize);
+    if pattern == 0 {
+        return Err(cfg_err(path, "'sliding_window_pattern' is 0"));
+    }
+    Ok(sliding_pattern(layers, pattern))
 }
 
 fn hf_rope_scaling(path: &Path, p: Option<&Value>) -> Result<RopeScaling> {

@@ -5,8 +5,8 @@
 //! through the family the registry names and hands back a [`Model`] trait object.
 
 pub mod bundle;
+pub mod catalog;
 pub mod config;
-pub mod default_model;
 mod error;
 pub mod families;
 pub mod layers;

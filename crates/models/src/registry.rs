@@ -7,16 +7,22 @@ use ingot_tensor::Backend;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::families::gemma3::{self, Gemma3};
 use crate::families::llama::{self, Llama};
+use crate::families::{phi3, qwen3};
 use crate::model::Model;
 use crate::weights::{WeightLoader, WeightTable};
 
 /// A decoder architecture Ingot can run. Llama covers Llama 2/3, Mistral and SmolLM; Qwen2 is
-/// the same decoder with biases on the Q/K/V projections.
+/// the same decoder with biases on the Q/K/V projections, Qwen3 with QK-norm, Phi-3 with
+/// fused weights; Gemma 3 is its own decoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen3,
+    Gemma3,
+    Phi3,
 }
 
 /// (HF `architectures` entry, architecture)
@@ -24,16 +30,28 @@ const HF_ARCHITECTURES: &[(&str, Arch)] = &[
     ("LlamaForCausalLM", Arch::Llama),
     ("MistralForCausalLM", Arch::Llama),
     ("Qwen2ForCausalLM", Arch::Qwen2),
+    ("Qwen3ForCausalLM", Arch::Qwen3),
+    ("Gemma3ForCausalLM", Arch::Gemma3),
+    ("Phi3ForCausalLM", Arch::Phi3),
 ];
 
 /// (GGUF `general.architecture`, architecture)
-const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[("llama", Arch::Llama), ("qwen2", Arch::Qwen2)];
+const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[
+    ("llama", Arch::Llama),
+    ("qwen2", Arch::Qwen2),
+    ("qwen3", Arch::Qwen3),
+    ("gemma3", Arch::Gemma3),
+    ("phi3", Arch::Phi3),
+];
 
 impl Arch {
     /// Every weight a model of this architecture and config reads (see [`WeightTable`]).
     pub fn weight_table(self, c: &ModelConfig) -> WeightTable {
         match self {
             Arch::Llama | Arch::Qwen2 => llama::weight_table(c),
+            Arch::Qwen3 => qwen3::weight_table(c),
+            Arch::Gemma3 => gemma3::weight_table(c),
+            Arch::Phi3 => phi3::weight_table(c),
         }
     }
 
@@ -44,7 +62,9 @@ impl Arch {
         w: &mut WeightLoader<'_, B>,
     ) -> Result<Box<dyn Model<B>>> {
         Ok(match self {
-            Arch::Llama | Arch::Qwen2 => Box::new(Llama::load(config, w)?),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => Box::new(Llama::load(config, w)?),
+            Arch::Gemma3 => Box::new(Gemma3::load(config, w)?),
+            Arch::Phi3 => Box::new(phi3::load(config, w)?),
         })
     }
 }
@@ -88,6 +108,8 @@ mod tests {
     fn lookups() {
         assert_eq!(from_hf("MistralForCausalLM"), Some(Arch::Llama));
         assert_eq!(from_gguf("qwen2"), Some(Arch::Qwen2));
+        assert_eq!(from_hf("Gemma3ForCausalLM"), Some(Arch::Gemma3));
+        assert_eq!(from_gguf("phi3"), Some(Arch::Phi3));
         assert_eq!(from_hf("GPT2LMHeadModel"), None);
         assert!(supported_hf().contains("Qwen2ForCausalLM"));
     }

@@ -1,8 +1,9 @@
 //! Model spec resolution: what the user typed (`--model`, or nothing) to files on disk.
 //!
-//! - nothing: the default model (see [`crate::default_model`]);
+//! - nothing: the default model (see [`crate::catalog`]);
 //! - a path to a `.gguf` file, or a directory holding one GGUF;
 //! - a path to a Hugging Face directory (config.json, *.safetensors, tokenizer.json);
+//! - a short name of the catalog (`gemma3-270m`), fetched into the model cache if missing;
 //! - an `org/name` repo id, looked up in the Hugging Face cache (`HF_HOME`, through the
 //!   `hf-hub` crate). Ingot never downloads from the hub itself; with or without
 //!   `HF_HUB_OFFLINE`, a repo that is not cached is an error saying where it looked.
@@ -28,7 +29,7 @@ impl ModelSource {
 /// Resolves a spec; `None` means the default model (fetched if missing).
 pub fn resolve(spec: Option<&str>) -> Result<ModelSource> {
     let Some(spec) = spec else {
-        return Ok(ModelSource::Gguf(crate::default_model::ensure()?));
+        return Ok(ModelSource::Gguf(crate::catalog::DEFAULT.ensure()?));
     };
     let path = Path::new(spec);
     if path.is_file() {
@@ -37,11 +38,20 @@ pub fn resolve(spec: Option<&str>) -> Result<ModelSource> {
     if path.is_dir() {
         return resolve_dir(path);
     }
+    if let Some(model) = crate::catalog::find(spec) {
+        return Ok(ModelSource::Gguf(model.ensure()?));
+    }
     if looks_like_repo_id(spec) {
         return resolve_hf_cache(spec, &hf_hub::Cache::from_env());
     }
     Err(ModelError::Resolve(format!(
-        "model '{spec}': no such file or directory, and not an 'org/name' Hugging Face repo id"
+        "model '{spec}': no such file or directory, not a model of the catalog ({}), and not \
+         an 'org/name' Hugging Face repo id",
+        crate::catalog::MODELS
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 

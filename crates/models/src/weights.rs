@@ -45,23 +45,24 @@ pub struct WeightTable {
 }
 
 impl WeightTable {
-    /// A model-level tensor.
-    pub fn global(&mut self, hf: &str, gguf: &str, shape: &[usize]) {
-        self.push(hf.to_string(), gguf.to_string(), shape, 0.0);
+    /// A model-level tensor; returns its entry (to set [`WeightSpec::hf_offset`]).
+    pub fn global(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> &mut WeightSpec {
+        self.push(hf.to_string(), gguf.to_string(), shape)
     }
 
     /// A tensor of layer `l`: `model.layers.{l}.{hf}` / `blk.{l}.{gguf}`.
-    pub fn layer(&mut self, l: usize, hf: &str, gguf: &str, shape: &[usize]) {
-        self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape, 0.0);
+    pub fn layer(&mut self, l: usize, hf: &str, gguf: &str, shape: &[usize]) -> &mut WeightSpec {
+        self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape)
     }
 
-    fn push(&mut self, hf: String, gguf: String, shape: &[usize], hf_offset: f32) {
+    fn push(&mut self, hf: String, gguf: String, shape: &[usize]) -> &mut WeightSpec {
         self.specs.push(WeightSpec {
             hf,
             gguf,
             shape: shape.to_vec(),
-            hf_offset,
+            hf_offset: 0.0,
         });
+        self.specs.last_mut().expect("just pushed")
     }
 
     pub fn len(&self) -> usize {
@@ -297,38 +298,5 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         }
         let n = data.len();
         Ok(self.backend.from_f32(&data, Shape::new([n]), DType::F32)?)
-    }
-
-    /// One fused weight cut into row ranges, each its own tensor read by matmul (Phi-3's
-    /// QKV): a matrix [n, k] gives [r.len(), k] tensors (as blocks where they can stay:
-    /// blocks never cross rows), a vector [n] gives f32 [r.len()].
-    pub fn split_rows(&mut self, hf: &str, ranges: &[Range<usize>]) -> Result<Vec<Tensor<B>>> {
-        if let Some(b) = self.blocks(&[hf], &[Op::Matmul])? {
-            let [n, k] = b.shape;
-            let row_bytes = b.bytes.len() / n;
-            return ranges
-                .iter()
-                .map(|r| {
-                    let part = &b.bytes[r.start * row_bytes..r.end * row_bytes];
-                    self.upload_blocks(part, [r.len(), k], b.dtype)
-                })
-                .collect();
-        }
-        let (data, shape) = self.read(hf)?;
-        let k: usize = shape[1..].iter().product();
-        let dtype = if shape.len() == 1 {
-            DType::F32
-        } else {
-            self.format.dense
-        };
-        ranges
-            .iter()
-            .map(|r| {
-                let mut dims = shape.clone();
-                dims[0] = r.len();
-                let part = &data[r.start * k..r.end * k];
-                Ok(self.backend.from_f32(part, Shape::new(dims), dtype)?)
-            })
-            .collect()
     }
 }

@@ -42,6 +42,8 @@ pub enum Op {
     KvWrite,
     PagedAttention,
     SiluMul,
+    GeluTanhMul,
+    Scale,
     GatherRows,
     Add,
     Argmax,
@@ -128,6 +130,8 @@ pub trait Backend: Send + Sync + 'static {
             Op::RmsNorm
             | Op::Rope
             | Op::SiluMul
+            | Op::GeluTanhMul
+            | Op::Scale
             | Op::Add
             | Op::Argmax
             | Op::Sample
@@ -432,6 +436,26 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// [`Backend::silu_mul`] after its checks.
     fn silu_mul_impl(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// `gelu_tanh(gate) * up` for `x` [T, 2I] = [gate | up] -> [T, I] (Gemma's MLP), with
+    /// GELU's tanh approximation `0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))`, as
+    /// PyTorch's `gelu(approximate="tanh")` computes it.
+    #[track_caller]
+    fn gelu_tanh_mul(&self, x: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::gated("gelu_tanh_mul", x);
+        self.gelu_tanh_mul_impl(x)
+    }
+    /// [`Backend::gelu_tanh_mul`] after its checks.
+    fn gelu_tanh_mul_impl(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// `x * s` elementwise (f32), any shape (Gemma's embedding scale).
+    #[track_caller]
+    fn scale(&self, x: &Tensor<Self>, s: f32) -> Result<Tensor<Self>> {
+        crate::check::scale(x);
+        self.scale_impl(x, s)
+    }
+    /// [`Backend::scale`] after its checks.
+    fn scale_impl(&self, x: &Tensor<Self>, s: f32) -> Result<Tensor<Self>>;
 
     /// Rows `idx` [S] of `x` [T, H] -> [S, H].
     #[track_caller]

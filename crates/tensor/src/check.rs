@@ -369,6 +369,23 @@ pub fn silu_mul<B: Backend + ?Sized>(x: &Tensor<B>) {
     );
 }
 
+/// The gated activations other than SiLU (`gelu_tanh_mul`): same shapes as [`silu_mul`].
+#[track_caller]
+pub fn gated<B: Backend + ?Sized>(op: &str, x: &Tensor<B>) {
+    rank(&format!("{op} x"), x, 2);
+    float(&format!("{op} x"), x);
+    assert!(
+        x.dims()[1].is_multiple_of(2),
+        "{op}: last dim {} is odd",
+        x.dims()[1]
+    );
+}
+
+#[track_caller]
+pub fn scale<B: Backend + ?Sized>(x: &Tensor<B>) {
+    float("scale x", x);
+}
+
 #[track_caller]
 pub fn gather_rows<B: Backend + ?Sized>(x: &Tensor<B>, idx: &Tensor<B>) {
     rank("gather_rows x", x, 2);

@@ -62,6 +62,20 @@ pub fn silu_mul(x: &[f32], i: usize) -> Vec<f64> {
         .collect()
 }
 
+/// `gelu_tanh(gate) * up` (GELU's tanh approximation, in f64) for rows `[gate (i) | up (i)]`
+/// of length `2 * i`; output `[T, i]`.
+pub fn gelu_tanh_mul(x: &[f32], i: usize) -> Vec<f64> {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    x.chunks(2 * i)
+        .flat_map(|row| {
+            (0..i).map(move |j| {
+                let g = row[j] as f64;
+                0.5 * g * (1.0 + (k * (g + 0.044715 * g * g * g)).tanh()) * row[i + j] as f64
+            })
+        })
+        .collect()
+}
+
 /// Plain causal attention over each sequence's contiguous K/V, for `(sequence, context
 /// length, query count)` triples: the queries are the last `query count` positions, each
 /// attends to positions `max(0, pos + 1 - window)..=pos` with scale `1/sqrt(D)`; query head

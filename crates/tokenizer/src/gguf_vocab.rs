@@ -2,8 +2,9 @@
 //!
 //! A GGUF file carries its vocabulary as plain arrays (`tokenizer.ggml.tokens`, `.token_type`, `.merges`)
 //! and names the rest by convention: `tokenizer.ggml.model` says which algorithm ("gpt2" = byte-level
-//! BPE), `tokenizer.ggml.pre` which pre-tokenizer split the text before BPE when the vocabulary was
-//! trained. [`GgufVocab`] holds those values; [`build`] assembles the equivalent `tokenizers` pipeline:
+//! BPE, "llama" = SentencePiece, see [`crate::spm`]), `tokenizer.ggml.pre` which pre-tokenizer split the
+//! text before BPE when the vocabulary was trained. [`GgufVocab`] holds those values; [`build`]
+//! assembles the equivalent `tokenizers` pipeline, for "gpt2":
 //!
 //!   added-token matching (control tokens as special, user-defined as plain added tokens, as llama.cpp's
 //!   `tokenizer_st_partition` matches both whole) -> pre-tokenizer chosen by `pre` -> byte-level BPE from
@@ -37,6 +38,10 @@ pub struct GgufVocab {
     pub token_types: Vec<i32>,
     /// `tokenizer.ggml.merges`: "left right" pairs, best first. // [M]
     pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`: SentencePiece piece scores, or empty when the key is absent. // [V]
+    pub scores: Vec<f32>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece); absent means true, as in llama.cpp.
+    pub add_space_prefix: Option<bool>,
     /// `tokenizer.ggml.bos_token_id`
     pub bos_token_id: Option<u32>,
     /// `tokenizer.ggml.eos_token_id`
@@ -88,7 +93,7 @@ impl TokenType {
 }
 
 /// Values of `tokenizer.ggml.model` this crate builds.
-pub const SUPPORTED_GGUF_MODELS: &[&str] = &["gpt2"];
+pub const SUPPORTED_GGUF_MODELS: &[&str] = &["gpt2", "llama"];
 
 /// Values of `tokenizer.ggml.pre` this crate builds (a missing key means "default").
 pub const SUPPORTED_GGUF_PRE: &[&str] = &[
@@ -223,6 +228,55 @@ pub(crate) fn build(v: &GgufVocab) -> Result<Built> {
         }
     }
 
+    let spm = v.model == "llama";
+    let mut hf = if spm {
+        crate::spm::tokenizer(v, &types)?
+    } else {
+        byte_level_bpe(v, kind)?
+    };
+    let added = |wanted: TokenType, special: bool| -> Vec<AddedToken> {
+        v.tokens
+            .iter()
+            .zip(&types)
+            .filter(|&(_, &t)| t == wanted)
+            .map(|(token, _)| AddedToken::from(token.clone(), special).normalized(false))
+            .collect()
+    };
+    hf.add_special_tokens(added(TokenType::Control, true))
+        .map_err(|e| Error::BadVocab(format!("registering control tokens: {e}")))?;
+    hf.add_tokens(added(TokenType::UserDefined, false))
+        .map_err(|e| Error::BadVocab(format!("registering user-defined tokens: {e}")))?;
+    // Both calls reuse the vocabulary's ids; anything else would shift ids away from the model's rows.
+    let (with_added, without) = (hf.get_vocab_size(true), hf.get_vocab_size(false));
+    if with_added != without {
+        return Err(Error::BadVocab(format!(
+            "added tokens grew the vocabulary from {without} to {with_added} entries"
+        )));
+    }
+
+    // llama.cpp's defaults: BOS for SentencePiece and "llama-bpe" vocabularies.
+    let add_bos = v.add_bos_token.unwrap_or(spm || kind == PreKind::Llama3);
+    let add_eos = v.add_eos_token.unwrap_or(false);
+    if add_bos && v.bos_token_id.is_none() {
+        return Err(Error::BadVocab(
+            "add_bos_token is set but there is no bos_token_id".into(),
+        ));
+    }
+    if add_eos && v.eos_token_id.is_none() {
+        return Err(Error::BadVocab(
+            "add_eos_token is set but there is no eos_token_id".into(),
+        ));
+    }
+    Ok(Built {
+        hf,
+        add_bos,
+        add_eos,
+    })
+}
+
+/// Byte-level BPE from tokens and merges, with the pre-tokenizer `kind` ("gpt2" vocabularies).
+fn byte_level_bpe(v: &GgufVocab, kind: PreKind) -> Result<tokenizers::Tokenizer> {
+    let n = v.tokens.len();
     // A token spelled twice keeps its first id for text -> id, as a vocabulary map can hold only one.
     let mut vocab = Vocab::with_capacity(n);
     for (id, token) in v.tokens.iter().enumerate() {
@@ -252,43 +306,7 @@ pub(crate) fn build(v: &GgufVocab) -> Result<Built> {
     let mut hf = tokenizers::Tokenizer::new(bpe);
     hf.with_pre_tokenizer(Some(pre_tokenizer(kind)?));
     hf.with_decoder(Some(ByteLevel::default()));
-    let added = |wanted: TokenType, special: bool| -> Vec<AddedToken> {
-        v.tokens
-            .iter()
-            .zip(&types)
-            .filter(|&(_, &t)| t == wanted)
-            .map(|(token, _)| AddedToken::from(token.clone(), special).normalized(false))
-            .collect()
-    };
-    hf.add_special_tokens(added(TokenType::Control, true))
-        .map_err(|e| Error::BadVocab(format!("registering control tokens: {e}")))?;
-    hf.add_tokens(added(TokenType::UserDefined, false))
-        .map_err(|e| Error::BadVocab(format!("registering user-defined tokens: {e}")))?;
-    // Both calls reuse the vocabulary's ids; anything else would shift ids away from the model's rows.
-    let (with_added, without) = (hf.get_vocab_size(true), hf.get_vocab_size(false));
-    if with_added != without {
-        return Err(Error::BadVocab(format!(
-            "added tokens grew the vocabulary from {without} to {with_added} entries"
-        )));
-    }
-
-    let add_bos = v.add_bos_token.unwrap_or(kind == PreKind::Llama3);
-    let add_eos = v.add_eos_token.unwrap_or(false);
-    if add_bos && v.bos_token_id.is_none() {
-        return Err(Error::BadVocab(
-            "add_bos_token is set but there is no bos_token_id".into(),
-        ));
-    }
-    if add_eos && v.eos_token_id.is_none() {
-        return Err(Error::BadVocab(
-            "add_eos_token is set but there is no eos_token_id".into(),
-        ));
-    }
-    Ok(Built {
-        hf,
-        add_bos,
-        add_eos,
-    })
+    Ok(hf)
 }
 
 #[cfg(test)]
@@ -370,8 +388,8 @@ mod tests {
             Ok(_) => panic!("expected an error"),
         };
         let mut v = tiny(None);
-        v.model = "llama".into();
-        assert!(err(v).contains("supported: gpt2"));
+        v.model = "bert".into();
+        assert!(err(v).contains("supported: gpt2, llama"));
         let mut v = tiny(None);
         v.pre = Some("tekken".into());
         let msg = err(v);

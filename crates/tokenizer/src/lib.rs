@@ -12,6 +12,7 @@
 mod chat_template;
 mod error;
 mod gguf_vocab;
+mod spm;
 mod tokenizer;
 
 pub use chat_template::ChatTemplate;

@@ -56,6 +56,8 @@ fn smollm2_vocab() -> GgufVocab {
             .map(|t| t.as_i64().unwrap() as i32)
             .collect(),
         merges: strings(&m["tokenizer.ggml.merges"]),
+        scores: Vec::new(),
+        add_space_prefix: None,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_id: id("tokenizer.ggml.eos_token_id"),
         unknown_token_id: id("tokenizer.ggml.unknown_token_id"),

@@ -109,7 +109,11 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         entry_points: vec!["rms_norm", "rms_norm_residual"],
     });
     let plain: [(&str, &str, &[&'static str]); 2] = [
-        ("pointwise", POINTWISE, &["silu_mul", "add"]),
+        (
+            "pointwise",
+            POINTWISE,
+            &["silu_mul", "gelu_tanh_mul", "scale", "add"],
+        ),
         ("gather", GATHER, &["gather_rows"]),
     ];
     v.push(ShaderModuleSource {
@@ -170,6 +174,8 @@ pub(crate) struct Pipelines {
     pub attention_partial: [wgpu::ComputePipeline; 2],
     pub attention_merge: [wgpu::ComputePipeline; 2],
     pub silu_mul: wgpu::ComputePipeline,
+    pub gelu_tanh_mul: wgpu::ComputePipeline,
+    pub scale: wgpu::ComputePipeline,
     pub add: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
@@ -272,6 +278,8 @@ impl Pipelines {
                 take("attention_f16::attention_merge")?,
             ],
             silu_mul: take("pointwise::silu_mul")?,
+            gelu_tanh_mul: take("pointwise::gelu_tanh_mul")?,
+            scale: take("pointwise::scale")?,
             add: take("pointwise::add")?,
             gather_rows: take("gather::gather_rows")?,
             argmax: take("argmax::argmax")?,

@@ -1,4 +1,5 @@
-//! Launchers of `pointwise.wgsl` (silu_mul, add) and `gather.wgsl` (gather_rows).
+//! Launchers of `pointwise.wgsl` (silu_mul, gelu_tanh_mul, scale, add) and `gather.wgsl`
+//! (gather_rows).
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{DType, Shape};
@@ -8,9 +9,18 @@ use crate::params::{GatherParams, PointwiseParams};
 use crate::{T, WgpuBackend};
 
 pub(crate) fn silu_mul(be: &WgpuBackend, p: &Pipelines, x: &T) -> Result<T> {
+    gated(be, &p.silu_mul, "silu_mul", x)
+}
+
+pub(crate) fn gelu_tanh_mul(be: &WgpuBackend, p: &Pipelines, x: &T) -> Result<T> {
+    gated(be, &p.gelu_tanh_mul, "gelu_tanh_mul", x)
+}
+
+/// `act(gate) * up` for `x` [T, 2I] with the pipeline of one activation.
+fn gated(be: &WgpuBackend, pipeline: &wgpu::ComputePipeline, name: &str, x: &T) -> Result<T> {
     let gpu = &be.gpu;
     let (t, i) = (x.dims()[0], x.dims()[1] / 2);
-    let out = be.output(Shape::new([t, i]), "silu_mul out")?;
+    let out = be.output(Shape::new([t, i]), name)?;
     if t * i == 0 {
         return Ok(out);
     }
@@ -21,12 +31,38 @@ pub(crate) fn silu_mul(be: &WgpuBackend, p: &Pipelines, x: &T) -> Result<T> {
     });
     let (gx, gy) = gpu.grid((t * i).div_ceil(256) as u64)?;
     gpu.dispatch(
-        "silu_mul",
-        &p.silu_mul,
+        name,
+        pipeline,
         &[
             (0, &params),
-            (1, x.storage().buffer("silu_mul x")?),
-            (3, out.storage().buffer("silu_mul out")?),
+            (1, x.storage().buffer(name)?),
+            (3, out.storage().buffer(name)?),
+        ],
+        (gx, gy, 1),
+    )?;
+    Ok(out)
+}
+
+pub(crate) fn scale(be: &WgpuBackend, p: &Pipelines, x: &T, s: f32) -> Result<T> {
+    let gpu = &be.gpu;
+    let n = x.numel();
+    let out = be.output(x.shape().clone(), "scale out")?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let params = gpu.uniform(&PointwiseParams {
+        n: u32_of("elements", n)?,
+        scale: s,
+        ..Default::default()
+    });
+    let (gx, gy) = gpu.grid(n.div_ceil(256) as u64)?;
+    gpu.dispatch(
+        "scale",
+        &p.scale,
+        &[
+            (0, &params),
+            (1, x.storage().buffer("scale x")?),
+            (3, out.storage().buffer("scale out")?),
         ],
         (gx, gy, 1),
     )?;

@@ -1,6 +1,7 @@
 //! The Llama family: Llama 2/3, Mistral, SmolLM and Qwen2 (Q/K/V biases, switched on by
 //! [`ModelConfig::qkv_bias`]). Pre-norm layers of attention and a SiLU-gated MLP, tied or
-//! untied embeddings; everything it does is a shared layer.
+//! untied embeddings; everything it does is a shared layer. Qwen3 and Phi-3 are this
+//! decoder too, with other weights ([`super::qwen3`], [`super::phi3`]).
 
 use ingot_tensor::{Backend, Tensor};
 
@@ -9,7 +10,7 @@ use crate::error::Result;
 use crate::layers::attention::Attention;
 use crate::layers::block::PreNormBlock;
 use crate::layers::embedding::{Embedding, LmHead};
-use crate::layers::mlp::{Activation, FeedForward, GatedMlp};
+use crate::layers::mlp::{FeedForward, GatedMlp};
 use crate::layers::norm::RmsNorm;
 use crate::layers::rope::Rope;
 use crate::model::{ForwardBatch, LayerCache, LayerKv, Model, check_caches};
@@ -66,18 +67,27 @@ impl<B: Backend> Llama<B> {
     pub fn load(config: ModelConfig, w: &mut WeightLoader<'_, B>) -> Result<Self> {
         let c = &config;
         let rope = Rope::new(w.backend(), &c.rope)?;
-        let embed = Embedding::load(w, "model.embed_tokens.weight", c.tie_word_embeddings)?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             let n = |part: &str| layer_name(l, part);
             layers.push(PreNormBlock {
                 attn_norm: RmsNorm::load(w, &n("input_layernorm.weight"), c.rms_norm_eps)?,
-                attn: Attention::load(w, c, l, rope.clone(), c.sliding_window)?,
+                attn: Attention::load(w, c, l, rope.clone(), c.layer_window(l))?,
                 ffn_norm: RmsNorm::load(w, &n("post_attention_layernorm.weight"), c.rms_norm_eps)?,
-                ffn: FeedForward::Dense(GatedMlp::load(w, l, Activation::Silu)?),
+                ffn: FeedForward::Dense(GatedMlp::load(w, l, c.hidden_act)?),
             });
         }
-        let norm = RmsNorm::load(w, "model.norm.weight", c.rms_norm_eps)?;
+        Self::from_layers(config, layers, w)
+    }
+
+    /// The model around `layers`: the embedding, final norm and head of the weight table.
+    pub fn from_layers(
+        config: ModelConfig,
+        layers: Vec<PreNormBlock<B>>,
+        w: &mut WeightLoader<'_, B>,
+    ) -> Result<Self> {
+        let embed = Embedding::load(w, "model.embed_tokens.weight", config.tie_word_embeddings)?;
+        let norm = RmsNorm::load(w, "model.norm.weight", config.rms_norm_eps)?;
         let head = LmHead::load(w)?;
         Ok(Self {
             config,
@@ -96,12 +106,13 @@ impl<B: Backend> Model<B> for Llama<B> {
 
     fn kv_layout(&self) -> Vec<LayerKv> {
         let c = &self.config;
-        let kv = LayerKv {
-            num_kv_heads: c.num_kv_heads,
-            head_dim: c.head_dim,
-            sliding_window: c.sliding_window,
-        };
-        vec![kv; c.num_layers]
+        (0..c.num_layers)
+            .map(|l| LayerKv {
+                num_kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+                sliding_window: c.layer_window(l),
+            })
+            .collect()
     }
 
     fn forward(

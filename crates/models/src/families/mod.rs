@@ -3,4 +3,7 @@
 //! composed of [`crate::layers`]. The registry ([`crate::registry`]) maps architecture names
 //! to these files.
 
+pub mod gemma3;
 pub mod llama;
+pub mod phi3;
+pub mod qwen3;

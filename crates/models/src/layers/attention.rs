@@ -12,7 +12,7 @@
 //! projection, which [`Attention::forward_add`] folds into the residual stream
 //! (`matmul_add`): four verbs. Otherwise ([`Qkv::Split`]: Q4_K_M files whose V is Q6_K, or
 //! QK-norm families) three matmuls, the norms, rope and kv_write. A family with fused QKV
-//! weights (Phi-3) cuts them at load ([`crate::weights::WeightLoader::split_rows`]).
+//! weights (Phi-3) uses them as they are stored, as [`Qkv::Stacked`].
 
 use ingot_tensor::{AttentionParams, Backend, QkvHeads, Tensor};
 

@@ -1,6 +1,7 @@
-//! Token embedding and the LM head. The embedding gathers rows of the [V, H] table; the head
-//! is its own [V, H] matrix or, when the embeddings are tied, the embedding table itself
-//! (never a copy).
+//! Token embedding and the LM head. The embedding gathers rows of the [V, H] table, times a
+//! scale where the family has one (Gemma: sqrt(H), applied to the gathered rows only, so a
+//! tied head still reads the table as stored); the head is its own [V, H] matrix or, when the
+//! embeddings are tied, the embedding table itself (never a copy).
 
 use ingot_tensor::{Backend, Op, Tensor};
 
@@ -9,6 +10,8 @@ use crate::weights::WeightLoader;
 
 pub struct Embedding<B: Backend> {
     pub table: Tensor<B>, // [V, H]
+    /// Multiplier of the gathered rows.
+    pub scale: Option<f32>,
 }
 
 impl<B: Backend> Embedding<B> {
@@ -21,12 +24,25 @@ impl<B: Backend> Embedding<B> {
         };
         Ok(Self {
             table: w.tensor_for(name, uses)?,
+            scale: None,
         })
+    }
+
+    /// The same embedding with its rows multiplied by `s`.
+    pub fn scaled(self, s: f32) -> Self {
+        Self {
+            scale: Some(s),
+            ..self
+        }
     }
 
     /// `ids` [T] u32 -> [T, H].
     pub fn forward(&self, b: &B, ids: &Tensor<B>) -> Result<Tensor<B>> {
-        Ok(b.embedding(&self.table, ids)?)
+        let x = b.embedding(&self.table, ids)?;
+        Ok(match self.scale {
+            Some(s) => b.scale(&x, s)?,
+            None => x,
+        })
     }
 }
 

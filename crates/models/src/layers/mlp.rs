@@ -18,6 +18,8 @@ use crate::weights::{WeightLoader, layer_name};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     Silu,
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 impl Activation {
@@ -25,6 +27,7 @@ impl Activation {
     pub fn gated<B: Backend>(self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
         match self {
             Activation::Silu => Ok(b.silu_mul(x)?),
+            Activation::GeluTanh => Ok(b.gelu_tanh_mul(x)?),
         }
     }
 }
@@ -42,6 +45,23 @@ impl<B: Backend> GatedMlp<B> {
         Ok(Self {
             gate_up: Linear {
                 weight: w.stacked(&[&n("gate_proj"), &n("up_proj")])?,
+                bias: None,
+            },
+            down: Linear {
+                weight: w.tensor(&n("down_proj"))?,
+                bias: None,
+            },
+            act,
+        })
+    }
+
+    /// Layer `l`'s gate and up projections already fused in one [2I, H] matrix
+    /// (`mlp.gate_up_proj`, Phi-3), and `mlp.down_proj`.
+    pub fn load_fused(w: &mut WeightLoader<'_, B>, l: usize, act: Activation) -> Result<Self> {
+        let n = |part: &str| layer_name(l, &format!("mlp.{part}.weight"));
+        Ok(Self {
+            gate_up: Linear {
+                weight: w.tensor(&n("gate_up_proj"))?,
                 bias: None,
             },
             down: Linear {

@@ -24,8 +24,9 @@ pub use attention::{
 };
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
-    embedding_gathers_rows, gather_rows_and_add_are_exact, rms_norm_matches_reference,
-    rope_matches_reference, silu_mul_matches_reference, supports_is_truthful,
+    embedding_gathers_rows, gather_rows_and_add_are_exact, gelu_tanh_mul_matches_reference,
+    rms_norm_matches_reference, rope_matches_reference, scale_is_one_rounding,
+    silu_mul_matches_reference, supports_is_truthful,
 };
 
 use ingot_tensor::{Backend, DType, Shape, Tensor};
@@ -80,6 +81,8 @@ macro_rules! backend_conformance {
                 rope_matches_reference,
                 embedding_gathers_rows,
                 silu_mul_matches_reference,
+                gelu_tanh_mul_matches_reference,
+                scale_is_one_rounding,
                 gather_rows_and_add_are_exact,
                 argmax_matches_its_definition,
                 attention_matches_reference,

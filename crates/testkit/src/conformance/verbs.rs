@@ -54,6 +54,8 @@ pub fn supports_is_truthful<B: Backend>(be: &B) {
         Op::RmsNorm,
         Op::Rope,
         Op::SiluMul,
+        Op::GeluTanhMul,
+        Op::Scale,
         Op::Add,
         Op::Argmax,
         Op::Sample,
@@ -75,6 +77,8 @@ pub fn supports_is_truthful<B: Backend>(be: &B) {
     }
     assert!(unsupported(be.rms_norm(&half_x, None, &w4, 1e-6)));
     assert!(unsupported(be.silu_mul(&half_x)));
+    assert!(unsupported(be.gelu_tanh_mul(&half_x)));
+    assert!(unsupported(be.scale(&half_x, 2.0)));
     assert!(unsupported(be.add(&half_x, &half_x)));
     assert!(unsupported(be.matmul(&half_x, &f32_x, None)));
     assert!(matches!(
@@ -239,6 +243,34 @@ pub fn silu_mul_matches_reference<B: Backend>(be: &B) {
             &format!("T={t} I={i}"),
         );
     }
+}
+
+/// gelu_tanh_mul against f64, gates over [-12, 12] so tanh saturates at both ends.
+pub fn gelu_tanh_mul_matches_reference<B: Backend>(be: &B) {
+    let mut rng = Rng::new(26);
+    for (t, i) in [(1, 1536), (37, 13), (4, 1), (3, 640)] {
+        let x: Vec<f32> = rng.vec(t * 2 * i).iter().map(|v| v * 12.0).collect();
+        let got = be.gelu_tanh_mul(&f32t(be, &x, &[t, 2 * i])).unwrap();
+        assert_eq!(got.dims(), &[t, i]);
+        let want = reference::gelu_tanh_mul(&x, i);
+        assert_close(
+            &be.to_f32(&got).unwrap(),
+            &want,
+            1e-5,
+            &format!("T={t} I={i}"),
+        );
+    }
+}
+
+/// scale is one f32 multiplication per element: exact.
+pub fn scale_is_one_rounding<B: Backend>(be: &B) {
+    let mut rng = Rng::new(27);
+    let x = rng.vec(7 * 333);
+    let s = 640f32.sqrt();
+    let got = be.scale(&f32t(be, &x, &[7, 333]), s).unwrap();
+    assert_eq!(got.dims(), &[7, 333]);
+    let want: Vec<f32> = x.iter().map(|v| v * s).collect();
+    assert_bits(&be.to_f32(&got).unwrap(), &want, "scale");
 }
 
 /// gather_rows of every dense dtype (odd widths: 16-bit rows straddle words); add exact.

