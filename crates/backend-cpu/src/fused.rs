@@ -25,7 +25,7 @@ pub(crate) fn add_into(residual: &mut [f32], y: &[f32]) {
 /// v [T, Hk D].
 pub(crate) fn split_qkv(qkv: &[f32], q_width: usize, kv_width: usize) -> [Vec<f32>; 3] {
     let row = q_width + 2 * kv_width;
-    let t = if row == 0 { 0 } else { qkv.len() / row };
+    let t = qkv.len().checked_div(row).unwrap_or(0);
     let mut q = Vec::with_capacity(t * q_width);
     let mut k = Vec::with_capacity(t * kv_width);
     let mut v = Vec::with_capacity(t * kv_width);

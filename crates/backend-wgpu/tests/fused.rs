@@ -21,10 +21,13 @@ use ingot_tensor::{Backend, DType, QkvHeads, RopeStyle, Shape, Tensor};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
+/// x [T, K], W [N, K], the optional bias [N] and the residual [T, N], as host values.
+type MatmulAddInputs<'a> = (&'a [f32], &'a [f32], Option<&'a [f32]>, &'a [f32]);
+
 /// `residual += x W^T + b` on `be`; returns the updated residual.
 fn matmul_add_on<B: Backend>(
     be: &B,
-    (x, w, b, r): (&[f32], &[f32], Option<&[f32]>, &[f32]),
+    (x, w, b, r): MatmulAddInputs<'_>,
     (t, k, n): (usize, usize, usize),
     dtype: DType,
 ) -> Vec<f32> {
