@@ -1,9 +1,10 @@
 //! Adapter choice, device creation, error capture and command submission.
 //!
-//! Adapter: the best of what wgpu enumerates on the native backends (Vulkan, Metal, DX12):
-//! a discrete GPU, then an integrated one, then a virtual one; a CPU/software adapter
-//! (lavapipe, WARP) only when asked for, through [`WgpuOptions::allow_software`] or the
-//! environment variable `INGOT_WGPU_ALLOW_SOFTWARE=1`. The device takes the adapter's own
+//! Adapter: the one [`WgpuOptions::adapter`] names (`--device`), else the best of what wgpu
+//! enumerates on the native backends (Vulkan, Metal, DX12): a discrete GPU, then an
+//! integrated one, then a virtual one; a CPU/software adapter (lavapipe, WARP) only when
+//! asked for, through [`WgpuOptions::allow_software`] or the environment variable
+//! `INGOT_WGPU_ALLOW_SOFTWARE=1` (`adapters.rs` has the rule). The device takes the adapter's own
 //! limits (so a large embedding fits where the hardware allows) and the optional features
 //! SHADER_F16 and SUBGROUP when present, plus EXPERIMENTAL_COOPERATIVE_MATRIX when the
 //! cooperative-matrix matmul will run (`kernels::matmul_coop::choose`: a 16x16x16 or
@@ -40,6 +41,8 @@ use ingot_tensor::BackendError;
 use ingot_tensor::backend::Result;
 use wgpu::util::DeviceExt;
 
+use crate::adapters::{AdapterChoice, new_instance, pick};
+
 /// Dispatches recorded before the pending encoder is submitted.
 const FLUSH_EVERY: usize = 32;
 
@@ -59,6 +62,8 @@ pub struct WgpuOptions {
     /// Fill every buffer a verb allocates for its output with all-ones bits (NaN,
     /// u32::MAX) before the kernel runs, so an element a kernel forgets shows up in tests.
     pub poison_outputs: bool,
+    /// Which adapter to open (`--device`); see `adapters`.
+    pub adapter: AdapterChoice,
 }
 
 impl WgpuOptions {
@@ -122,42 +127,9 @@ impl std::fmt::Display for AdapterSummary {
     }
 }
 
-fn rank(t: wgpu::DeviceType) -> u8 {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => 4,
-        wgpu::DeviceType::IntegratedGpu => 3,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 1,
-        wgpu::DeviceType::Cpu => 0,
-    }
-}
-
-fn is_software(t: wgpu::DeviceType) -> bool {
-    matches!(t, wgpu::DeviceType::Cpu)
-}
-
-fn native_backends() -> wgpu::Backends {
-    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
-}
-
-/// The best adapter by the rule in the module header, or `None`.
-fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Option<wgpu::Adapter> {
-    let adapters = pollster::block_on(instance.enumerate_adapters(native_backends()));
-    adapters
-        .into_iter()
-        .filter(|a| allow_software || !is_software(a.get_info().device_type))
-        .max_by_key(|a| rank(a.get_info().device_type))
-}
-
-fn new_instance() -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = native_backends();
-    wgpu::Instance::new(desc)
-}
-
 /// The adapter [`Gpu::open`] would choose, without opening a device (for `--backend auto`).
 pub fn probe(allow_software: bool) -> Option<AdapterSummary> {
-    let adapter = pick_adapter(&new_instance(), allow_software)?;
+    let adapter = pick(&new_instance(), &AdapterChoice::Best, allow_software).ok()?;
     Some(summary(&adapter, adapter.features(), &adapter.limits()))
 }
 
@@ -244,15 +216,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Gpu {
     pub fn open(opts: &WgpuOptions) -> Result<Gpu> {
         let instance = new_instance();
-        let adapter = pick_adapter(&instance, opts.allow_software).ok_or_else(|| {
-            BackendError::Device(if opts.allow_software {
-                "no GPU adapter found (Vulkan, Metal or DX12)".into()
-            } else {
-                "no GPU adapter found (Vulkan, Metal or DX12); software adapters such as \
-                 lavapipe are used only with INGOT_WGPU_ALLOW_SOFTWARE=1"
-                    .into()
-            })
-        })?;
+        let adapter =
+            pick(&instance, &opts.adapter, opts.allow_software).map_err(BackendError::Device)?;
         let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let limits = adapter.limits();
         // Cooperative matrices only when the matmul will use them (they are experimental

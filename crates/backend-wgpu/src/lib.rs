@@ -3,11 +3,11 @@
 //! (NVIDIA, AMD, Intel, and Mesa's lavapipe, which is how CI executes them) and DX12
 //! (DESIGN.md §5).
 //!
-//! Layout: `device.rs` chooses the adapter, opens the device, captures errors and owns the
-//! pending command encoder; `storage.rs` is a tensor's buffer (or buffers, for a weight
-//! larger than one storage binding); `kernels/` holds the pipeline cache and one launcher
-//! per kernel family; `shaders/` the WGSL, one file per family; `params.rs` the uniform
-//! structs mirrored in WGSL.
+//! Layout: `adapters.rs` lists the adapters and picks one; `device.rs` opens the device,
+//! captures errors and owns the pending command encoder; `storage.rs` is a tensor's buffer
+//! (or buffers, for a weight larger than one storage binding); `kernels/` holds the
+//! pipeline cache and one launcher per kernel family; `shaders/` the WGSL, one file per
+//! family; `params.rs` the uniform structs mirrored in WGSL.
 //!
 //! Numerics: activations are f32; matmul and embedding weights may be f32, f16 or bf16
 //! (widened exactly in the shader, accumulated in f32); KV caches f32 or f16 (rounded to
@@ -22,11 +22,13 @@
 //! dispatch. Index tensors (ids, slots, block tables) are not read back to be validated:
 //! out-of-range values give NaN rows or are skipped, never reads of other memory.
 
+pub mod adapters;
 mod device;
 pub mod kernels;
 pub mod params;
 mod storage;
 
+pub use adapters::{AdapterChoice, AdapterEntry};
 pub use device::{AdapterSummary, WgpuOptions, probe};
 pub use kernels::attention::{AttentionSplit, use_split};
 pub use kernels::{ShaderModuleSource, shader_modules};
