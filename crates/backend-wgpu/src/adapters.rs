@@ -3,10 +3,10 @@
 //! choice (`--device N|NAME`) or none into one adapter.
 //!
 //! Without a choice the best adapter wins: a discrete GPU, then an integrated one, then a
-//! virtual one; a CPU/software adapter (lavapipe, WARP) only when software is allowed. A
-//! choice names one adapter by its index in [`list`] or by its name (case-insensitive:
-//! an exact name, else a part of exactly one name). A named adapter is opened even when it
-//! is a software one, since the user asked for it. Indices follow the driver's order, which
+//! virtual one (the first listed among equals); a CPU/software adapter (lavapipe, WARP) only
+//! when software is allowed. A choice names one adapter by its index in [`list`] or by its
+//! name (case-insensitive: an exact name, else a part of exactly one name). A named adapter
+//! is opened even when it is a software one, since the user asked for it. Indices follow the driver's order, which
 //! is stable on one machine but may differ from `nvidia-smi`'s: `ingot devices` shows them.
 //! Several GPUs of one model share a name, so there the index is the way to pick one (one
 //! replica per GPU, each with its own `--device`).
@@ -136,7 +136,7 @@ fn choose(
         AdapterChoice::Best => entries
             .iter()
             .filter(|e| allow_software || !e.is_software())
-            .max_by_key(|e| rank(e.device_type))
+            .max_by_key(|e| (rank(e.device_type), std::cmp::Reverse(e.index)))
             .map(|e| e.index)
             .ok_or_else(|| {
                 if allow_software || entries.is_empty() {

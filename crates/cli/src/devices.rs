@@ -28,13 +28,10 @@ pub fn run() -> Result<()> {
         } else {
             kind
         };
+        let backend = format!("{:?}", a.backend);
         println!(
             "{:<5}  {:<width$}  {:<7}  {:<14}  {}",
-            a.index,
-            a.name,
-            format!("{:?}", a.backend),
-            kind,
-            a.driver
+            a.index, a.name, backend, kind, a.driver
         );
     }
     Ok(())
