@@ -78,9 +78,9 @@ class Router:
                 raise RuntimeError(f"vllm-router did not become ready:\n{self.log_text()}")
             time.sleep(0.2)
 
-    def client(self, **kw):
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=API_KEY, max_retries=0,
-                             timeout=120, **kw)
+    def client(self, api_key=API_KEY):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0,
+                             timeout=120)
 
     def log_text(self):
         return Path(self.log.name).read_text(errors="replace")
@@ -189,6 +189,9 @@ def test_mixed_workload_through_the_router_matches_one_replica(replicas, start_r
 
     router = start_router(replicas, "round_robin", *FAILOVER_FLAGS)
     client = router.client()
+    # The router passes the client's key to the replicas, which check it.
+    with pytest.raises(openai.AuthenticationError):
+        router.client(api_key="wrong").models.list()
     jobs = []
     for p in PROMPTS:
         jobs.append(("greedy", p, lambda p=p: completion_text(client, p, **GREEDY)[0], greedy[p]))
@@ -277,6 +280,17 @@ class Load:
                 self.records.append((start, time.monotonic(), error))
             k += 1
 
+    def wait_for(self, after, count, timeout=90):
+        """Waits until `count` requests sent after `after` (time.monotonic) have ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                done = sum(r[0] > after for r in self.records)
+            if done >= count:
+                return
+            assert time.monotonic() < deadline, f"only {done} of {count} requests ended in {timeout} s"
+            time.sleep(0.1)
+
     def stop(self):
         self.stopping.set()
         for t in self.threads:
@@ -285,20 +299,24 @@ class Load:
 
 
 def test_a_replica_stopped_or_killed_under_load_costs_no_new_request(start_server, start_router):
-    a, b, c = (start_server(*REPLICA_FLAGS) for _ in range(3))
+    # The key from the environment this time (as a Kubernetes secret gives it).
+    flags = [f for f in REPLICA_FLAGS if f not in ("--api-key", API_KEY)]
+    a, b, c = (start_server(*flags, env={"INGOT_API_KEY": API_KEY}) for _ in range(3))
     router = start_router([a, b, c], "cache_aware", *FAILOVER_FLAGS)
+    with pytest.raises(openai.AuthenticationError):
+        router.client(api_key="wrong").completions.create(prompt="Hi", **GREEDY)
     load = Load(router)
-    time.sleep(1.5)
+    load.wait_for(after=0, count=3)
 
     t_term = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(timeout=60) == 0, a.log_text()
-    time.sleep(1.5)
+    load.wait_for(after=t_term, count=4)
 
     t_kill = time.monotonic()
     b.proc.kill()
     b.proc.wait()
-    time.sleep(3)
+    load.wait_for(after=t_kill, count=6)
     records = load.stop()
 
     failed = [r for r in records if r[2] is not None]
@@ -309,5 +327,5 @@ def test_a_replica_stopped_or_killed_under_load_costs_no_new_request(start_serve
     # The load went on through both events (so the check above had requests to judge).
     after_term = [r for r in records if t_term < r[0] < t_kill]
     after_kill = [r for r in records if r[0] > t_kill]
-    assert len(after_term) >= 3 and len(after_kill) >= 3, (len(after_term), len(after_kill))
+    assert len(after_term) >= 4 and len(after_kill) >= 6, (len(after_term), len(after_kill))
     wait_idle([c])
