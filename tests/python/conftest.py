@@ -38,14 +38,15 @@ def free_port():
 class Server:
     """An `ingot serve` child process and where to reach it."""
 
-    def __init__(self, *flags):
+    def __init__(self, *flags, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="ingot-serve-", suffix=".log", delete=False)
         defaults = [] if "--kv-cache-memory" in flags else ["--kv-cache-memory", "512MiB"]
         cmd = [ingot_bin(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                *defaults, *flags]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
         self._wait_healthy()
 
     def _wait_healthy(self, timeout=300):
@@ -112,8 +113,8 @@ def start_server():
     """Starts extra servers with the given flags; stops them after the test."""
     started = []
 
-    def start(*flags):
-        s = Server(*flags)
+    def start(*flags, env=None):
+        s = Server(*flags, env=env)
         started.append(s)
         return s
 

@@ -3,7 +3,8 @@
 //! (NVIDIA, AMD, Intel, and Mesa's lavapipe, which is how CI executes them) and DX12
 //! (DESIGN.md §5).
 //!
-//! Layout: `device/` chooses the adapter, opens the device, captures errors, keeps the
+//! Layout: `adapters.rs` lists the adapters and picks one; `device/` reads what the
+//! adapter offers, opens the device, captures errors, keeps the
 //! caches and the buffer pool and owns the pending command encoder (a module per concern);
 //! `storage.rs` is a tensor's buffer (or buffers, for a weight
 //! larger than one storage binding); `kernels/` holds the pipeline cache and one launcher
@@ -23,11 +24,13 @@
 //! dispatch. Index tensors (ids, slots, block tables) are not read back to be validated:
 //! out-of-range values give NaN rows or are skipped, never reads of other memory.
 
+pub mod adapters;
 mod device;
 pub mod kernels;
 pub mod params;
 mod storage;
 
+pub use adapters::{AdapterChoice, AdapterEntry};
 pub use device::{AdapterSummary, WgpuOptions};
 pub use kernels::attention::{AttentionSplit, use_split};
 pub use kernels::{ShaderModuleSource, shader_modules};
@@ -69,8 +72,12 @@ impl WgpuBackend {
     /// Opens the best adapter (see [`WgpuOptions`]) and builds every pipeline. Fails when no
     /// acceptable adapter exists or a shader is rejected.
     pub fn new(opts: WgpuOptions) -> Result<Self> {
-        let adapter = device::pick(opts.allow_software)
-            .ok_or_else(|| device::no_adapter(opts.allow_software))?;
+        let adapter = adapters::pick(
+            &adapters::new_instance(),
+            &opts.adapter,
+            opts.allow_software,
+        )
+        .map_err(BackendError::Device)?;
         let caps = Capabilities::of(&adapter);
         let coop = kernels::matmul_coop::choose(&caps);
         let gpu = Gpu::open(&adapter, &caps, &opts, coop)?;
@@ -222,7 +229,9 @@ impl WgpuBackend {
 /// The adapter [`WgpuBackend::new`] would choose, without opening a device (for
 /// `--backend auto`).
 pub fn probe(allow_software: bool) -> Option<AdapterSummary> {
-    let caps = Capabilities::of(&device::pick(allow_software)?);
+    let instance = adapters::new_instance();
+    let adapter = adapters::pick(&instance, &AdapterChoice::Best, allow_software).ok()?;
+    let caps = Capabilities::of(&adapter);
     let coop = kernels::matmul_coop::choose(&caps);
     Some(AdapterSummary::new(&caps, coop))
 }

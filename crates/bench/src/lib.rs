@@ -70,6 +70,10 @@ pub struct ServeBenchArgs {
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Count prompt tokens with this server's tokenize endpoint instead of --url's: one
+    /// replica's URL when --url is a router that does not forward /tokenize (vllm-router).
+    #[arg(long)]
+    pub tokenizer_url: Option<String>,
     /// Write every setting, request and summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -168,10 +172,15 @@ pub async fn benchmark(args: &ServeBenchArgs) -> Result<BenchReport> {
     let client = HttpClient::new(url, args.api_key.clone())?;
     let model = resolve_model(&client, args.model.as_deref()).await?;
     let extra = args.extra()?;
-    let counter = Counter::detect(&client, &model, args.endpoint == Endpoint::Completions).await;
+    let (tok_url, tok_client) = match &args.tokenizer_url {
+        Some(u) => (u.as_str(), HttpClient::new(u, args.api_key.clone())?),
+        None => (url, client.clone()),
+    };
+    let counter =
+        Counter::detect(&tok_client, &model, args.endpoint == Endpoint::Completions).await;
     if counter.kind == TokenCounter::Estimate {
         eprintln!(
-            "warning: {url} has no tokenize endpoint; prompt lengths are estimated at {} words per token, not exact",
+            "warning: {tok_url} has no tokenize endpoint; prompt lengths are estimated at {} words per token, not exact",
             prompts::WORDS_PER_TOKEN
         );
     }

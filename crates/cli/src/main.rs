@@ -3,6 +3,7 @@
 
 mod backend;
 mod bench;
+mod devices;
 mod generate;
 mod serve;
 mod setup;
@@ -25,6 +26,8 @@ enum Command {
     /// Offline engine benchmarks (batched throughput, prefix-cache TTFT).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// List the GPU adapters with the index and name `--device` takes.
+    Devices,
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Devices => devices::run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

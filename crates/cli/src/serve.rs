@@ -23,8 +23,9 @@ pub struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Require `Authorization: Bearer KEY` on /v1/* requests.
-    #[arg(long)]
+    /// Require `Authorization: Bearer KEY` on /v1/* requests (or set INGOT_API_KEY, which
+    /// keeps the key out of the process list).
+    #[arg(long, env = "INGOT_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// The model name clients send (default: the model as given on the command line).
     #[arg(long)]

@@ -20,6 +20,10 @@ pub struct EngineArgs {
     pub model: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub backend: BackendChoice,
+    /// The GPU adapter to run on, by index or name as `ingot devices` lists them (one
+    /// replica per GPU); implies the GPU backend.
+    #[arg(long, value_name = "N|NAME")]
+    pub device: Option<String>,
     /// Most sequences in one step.
     #[arg(long, default_value_t = 64)]
     pub max_num_seqs: usize,

@@ -1,7 +1,9 @@
 //! The route table and the cross-cutting layers: API-key check on `/v1/*` (as vLLM does),
 //! the request body limit, JSON errors for unknown routes and methods, and a panic guard
 //! that turns a handler panic into a 500 JSON error instead of a dropped connection.
-//! Also the small operational endpoints: `/health`, `/metrics`, `/version`.
+//! Also the small operational endpoints: `/health`, `/metrics`, `/version`, and `/get_load`
+//! (requests running plus waiting, as `{"load": N}`: what vllm-router's `power_of_two`
+//! policy polls from each worker; docs/DEPLOY.md).
 
 use std::any::Any;
 
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/version", get(version))
+        .route("/get_load", get(load))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -56,6 +59,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Requests this replica holds (running and waiting), for a router choosing between
+/// replicas; each of a request's `n` choices counts.
+async fn load(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    let s = state.engine.stats();
+    axum::Json(serde_json::json!({
+        "load": s.num_running + s.num_waiting,
+        "num_requests_running": s.num_running,
+        "num_requests_waiting": s.num_waiting,
+    }))
 }
 
 async fn version() -> axum::Json<serde_json::Value> {

@@ -1,7 +1,7 @@
 //! The router in process, on the tiny random-weight Llama of testdata/ (no network, no
 //! default model): responses and SSE streams in OpenAI's shapes, streamed text equal to the
 //! non-streamed text, the usage chunk, API-key and unknown-route errors, and a stream whose
-//! body is dropped half-way aborting its request and freeing its KV blocks.
+//! body is dropped half-way aborting its request and freeing its KV blocks, and `/get_load`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -250,4 +250,35 @@ async fn dropping_a_stream_aborts_its_request() {
             "ingot:request_success_total{model_name=\"tiny\",finished_reason=\"abort\"} 1"
         )
     );
+}
+
+/// `/get_load` as vllm-router's `power_of_two` policy reads it: `{"load": N}`, the requests
+/// running and waiting; a stream in flight counts, and none once it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_load_counts_requests_in_flight() {
+    let engine = engine();
+    let app = app(engine.clone(), Some("k"));
+    let load = |app: Router| async move {
+        let (s, b) = call(&app, Request::get("/get_load").body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::OK, "no key is needed outside /v1");
+        serde_json::from_slice::<Value>(&b).unwrap()
+    };
+    assert_eq!(load(app.clone()).await["load"], 0);
+    let body = json!({"model": NAME, "prompt": "a b c", "max_tokens": 500, "ignore_eos": true,
+        "stream": true, "n": 2});
+    let mut req = post("/v1/completions", body);
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer k".parse().unwrap());
+    let mut stream = app.clone().oneshot(req).await.unwrap().into_body();
+    stream.frame().await.expect("a chunk").unwrap();
+    let busy = load(app.clone()).await;
+    assert_eq!(busy["load"], 2, "{busy}");
+    assert_eq!(busy["num_requests_running"], 2, "{busy}");
+    assert_eq!(busy["num_requests_waiting"], 0, "{busy}");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load(app.clone()).await["load"] != 0 {
+        assert!(Instant::now() < deadline, "the dropped stream still counts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

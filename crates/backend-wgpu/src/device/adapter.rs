@@ -1,9 +1,4 @@
-//! Adapter choice and what the adapter offers, as plain data.
-//!
-//! Choice: the best of what wgpu enumerates on the native backends (Vulkan, Metal, DX12): a
-//! discrete GPU, then an integrated one, then a virtual one; a CPU/software adapter
-//! (lavapipe, WARP) only when asked for, through [`super::WgpuOptions::allow_software`] or
-//! the environment variable `INGOT_WGPU_ALLOW_SOFTWARE=1`.
+//! What the chosen adapter offers, as plain data (the choice itself is `crate::adapters`).
 //!
 //! [`Capabilities`] is everything a kernel family may base a decision on (features, limits,
 //! subgroup sizes, cooperative-matrix configurations), read once from the adapter. The
@@ -100,37 +95,4 @@ impl std::fmt::Display for AdapterSummary {
             matmul
         )
     }
-}
-
-fn rank(t: wgpu::DeviceType) -> u8 {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => 4,
-        wgpu::DeviceType::IntegratedGpu => 3,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 1,
-        wgpu::DeviceType::Cpu => 0,
-    }
-}
-
-fn is_software(t: wgpu::DeviceType) -> bool {
-    matches!(t, wgpu::DeviceType::Cpu)
-}
-
-fn native_backends() -> wgpu::Backends {
-    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
-}
-
-fn new_instance() -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = native_backends();
-    wgpu::Instance::new(desc)
-}
-
-/// The best adapter by the rule in the module header, or `None`.
-pub fn pick(allow_software: bool) -> Option<wgpu::Adapter> {
-    let adapters = pollster::block_on(new_instance().enumerate_adapters(native_backends()));
-    adapters
-        .into_iter()
-        .filter(|a| allow_software || !is_software(a.get_info().device_type))
-        .max_by_key(|a| rank(a.get_info().device_type))
 }

@@ -27,7 +27,9 @@ use std::sync::Mutex;
 use ingot_tensor::BackendError;
 use ingot_tensor::backend::Result;
 
-pub use adapter::{AdapterSummary, Capabilities, pick};
+pub use adapter::{AdapterSummary, Capabilities};
+
+use crate::adapters::AdapterChoice;
 
 /// How to open the GPU backend.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +43,8 @@ pub struct WgpuOptions {
     /// Fill every buffer a verb allocates for its output with all-ones bits (NaN,
     /// u32::MAX) before the kernel runs, so an element a kernel forgets shows up in tests.
     pub poison_outputs: bool,
+    /// Which adapter to open (`--device`); see `crate::adapters`.
+    pub adapter: AdapterChoice,
 }
 
 impl WgpuOptions {
@@ -75,17 +79,6 @@ pub(crate) struct Gpu {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The error when [`pick`] finds no adapter.
-pub fn no_adapter(allow_software: bool) -> BackendError {
-    BackendError::Device(if allow_software {
-        "no GPU adapter found (Vulkan, Metal or DX12)".into()
-    } else {
-        "no GPU adapter found (Vulkan, Metal or DX12); software adapters such as \
-         lavapipe are used only with INGOT_WGPU_ALLOW_SOFTWARE=1"
-            .into()
-    })
 }
 
 impl Gpu {

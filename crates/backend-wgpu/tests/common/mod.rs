@@ -22,6 +22,7 @@ fn open(max_binding_bytes: Option<u64>, poison_outputs: bool) -> Option<WgpuBack
         allow_software: true,
         max_binding_bytes,
         poison_outputs,
+        ..WgpuOptions::default()
     };
     match WgpuBackend::new(opts) {
         Ok(be) => {
