@@ -10,7 +10,6 @@
 //! matrix serves for its GGUF block type, as those blocks (`Backend::from_blocks`).
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use ingot_tensor::{Backend, DType, Op, Shape, Tensor};
 
