@@ -15,8 +15,8 @@
 # into $LLAMA_DIR/build with explicit instruction sets instead of GGML_NATIVE: a native build
 # follows whatever the build machine reports (on one Intel Xeon here its AMX path died with
 # "Illegal instruction"), while these flags give one binary for the x86 machines this
-# project runs on (AVX2/FMA/F16C/BMI2 and AVX-512 F/BW/VL/DQ with VNNI, VBMI and BF16, and
-# AVX-VNNI; no AMX). A CPU without AVX-512 needs LLAMA_ISA_FLAGS set to the AVX2 subset.
+# project runs on (those of AVX2/FMA/F16C/BMI2, AVX-512 with VNNI, VBMI and BF16, and
+# AVX-VNNI that the CPU reports; never AMX). LLAMA_ISA_FLAGS overrides them.
 #
 # The Q8_0 and Q4_K_M files are made from the Q4_1 one by llama-quantize --allow-requantize
 # (no higher-precision GGUF of the default model ships in a registry): their values carry
@@ -31,7 +31,20 @@ MODES=${MODES:-exact,int8}
 RSS=${RSS:-1}
 LLAMA_DIR=${LLAMA_DIR:-$HOME/.cache/ingot/llama.cpp}
 LLAMA_PY_VERSION=0.3.36
-LLAMA_ISA_FLAGS=${LLAMA_ISA_FLAGS:--DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF}
+# Explicit instruction sets read from /proc/cpuinfo (never GGML_NATIVE, never AMX): each
+# flag is on only where this CPU reports it, so one Xeon without AVX-512 VBMI/BF16 does not
+# get a binary that dies with SIGILL.
+isa_flags() {
+  local have f out="-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  have=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+  for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 \
+    avx512_vnni:AVX512_VNNI avx512vbmi:AVX512_VBMI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+    f=${pair%%:*}
+    if [[ " $have " == *" $f "* ]]; then out="$out -DGGML_${pair#*:}=ON"; else out="$out -DGGML_${pair#*:}=OFF"; fi
+  done
+  echo "$out"
+}
+LLAMA_ISA_FLAGS=${LLAMA_ISA_FLAGS:-$(isa_flags)}
 BIN=$LLAMA_DIR/build/bin
 TOOLS="llama-bench llama-batched-bench llama-server llama-quantize"
 
