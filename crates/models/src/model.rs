@@ -37,6 +37,18 @@ pub struct LayerKv {
 }
 
 impl LayerKv {
+    /// Every layer of a decoder whose layers all keep `config`'s KV heads and head size,
+    /// each with its own sliding window (if any).
+    pub fn per_layer(config: &ModelConfig) -> Vec<LayerKv> {
+        (0..config.num_layers)
+            .map(|l| LayerKv {
+                num_kv_heads: config.num_kv_heads,
+                head_dim: config.head_dim,
+                sliding_window: config.layer_window(l),
+            })
+            .collect()
+    }
+
     /// Bytes one block of `block_size` tokens takes in this layer's K or V cache.
     pub fn bytes_per_block(&self, block_size: usize, dtype: DType) -> usize {
         self.num_kv_heads * block_size * self.head_dim * dtype.size_in_bytes()

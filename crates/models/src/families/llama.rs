@@ -105,14 +105,7 @@ impl<B: Backend> Model<B> for Llama<B> {
     }
 
     fn kv_layout(&self) -> Vec<LayerKv> {
-        let c = &self.config;
-        (0..c.num_layers)
-            .map(|l| LayerKv {
-                num_kv_heads: c.num_kv_heads,
-                head_dim: c.head_dim,
-                sliding_window: c.layer_window(l),
-            })
-            .collect()
+        LayerKv::per_layer(&self.config)
     }
 
     fn forward(
