@@ -46,7 +46,7 @@ pub(crate) trait Avx2Blocks: Blocks {
 
 /// f16 at `p` to f32 (F16C, exact). Safety: 2 bytes readable; F16C enabled.
 #[inline(always)]
-unsafe fn h2f(p: *const u8) -> f32 {
+pub(super) unsafe fn h2f(p: *const u8) -> f32 {
     unsafe {
         let bits = std::ptr::read_unaligned(p as *const u16);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))

@@ -12,20 +12,24 @@
 //! Tiles: 3 x 4, a leftover pair of rows 2 x 4, a single row 1 x 8 (the GEMV: eight W rows
 //! stream at once), leftover columns MR x 1, as the f32 AVX2 kernel. The same code is
 //! compiled three times: portable (auto-vectorised, SSE2 or NEON), with AVX2 + FMA, and with
-//! AVX-512 enabled (wider decoding, same arithmetic, same bits).
+//! AVX-512 enabled, where the single-row tile decodes two W rows per 16-lane register
+//! (`pair512.rs`: half the instructions, same arithmetic per lane, same bits).
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2::Avx2Blocks;
 use super::blocks::{Blocks, CHUNK};
+#[cfg(target_arch = "x86_64")]
+use super::pair512::Pair512;
 use crate::lanes::{LANES, hsum, madd};
 use crate::matmul::OutPtr;
 use std::ops::Range;
 
-/// The formats these kernels take: every [`Blocks`] type, with its AVX2 decoder on x86.
+/// The formats these kernels take: every [`Blocks`] type, with its AVX2 and two-row AVX-512
+/// decoders on x86.
 #[cfg(target_arch = "x86_64")]
-pub(crate) trait Kern: Avx2Blocks {}
+pub(crate) trait Kern: Pair512 {}
 #[cfg(target_arch = "x86_64")]
-impl<T: Avx2Blocks> Kern for T {}
+impl<T: Pair512> Kern for T {}
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) trait Kern: Blocks {}
 #[cfg(not(target_arch = "x86_64"))]
@@ -140,7 +144,10 @@ unsafe fn tile_avx2<F: Avx2Blocks, const MR: usize, const NR: usize>(
     // inside its W row (k is whole blocks); the caller has the features.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        for ch in 0..k / CHUNK {
+        let nch = k / CHUNK;
+        let ahead = Prefetch::new::<F>(wr[0], NR, k);
+        for ch in 0..nch {
+            ahead.slice(ch, nch);
             let (b, cb) = (ch / per_block, ch % per_block);
             for j in 0..NR {
                 let w = F::decode8x4(wr[j].add(b * F::BYTES), cb);
@@ -164,12 +171,108 @@ unsafe fn tile_avx2<F: Avx2Blocks, const MR: usize, const NR: usize>(
     }
 }
 
+/// The AVX-512 single-row tile over eight W rows as four pairs: register `p` accumulates
+/// rows `2p` (lanes 0-7) and `2p + 1` (lanes 8-15), each half exactly as `tile_avx2`'s
+/// 1 x 8 tile accumulates that row (same decoded values, same multiply-adds in the same
+/// order, same tree), so the bits are the AVX2 tile's.
+/// Safety: the tile is the caller's; AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C are enabled.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_pair512<F: Pair512>(g: &QGemm<'_>, r: usize, c: usize) {
+    use std::arch::x86_64::*;
+    let k = g.k;
+    let per_block = F::BLOCK / CHUNK;
+    let x = g.x[r * k..(r + 1) * k].as_ptr();
+    let wr: [*const u8; 8] = std::array::from_fn(|j| g.w_row::<F>(c + j).as_ptr());
+    // SAFETY (whole body): x loads read 8 floats inside row r of k floats; a chunk's block
+    // lies inside its W row (k is whole blocks); the caller has the features.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let nch = k / CHUNK;
+        let ahead = Prefetch::new::<F>(wr[0], 8, k);
+        for ch in 0..nch {
+            ahead.slice(ch, nch);
+            let (b, cb) = (ch / per_block, ch % per_block);
+            let xc = x.add(ch * CHUNK);
+            let xs = [
+                _mm512_broadcast_f32x8(_mm256_loadu_ps(xc)),
+                _mm512_broadcast_f32x8(_mm256_loadu_ps(xc.add(LANES))),
+                _mm512_broadcast_f32x8(_mm256_loadu_ps(xc.add(2 * LANES))),
+                _mm512_broadcast_f32x8(_mm256_loadu_ps(xc.add(3 * LANES))),
+            ];
+            for (p, a) in acc.iter_mut().enumerate() {
+                let off = b * F::BYTES;
+                let w = F::decode16x4(wr[2 * p].add(off), wr[2 * p + 1].add(off), cb);
+                for (xq, wq) in xs.iter().zip(&w) {
+                    *a = _mm512_fmadd_ps(*xq, *wq, *a);
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate() {
+            let halves = [
+                _mm512_castps512_ps256(*a),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*a))),
+            ];
+            for (h, v) in halves.iter().enumerate() {
+                // The tree of `lanes::hsum`, as in `tile_avx2`.
+                let s = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps::<1>(*v));
+                let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let u = _mm_add_ss(t, _mm_shuffle_ps::<0b01>(t, t));
+                g.store(r, c + 2 * p + h, _mm_cvtss_f32(u));
+            }
+        }
+    }
+}
+
+/// Software prefetch of the next tile's W rows for the x86 tiles. A tile's NR rows are
+/// contiguous in memory, but a row is a few hundred bytes (K = 576: 360 bytes of Q4_1), too
+/// short for the hardware prefetchers to lock onto NR interleaved streams, so a one-row
+/// decode waited on memory: on a 2-core AMD EPYC (Zen 5) the default model's decode went
+/// from 52 to 91 tok/s with this (2026-12-02, `docs/BENCHMARKS.md`). Each chunk step
+/// fetches its share of the next tile (a tile further ahead measured slower).
+#[cfg(target_arch = "x86_64")]
+struct Prefetch {
+    next: *const u8,
+    span: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Prefetch {
+    /// For the tile of `nr` rows of K elements starting at `first` (row-major blocks).
+    #[inline(always)]
+    fn new<F: Blocks>(first: *const u8, nr: usize, k: usize) -> Prefetch {
+        let span = nr * (k / F::BLOCK * F::BYTES);
+        Prefetch {
+            next: first.wrapping_add(span),
+            span,
+        }
+    }
+
+    /// Prefetches the `ch`-th of `nch` slices of the next tile. Addresses past the end of
+    /// the weights are harmless: a prefetch never faults.
+    #[inline(always)]
+    fn slice(&self, ch: usize, nch: usize) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let per = self.span.div_ceil(nch).next_multiple_of(64);
+        let end = ((ch + 1) * per).min(self.span + 63);
+        let mut line = ch * per;
+        while line < end {
+            // SAFETY: SSE is baseline on x86_64; prefetching does not access memory.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.next.wrapping_add(line) as *const i8) };
+            line += 64;
+        }
+    }
+}
+
 /// Which tile code a block runs.
 #[derive(Clone, Copy)]
 enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 tiles, and the two-row tile for single rows.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 /// Rows × cols with tiles 3 x 4, 2 x 4, 1 x 8 and MR x 1 (see the module header).
@@ -190,6 +293,10 @@ unsafe fn block<F: Kern>(path: Path, g: &QGemm<'_>, rows: Range<usize>, cols: Ra
                     Path::Portable => tile_portable::<F, MR, NR>(g, r, c),
                     #[cfg(target_arch = "x86_64")]
                     Path::Avx2 => tile_avx2::<F, MR, NR>(g, r, c),
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx512 if MR == 1 && NR == 8 => tile_pair512::<F>(g, r, c),
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx512 => tile_avx2::<F, MR, NR>(g, r, c),
                 }
                 c += NR;
             }
@@ -197,7 +304,7 @@ unsafe fn block<F: Kern>(path: Path, g: &QGemm<'_>, rows: Range<usize>, cols: Ra
                 match path {
                     Path::Portable => tile_portable::<F, MR, 1>(g, r, c),
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => tile_avx2::<F, MR, 1>(g, r, c),
+                    Path::Avx2 | Path::Avx512 => tile_avx2::<F, MR, 1>(g, r, c),
                 }
                 c += 1;
             }
@@ -232,13 +339,13 @@ pub(crate) unsafe fn run_avx2<F: Kern>(g: &QGemm<'_>, rows: Range<usize>, cols: 
     unsafe { block::<F>(Path::Avx2, g, rows, cols) }
 }
 
-/// The AVX2 arithmetic with AVX-512 enabled for the decoding. Safety: as `run_avx2`, and
-/// the CPU has AVX-512 F/BW/DQ/VL.
+/// The AVX2 arithmetic with AVX-512 enabled: two-row decoding for single rows. Safety: as
+/// `run_avx2`, and the CPU has AVX-512 F/BW/DQ/VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
 pub(crate) unsafe fn run_avx512<F: Kern>(g: &QGemm<'_>, rows: Range<usize>, cols: Range<usize>) {
     // SAFETY: forwarded.
-    unsafe { block::<F>(Path::Avx2, g, rows, cols) }
+    unsafe { block::<F>(Path::Avx512, g, rows, cols) }
 }
 
 /// Decodes W rows `cols` into row-major f32 `out` ([cols, K]), for the panel route.

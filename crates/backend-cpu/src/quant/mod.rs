@@ -17,6 +17,8 @@ pub(crate) mod avx2;
 pub(crate) mod blocks;
 pub(crate) mod direct;
 pub(crate) mod int8;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod pair512;
 
 use crate::matmul::Isa;
 use direct::QGemm;
