@@ -31,8 +31,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Colour codes only where a person reads the log on a terminal, never in files or pipes.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

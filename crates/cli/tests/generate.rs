@@ -44,6 +44,10 @@ fn single_prompt_streams_text_and_reports_speed() {
         !String::from_utf8_lossy(&out.stdout).contains("tok/s"),
         "stdout holds only text"
     );
+    assert!(
+        stderr.contains(" INFO ") && !stderr.contains('\x1b'),
+        "a log written to a pipe has no colour codes: {stderr:?}"
+    );
 }
 
 #[test]
