@@ -11,8 +11,8 @@ GGUF file (dequantizing every block format to float32) and runs the model in flo
     (top-1 minus top-2 log-probability), so a test can hold Ingot to the steps where the
     choice is clear (margin > 0.1).
 
-This is transformers, not llama.cpp: llama.cpp is not built on the development machine, and
-the issue's llama.cpp reference remains to be made (bench/ shows how to build it).
+The llama.cpp reference on the same strings and prompts is the other script,
+tools/make_gemma3_270m_llamacpp_reference.py (run it after this one: it reads this output).
 
 Usage: python3 tools/make_gemma3_270m_reference.py --gguf ~/.cache/ingot/models/gemma-3-270m-q4_k_m.gguf
 Needs torch, transformers, accelerate, gguf, sentencepiece (CPU; ~2 min).

@@ -1,15 +1,22 @@
 //! The catalog model `gemma3-270m` (Gemma 3 270M base, Q4_K_M GGUF: Q5_0, Q4_K, Q6_K and Q8_0
 //! blocks, a 262k-token SentencePiece vocabulary, head size 256, one KV head, 512-token
-//! sliding windows) on the CPU backend with its weights kept in their blocks, against float32
-//! transformers on the same file (`testdata/gemma3-270m/reference.json`, made by
-//! `tools/make_gemma3_270m_reference.py`).
+//! sliding windows) on the CPU backend with its weights kept in their blocks, against two
+//! references on the same file: float32 transformers (`testdata/gemma3-270m/reference.json`,
+//! made by `tools/make_gemma3_270m_reference.py`) and llama.cpp's CPU build
+//! (`testdata/gemma3-270m/llamacpp.json`, made by `tools/make_gemma3_270m_llamacpp_reference.py`
+//! from the same strings and prompts).
 //!
-//! - The tokenizer built from the GGUF's SentencePiece metadata gives transformers' ids on
+//! - The tokenizer built from the GGUF's SentencePiece metadata gives each reference's ids on
 //!   the tokenizer test strings (with BOS), exactly.
-//! - 24 greedy tokens for each raw prompt: equal to the reference's at every step where the
+//! - 24 greedy tokens for each raw prompt: equal to a reference's at every step where that
 //!   reference's top-1 margin exceeds 0.1 nats; at the first step where they differ, the
 //!   margin must be at most 0.1 (a near tie), and the rest of that continuation is not
-//!   compared (the two sequences no longer share a prefix).
+//!   compared (the two sequences no longer share a prefix). llama.cpp's margins come from
+//!   its own arithmetic (8-bit activations against the blocks), so at one step of one
+//!   prompt it leaves float32 by more than 0.1 nats (0.107, where float32's margin is 0.041):
+//!   there a divergence from llama.cpp is accepted only if float32 transformers, on the
+//!   same prefix, chose Ingot's token (the float32 reference is the arbiter; the count of
+//!   such steps is printed).
 //!
 //! The model is fetched into the model cache on first use (pip, ~250 MB), as
 //! `--model gemma3-270m` does.
@@ -27,8 +34,13 @@ use serde_json::Value;
 /// Steps whose reference margin is above this must agree.
 const CLEAR_MARGIN: f64 = 0.1;
 
-fn reference() -> Value {
-    let path = ingot_testkit::fixtures::testdata("gemma3-270m/reference.json");
+/// The transformers float32 reference.
+const TRANSFORMERS: &str = "gemma3-270m/reference.json";
+/// The llama.cpp CPU reference.
+const LLAMACPP: &str = "gemma3-270m/llamacpp.json";
+
+fn reference(file: &str) -> Value {
+    let path = ingot_testkit::fixtures::testdata(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
@@ -48,22 +60,48 @@ fn open() -> ModelFiles {
 
 #[test]
 fn tokenizer_matches_transformers() {
+    tokenizer_matches(TRANSFORMERS);
+}
+
+#[test]
+fn tokenizer_matches_llama_tokenize() {
+    tokenizer_matches(LLAMACPP);
+}
+
+#[test]
+fn greedy_matches_transformers_where_clear() {
+    greedy_matches_where_clear(TRANSFORMERS, None);
+}
+
+#[test]
+fn greedy_matches_llamacpp_where_clear() {
+    greedy_matches_where_clear(LLAMACPP, Some(TRANSFORMERS));
+}
+
+fn tokenizer_matches(file: &str) {
     let files = open();
-    let r = reference();
+    let r = reference(file);
     let mut n = 0;
     for t in r["tokenizer"].as_array().unwrap() {
         let text = t["text"].as_str().unwrap();
         let got = files.tokenizer.encode(text, true).unwrap();
-        assert_eq!(got, ids(&t["ids"]), "ids of {text:?}");
+        assert_eq!(got, ids(&t["ids"]), "{file}: ids of {text:?}");
         n += 1;
     }
     assert!(n >= 20, "only {n} tokenizer references");
 }
 
-#[test]
-fn greedy_matches_transformers_where_clear() {
+/// Whether `arbiter` (a reference file) continues `prompt` with `ours[..=step]`.
+fn arbiter_agrees(arbiter: &str, prompt: &str, ours: &[u32], step: usize) -> bool {
+    let r = reference(arbiter);
+    r["greedy"].as_array().unwrap().iter().any(|p| {
+        p["prompt"].as_str() == Some(prompt) && ids(&p["tokens"]).get(..=step) == ours.get(..=step)
+    })
+}
+
+fn greedy_matches_where_clear(file: &str, arbiter: Option<&str>) {
     let files = open();
-    let r = reference();
+    let r = reference(file);
     let prompts = r["greedy"].as_array().unwrap();
     let backend = CpuBackend::new();
     let format = WeightFormat {
@@ -109,9 +147,18 @@ fn greedy_matches_transformers_where_clear() {
                 compared += want.len();
             }
             Some(step) => {
+                let arbitrated = margins[step] > CLEAR_MARGIN
+                    && arbiter.is_some_and(|a| arbiter_agrees(a, prompt, &ours, step));
+                if arbitrated {
+                    eprintln!(
+                        "{file}: {prompt:?}: step {step}: ours {} (float32's choice) vs {} \
+                         with margin {} nats",
+                        ours[step], want[step], margins[step]
+                    );
+                }
                 assert!(
-                    margins[step] <= CLEAR_MARGIN,
-                    "{prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
+                    margins[step] <= CLEAR_MARGIN || arbitrated,
+                    "{file}: {prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
                      (ours {ours:?}, reference {want:?})",
                     ours[step],
                     want[step],
@@ -122,7 +169,7 @@ fn greedy_matches_transformers_where_clear() {
         }
     }
     eprintln!(
-        "gemma3-270m: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
+        "gemma3-270m vs {file}: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
         prompts.len()
     );
     assert!(
