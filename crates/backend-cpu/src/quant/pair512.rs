@@ -10,9 +10,9 @@
 //! order, so the values, and the dot products, are the same bits (tested with every path in
 //! `tests/quant.rs`).
 //!
-//! Q8_0, Q4_0, Q4_1, Q5_0 and Q4_K (the formats the default model and the common Q4_K_M
-//! files are mostly made of) decode both rows as integers and convert and scale once; the
-//! other formats join the two rows' AVX2 registers (same bits, less gain).
+//! Q8_0, Q4_0, Q4_1, Q5_0, Q4_K and Q6_K (the formats the default model and the common
+//! Q4_K_M files are made of) decode both rows as integers and convert and scale once; Q5_1
+//! and Q5_K join the two rows' AVX2 registers (same bits, less gain).
 
 #![cfg(target_arch = "x86_64")]
 
@@ -230,4 +230,56 @@ impl Pair512 for blocks::Q5_0 {
 }
 impl Pair512 for blocks::Q5_1 {}
 impl Pair512 for blocks::Q5K {}
-impl Pair512 for blocks::Q6K {}
+/// Q6_K's two sub-block scales for chunk `c` of one block: `(d * sc[0], d * sc[1])`, each
+/// product rounded as `avx2.rs` rounds it.
+#[inline(always)]
+unsafe fn k6_scales1(p: *const u8, c: usize) -> (f32, f32) {
+    unsafe {
+        let d = h2f(p.add(208));
+        let sc = p.add(192 + 8 * (c / 4) + 2 * (c % 4));
+        (d * f32::from(*sc as i8), d * f32::from(*sc.add(1) as i8))
+    }
+}
+
+/// One Q6_K group of both rows: low four bits at `ql`, high two at `qh` (offsets into each
+/// block), `scale * float(q - 32)`.
+#[inline(always)]
+unsafe fn k6_group(
+    (a, b): (*const u8, *const u8),
+    (ql, qh): (usize, usize),
+    (shift, hshift): (__m128i, __m128i),
+    scale: __m512,
+) -> __m512 {
+    unsafe {
+        let lo = _mm512_cvtepu8_epi32(bytes8x2(a.add(ql), b.add(ql)));
+        let lo = _mm512_and_si512(_mm512_srl_epi32(lo, shift), _mm512_set1_epi32(0x0F));
+        let hi = _mm512_cvtepu8_epi32(bytes8x2(a.add(qh), b.add(qh)));
+        let hi = _mm512_and_si512(_mm512_srl_epi32(hi, hshift), _mm512_set1_epi32(3));
+        let q = _mm512_or_si512(lo, _mm512_slli_epi32::<4>(hi));
+        _mm512_mul_ps(scale, cvt(_mm512_sub_epi32(q, _mm512_set1_epi32(32))))
+    }
+}
+
+impl Pair512 for blocks::Q6K {
+    #[inline(always)]
+    unsafe fn decode16x4(a: *const u8, b: *const u8, c: usize) -> [__m512; 4] {
+        unsafe {
+            let (h, g4) = (c / 4, c % 4);
+            let ((s0a, s1a), (s0b, s1b)) = (k6_scales1(a, c), k6_scales1(b, c));
+            let s0 = join(_mm256_set1_ps(s0a), _mm256_set1_ps(s0b));
+            let s1 = join(_mm256_set1_ps(s1a), _mm256_set1_ps(s1b));
+            let ql = 64 * h + 32 * (g4 % 2);
+            let qh = 128 + 32 * h;
+            let shifts = (
+                _mm_cvtsi32_si128(4 * (g4 / 2) as i32),
+                _mm_cvtsi32_si128(2 * g4 as i32),
+            );
+            [
+                k6_group((a, b), (ql, qh), shifts, s0),
+                k6_group((a, b), (ql + 8, qh + 8), shifts, s0),
+                k6_group((a, b), (ql + 16, qh + 16), shifts, s1),
+                k6_group((a, b), (ql + 24, qh + 24), shifts, s1),
+            ]
+        }
+    }
+}
