@@ -20,6 +20,8 @@ use super::avx2::Avx2Blocks;
 use super::blocks::{Blocks, CHUNK};
 #[cfg(target_arch = "x86_64")]
 use super::pair512::Pair512;
+#[cfg(target_arch = "x86_64")]
+use super::prefetch::Prefetch;
 use crate::lanes::{LANES, hsum, madd};
 use crate::matmul::OutPtr;
 use std::ops::Range;
@@ -220,46 +222,6 @@ unsafe fn tile_pair512<F: Pair512>(g: &QGemm<'_>, r: usize, c: usize) {
                 let u = _mm_add_ss(t, _mm_shuffle_ps::<0b01>(t, t));
                 g.store(r, c + 2 * p + h, _mm_cvtss_f32(u));
             }
-        }
-    }
-}
-
-/// Software prefetch of the next tile's W rows for the x86 tiles. A tile's NR rows are
-/// contiguous in memory, but a row is a few hundred bytes (K = 576: 360 bytes of Q4_1), too
-/// short for the hardware prefetchers to lock onto NR interleaved streams, so a one-row
-/// decode waited on memory: on a 2-core AMD EPYC (Zen 5) the default model's decode went
-/// from 52 to 91 tok/s with this (2026-12-02, `docs/BENCHMARKS.md`). Each chunk step
-/// fetches its share of the next tile (a tile further ahead measured slower).
-#[cfg(target_arch = "x86_64")]
-struct Prefetch {
-    next: *const u8,
-    span: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Prefetch {
-    /// For the tile of `nr` rows of K elements starting at `first` (row-major blocks).
-    #[inline(always)]
-    fn new<F: Blocks>(first: *const u8, nr: usize, k: usize) -> Prefetch {
-        let span = nr * (k / F::BLOCK * F::BYTES);
-        Prefetch {
-            next: first.wrapping_add(span),
-            span,
-        }
-    }
-
-    /// Prefetches the `ch`-th of `nch` slices of the next tile. Addresses past the end of
-    /// the weights are harmless: a prefetch never faults.
-    #[inline(always)]
-    fn slice(&self, ch: usize, nch: usize) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let per = self.span.div_ceil(nch).next_multiple_of(64);
-        let end = ((ch + 1) * per).min(self.span + 63);
-        let mut line = ch * per;
-        while line < end {
-            // SAFETY: SSE is baseline on x86_64; prefetching does not access memory.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.next.wrapping_add(line) as *const i8) };
-            line += 64;
         }
     }
 }

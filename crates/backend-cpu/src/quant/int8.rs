@@ -21,6 +21,8 @@
 //! activation bytes, for an error that `tests/quant.rs` measures against float32.
 
 use super::blocks::{self, Blocks, CHUNK};
+#[cfg(target_arch = "x86_64")]
+use super::prefetch::Prefetch;
 use crate::lanes::{LANES, hsum, madd};
 use crate::matmul::OutPtr;
 use std::ops::Range;
@@ -473,7 +475,9 @@ unsafe fn tile_avx2<F: IntBlocks, const MR: usize, const NR: usize>(
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+        let ahead = Prefetch::new::<F>(wr[0].as_ptr(), NR, k);
         for ch in 0..chunks {
+            ahead.slice(ch, chunks);
             ints_of_avx2::<F, NR>(&wr, ch, &mut q, &mut sc);
             for i in 0..MR {
                 let at = (r + i) * chunks + ch;
@@ -541,7 +545,9 @@ unsafe fn tile_vnni<F: IntBlocks, const MR: usize, const NP: usize, const NC: us
         // Lane l of a pair register takes scale index l / 4: (column, half).
         let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
+        let ahead = Prefetch::new::<F>(wr[0].as_ptr(), NC, k);
         for ch in 0..chunks {
+            ahead.slice(ch, chunks);
             ints_of_avx2::<F, NC>(&wr, ch, &mut q, &mut sc);
             // Loops, not `from_fn`: a closure would not inherit the target features.
             let mut w = [_mm512_setzero_si512(); NP];

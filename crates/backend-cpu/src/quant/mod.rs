@@ -19,6 +19,8 @@ pub(crate) mod direct;
 pub(crate) mod int8;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod pair512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod prefetch;
 
 use crate::matmul::Isa;
 use direct::QGemm;
