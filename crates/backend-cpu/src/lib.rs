@@ -37,8 +37,8 @@ use half::{bf16, f16};
 use ingot_tensor::backend::Result;
 use ingot_tensor::moe::MoeRouting;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, DType, MoeExperts, MoeRoutes,
-    MoeShared, Op, QkvHeads, RopeStyle, Shape, Tensor,
+    AttentionMeta, AttentionParams, Backend, BackendError, DType, MoeExperts, MoeRoutes, MoeShared,
+    Op, QkvHeads, RopeStyle, Shape, Tensor,
 };
 use std::sync::Arc;
 

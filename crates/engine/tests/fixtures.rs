@@ -295,7 +295,12 @@ fn tiny_phi3_on_gpu() {
 // ---- mixture of experts (tools/make_tiny_moe.py) ----
 
 /// The MoE fixtures, each loaded from its HF directory and its f32 GGUF on the CPU.
-const MOE_FIXTURES: [&str; 4] = ["tiny-mixtral", "tiny-qwen2moe", "tiny-qwen3moe", "tiny-olmoe"];
+const MOE_FIXTURES: [&str; 4] = [
+    "tiny-mixtral",
+    "tiny-qwen2moe",
+    "tiny-qwen3moe",
+    "tiny-olmoe",
+];
 
 #[test]
 fn tiny_moe_from_hf_dir() {
@@ -326,9 +331,16 @@ fn tiny_qwen3moe_from_q8_0_gguf() {
         ..CPU_F32
     };
     let be = CpuBackend::new();
-    check(&be, "tiny-qwen3moe", ModelSource::Gguf(path.clone()), expect);
+    check(
+        &be,
+        "tiny-qwen3moe",
+        ModelSource::Gguf(path.clone()),
+        expect,
+    );
     let files = ModelFiles::open(ModelSource::Gguf(path)).unwrap();
-    let prompts = references(&common::testdata("tiny-qwen3moe")).unwrap().prompts;
+    let prompts = references(&common::testdata("tiny-qwen3moe"))
+        .unwrap()
+        .prompts;
     let dense = files.load_model(&be, DType::F32).unwrap();
     let format = ingot_models::WeightFormat {
         dense: DType::F32,
@@ -341,7 +353,11 @@ fn tiny_qwen3moe_from_q8_0_gguf() {
         let want = all_logits(&mut dense, &p.ids);
         let got = all_logits(&mut blocks, &p.ids);
         let rel = max_rel_error(&got, &want);
-        assert!(rel <= 1e-4, "prompt '{}': blocks vs dequantized {rel:e}", p.name);
+        assert!(
+            rel <= 1e-4,
+            "prompt '{}': blocks vs dequantized {rel:e}",
+            p.name
+        );
     }
 }
 

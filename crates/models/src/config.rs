@@ -380,7 +380,11 @@ fn hf_moe(path: &Path, v: &Value, arch: Arch, layers: usize) -> Result<Option<Mo
     let dense: Vec<usize> = v
         .get("mlp_only_layers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
+        })
         .unwrap_or_default();
     let sparse_layers = (0..layers)
         .map(|l| !dense.contains(&l) && (l + 1) % step == 0)
@@ -414,13 +418,19 @@ fn gguf_moe(
     let key = |k: &str| format!("{arch_name}.{k}");
     let opt_u = |k: &str| file.get_u64(&key(k)).ok().map(|x| x as usize);
     if experts == 0 {
-        return Err(cfg_err(path, format!("{} is missing or 0", key("expert_count"))));
+        return Err(cfg_err(
+            path,
+            format!("{} is missing or 0", key("expert_count")),
+        ));
     }
     let top_k = opt_u("expert_used_count").unwrap_or(0);
     if top_k == 0 || top_k > experts {
         return Err(cfg_err(
             path,
-            format!("{} = {top_k} for {experts} experts", key("expert_used_count")),
+            format!(
+                "{} = {top_k} for {experts} experts",
+                key("expert_used_count")
+            ),
         ));
     }
     let expert_size = opt_u("expert_feed_forward_length")

@@ -73,9 +73,7 @@ impl Arch {
             Arch::Qwen3 => qwen3::weight_table(c),
             Arch::Gemma3 => gemma3::weight_table(c),
             Arch::Phi3 => phi3::weight_table(c),
-            Arch::Mixtral | Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Olmoe => {
-                moe::weight_table(c)
-            }
+            Arch::Mixtral | Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Olmoe => moe::weight_table(c),
         }
     }
 

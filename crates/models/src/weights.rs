@@ -431,7 +431,10 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
                 let template = spec.hf_experts.as_deref().expect("an expert stack");
                 let mut data = Vec::with_capacity(spec.shape.iter().product());
                 for x in 0..spec.shape[0] {
-                    data.extend(self.src.load_f32(&template.replace("{e}", &x.to_string()))?);
+                    data.extend(
+                        self.src
+                            .load_f32(&template.replace("{e}", &x.to_string()))?,
+                    );
                 }
                 Ok(data)
             }

@@ -187,7 +187,12 @@ fn moe_bench_configs_parse_and_load_one_layer() {
         let c = ModelConfig::from_hf_value(Path::new(name), &v).unwrap();
         let moe = c.moe.as_ref().unwrap();
         assert_eq!(
-            (moe.num_experts, moe.top_k, moe.expert_size, moe.shared_expert_size),
+            (
+                moe.num_experts,
+                moe.top_k,
+                moe.expert_size,
+                moe.shared_expert_size
+            ),
             (experts, top_k, width, shared),
             "{name}"
         );

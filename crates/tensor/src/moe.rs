@@ -64,7 +64,7 @@ pub fn route_row(logits: &[f32], routing: MoeRouting, ids: &mut [u32], weights: 
     assert!(ids.len() == k && weights.len() == k, "route_row: slots");
     // Selection: slot j takes the best expert ranking below slot j - 1's.
     let mut prev: Option<(f32, usize)> = None;
-    for j in 0..k {
+    for id in ids.iter_mut() {
         let mut best: Option<usize> = None;
         for (e, &l) in logits.iter().enumerate() {
             let eligible = match prev {
@@ -77,11 +77,11 @@ pub fn route_row(logits: &[f32], routing: MoeRouting, ids: &mut [u32], weights: 
         }
         match best {
             Some(b) => {
-                ids[j] = b as u32;
+                *id = b as u32;
                 prev = Some((logits[b], b));
             }
             None => {
-                ids[j] = e_count as u32;
+                *id = e_count as u32;
                 prev = Some((f32::NAN, e_count));
             }
         }

@@ -81,7 +81,12 @@ pub fn weight_table(c: &ModelConfig) -> WeightTable {
             .map(|p| layer_name(l, &format!("mlp.{p}.weight")))
             .collect();
         t.specs.retain(|s| !dense.contains(&s.hf));
-        t.layer(l, &format!("{block}.gate.weight"), "ffn_gate_inp.weight", &[e, h]);
+        t.layer(
+            l,
+            &format!("{block}.gate.weight"),
+            "ffn_gate_inp.weight",
+            &[e, h],
+        );
         for (part, gguf, shape) in [
             (gate, "ffn_gate_exps", [e, i, h]),
             (up, "ffn_up_exps", [e, i, h]),

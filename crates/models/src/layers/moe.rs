@@ -43,7 +43,11 @@ pub struct MoeNames {
 impl<B: Backend> MoeBlock<B> {
     /// The router and expert stacks named by `names` (the shared expert is the family's to
     /// add).
-    pub fn load(w: &mut WeightLoader<'_, B>, names: &MoeNames, routing: MoeRouting) -> Result<Self> {
+    pub fn load(
+        w: &mut WeightLoader<'_, B>,
+        names: &MoeNames,
+        routing: MoeRouting,
+    ) -> Result<Self> {
         Ok(Self {
             router: Linear {
                 weight: w.f32_matrix(&names.router)?,

@@ -19,7 +19,12 @@ fn route_all(logits: &[f32], e: usize, r: MoeRouting) -> (Vec<u32>, Vec<f32>) {
     let (mut ids, mut w) = (vec![0; t * r.top_k], vec![0.0; t * r.top_k]);
     for i in 0..t {
         let s = i * r.top_k..(i + 1) * r.top_k;
-        route_row(&logits[i * e..(i + 1) * e], r, &mut ids[s.clone()], &mut w[s]);
+        route_row(
+            &logits[i * e..(i + 1) * e],
+            r,
+            &mut ids[s.clone()],
+            &mut w[s],
+        );
     }
     (ids, w)
 }
@@ -43,7 +48,14 @@ fn routings(k: usize) -> Vec<MoeRouting> {
 pub fn moe_route_matches_its_definition<B: Backend>(be: &B) {
     let mut rng = Rng::new(60);
     assert!(be.supports(Op::MoeRoute, DType::F32) && !be.supports(Op::MoeRoute, DType::F16));
-    for (t, e, k) in [(1, 8, 2), (37, 8, 2), (5, 60, 4), (3, 64, 8), (9, 4, 4), (2, 1, 1)] {
+    for (t, e, k) in [
+        (1, 8, 2),
+        (37, 8, 2),
+        (5, 60, 4),
+        (3, 64, 8),
+        (9, 4, 4),
+        (2, 1, 1),
+    ] {
         // Random logits, and logits from a set of three values (ties everywhere).
         let random = rng.vec(t * e).iter().map(|v| 4.0 * v).collect::<Vec<_>>();
         let tied: Vec<f32> = (0..t * e).map(|_| rng.below(3) as f32 * 0.5).collect();
@@ -72,7 +84,10 @@ pub fn moe_route_matches_its_definition<B: Backend>(be: &B) {
     let logits = rng.vec(t * e);
     for r in routings(3) {
         let all = be.moe_route(&f32t(be, &logits, &[t, e]), r).unwrap();
-        let (ids, w) = (be.to_u32(&all.ids).unwrap(), be.to_f32(&all.weights).unwrap());
+        let (ids, w) = (
+            be.to_u32(&all.ids).unwrap(),
+            be.to_f32(&all.weights).unwrap(),
+        );
         for row in [0, 9, 16] {
             let one = f32t(be, &logits[row * e..(row + 1) * e], &[1, e]);
             let one = be.moe_route(&one, r).unwrap();
@@ -94,12 +109,12 @@ struct Problem {
     i: usize,
     e: usize,
     k: usize,
-    x: Vec<f32>,        // [T, H]
-    gate_up: Vec<f32>,  // [E, 2I, H]
-    down: Vec<f32>,     // [E, H, I]
-    ids: Vec<u32>,      // [T, k]
-    weights: Vec<f32>,  // [T, k]
-    residual: Vec<f32>, // [T, H]
+    x: Vec<f32>,                                  // [T, H]
+    gate_up: Vec<f32>,                            // [E, 2I, H]
+    down: Vec<f32>,                               // [E, H, I]
+    ids: Vec<u32>,                                // [T, k]
+    weights: Vec<f32>,                            // [T, k]
+    residual: Vec<f32>,                           // [T, H]
     shared: Option<(Vec<f32>, Option<Vec<f32>>)>, // out [T, H], gate [T]
 }
 
@@ -256,7 +271,9 @@ pub fn moe_experts_add_matches_reference<B: Backend>(be: &B) {
         // Only experts 0 and 5 have tokens; 1..=4 have none.
         (
             "experts without tokens",
-            (0..11 * k).map(|s| if s % 2 == 0 { 0 } else { 5 }).collect(),
+            (0..11 * k)
+                .map(|s| if s % 2 == 0 { 0 } else { 5 })
+                .collect(),
         ),
         // Empty slots (id E) are skipped.
         (
