@@ -510,7 +510,8 @@ def write_gguf(path: Path, name: str, spec: dict, tok, w: dict[str, np.ndarray],
 
     for tname, arr in spec.get("gguf_tensors", gguf_tensors)(spec, w):
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if q8_0 and arr.ndim == 2 and arr.shape[1] % 32 == 0:
+        keep_f32 = any(part in tname for part in spec.get("q8_0_keep_f32", ()))
+        if q8_0 and arr.ndim in (2, 3) and arr.shape[-1] % 32 == 0 and not keep_f32:
             qt = gguf.GGMLQuantizationType.Q8_0
             writer.add_tensor(tname, gguf.quants.quantize(arr, qt), raw_dtype=qt)
         else:
@@ -625,7 +626,10 @@ def reference(out: Path, fixtures: dict | None = None) -> None:
             gguf_tok = AutoTokenizer.from_pretrained(str(d), gguf_file=f"{name}-f32.gguf")
         except Exception as e:  # recorded, not fatal: the GGUF tokenizer check is a bonus
             gguf_tok_error = f"{type(e).__name__}: {e}"[:500]
-        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32)
+        if "load_model" in spec:  # a fixture that builds its model itself (make_tiny_moe.py)
+            model = spec["load_model"](d, spec)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32)
         model.eval()
         ids = special_ids(raw, spec)
         # Set on the model so generate() cannot merge the EOS of generation_config.json back in:
@@ -695,6 +699,7 @@ def reference(out: Path, fixtures: dict | None = None) -> None:
             )
 
         (d / "reference_logits.bin").write_bytes(b"".join(b.tobytes() for b in blobs))
+        extra = spec["reference_extra"](model, spec, encs) if "reference_extra" in spec else None
         gguf_checks = [gguf_model_check(d, p.name, encs, blobs) for p in sorted(d.glob("*.gguf"))]
         for c in gguf_checks:
             print(f"{name}: transformers GGUF load {c}")
@@ -715,6 +720,7 @@ def reference(out: Path, fixtures: dict | None = None) -> None:
                 "transformers_gguf_model": gguf_checks,
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                 "prompts": records,
+                **({"extra": extra} if extra is not None else {}),
             },
         )
     if problems:

@@ -19,6 +19,7 @@ mod fused;
 mod gather;
 mod lanes;
 mod matmul;
+mod moe;
 mod norm;
 mod pointwise;
 mod quant;
@@ -34,9 +35,10 @@ pub use quant::Activations;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use ingot_tensor::backend::Result;
+use ingot_tensor::moe::MoeRouting;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, DType, Op, QkvHeads, RopeStyle, Shape,
-    Tensor,
+    AttentionMeta, AttentionParams, Backend, BackendError, DType, MoeExperts, MoeRoutes, MoeShared,
+    Op, QkvHeads, RopeStyle, Shape, Tensor,
 };
 use std::sync::Arc;
 
@@ -253,6 +255,17 @@ fn f32s_mut(t: &mut T, op: Op) -> Result<&mut [f32]> {
     }
 }
 
+/// A weight as the matmul kernels read it.
+fn weights_of(w: &T, op: Op) -> Result<Weights<'_>> {
+    Ok(match w.storage() {
+        CpuStorage::F32(wv) => Weights::F32(wv),
+        CpuStorage::F16(wv) => Weights::F16(wv),
+        CpuStorage::BF16(wv) => Weights::BF16(wv),
+        CpuStorage::Blocks { dtype, bytes } => Weights::Blocks(*dtype, bytes),
+        CpuStorage::U32(_) => return Err(unsupported(op, DType::U32)),
+    })
+}
+
 /// The u32 elements of an index tensor whose dtype the checks already asserted.
 #[track_caller]
 fn u32s(t: &T) -> &[u32] {
@@ -271,6 +284,11 @@ impl Backend for CpuBackend {
 
     /// Every GGUF block format: matmul and embedding read blocks (`quant/`).
     fn reads_blocks(&self, dtype: DType) -> bool {
+        dtype.is_quantized()
+    }
+
+    /// Every GGUF block format: the experts run on the matmul kernels.
+    fn reads_expert_blocks(&self, dtype: DType) -> bool {
         dtype.is_quantized()
     }
 
@@ -367,13 +385,7 @@ impl Backend for CpuBackend {
         let xv = f32s(x, Op::Matmul)?;
         let bv = bias.map(|b| f32s(b, Op::Matmul)).transpose()?;
         let isa = self.isa;
-        let wts = match w.storage() {
-            CpuStorage::F32(wv) => Weights::F32(wv),
-            CpuStorage::F16(wv) => Weights::F16(wv),
-            CpuStorage::BF16(wv) => Weights::BF16(wv),
-            CpuStorage::Blocks { dtype, bytes } => Weights::Blocks(*dtype, bytes),
-            CpuStorage::U32(_) => return Err(unsupported(Op::Matmul, DType::U32)),
-        };
+        let wts = weights_of(w, Op::Matmul)?;
         let mode = self.activations;
         let out = self.run(|| matmul::matmul(isa, mode, xv, wts, bv, t, k, n));
         Ok(tensor(CpuStorage::F32(out), Shape::new([t, n])))
@@ -542,6 +554,53 @@ impl Backend for CpuBackend {
         let pv = u32s(params);
         let out = self.run(|| sample::sample(lv, v, pv));
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
+    }
+
+    fn moe_route_impl(&self, logits: &T, routing: MoeRouting) -> Result<MoeRoutes<Self>> {
+        let (t, e) = (logits.dims()[0], logits.dims()[1]);
+        let lv = f32s(logits, Op::MoeRoute)?;
+        let (ids, weights) = self.run(|| moe::route(lv, e, routing));
+        let shape = Shape::new([t, routing.top_k]);
+        Ok(MoeRoutes {
+            ids: tensor(CpuStorage::U32(ids), shape.clone()),
+            weights: tensor(CpuStorage::F32(weights), shape),
+        })
+    }
+
+    fn moe_experts_add_impl(
+        &self,
+        x: &T,
+        routes: &MoeRoutes<Self>,
+        experts: MoeExperts<'_, Self>,
+        shared: Option<MoeShared<'_, Self>>,
+        residual: &mut T,
+    ) -> Result<()> {
+        let gu = experts.gate_up.dims();
+        let dims = moe::Dims {
+            tokens: x.dims()[0],
+            top_k: routes.ids.dims()[1],
+            experts: gu[0],
+            hidden: gu[2],
+            inner: gu[1] / 2,
+        };
+        let xv = f32s(x, Op::MoeExperts)?;
+        let stack = moe::Stack {
+            gate_up: weights_of(experts.gate_up, Op::MoeExperts)?,
+            down: weights_of(experts.down, Op::MoeExperts)?,
+        };
+        let shared = match &shared {
+            Some(s) => Some(moe::Shared {
+                out: f32s(s.out, Op::MoeExperts)?,
+                gate: s.gate.map(|g| f32s(g, Op::MoeExperts)).transpose()?,
+            }),
+            None => None,
+        };
+        let ids = u32s(&routes.ids);
+        let wv = f32s(&routes.weights, Op::MoeExperts)?;
+        let rv = f32s_mut(residual, Op::MoeExperts)?;
+        let (isa, mode) = (self.isa, self.activations);
+        self.run(|| moe::experts_add(isa, mode, &dims, xv, ids, wv, &stack, shared, rv));
+        Ok(())
     }
 
     fn top_logprobs_impl(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {

@@ -452,7 +452,21 @@ pub(crate) enum Weights<'a> {
     Blocks(DType, &'a [u8]),
 }
 
-impl Weights<'_> {
+impl<'a> Weights<'a> {
+    /// Rows `rows` of a W of rows of `k` elements (one expert of a stack, `moe.rs`).
+    pub(crate) fn rows(self, rows: Range<usize>, k: usize) -> Weights<'a> {
+        let (a, b) = (rows.start * k, rows.end * k);
+        match self {
+            Weights::F32(v) => Weights::F32(&v[a..b]),
+            Weights::F16(v) => Weights::F16(&v[a..b]),
+            Weights::BF16(v) => Weights::BF16(&v[a..b]),
+            Weights::Blocks(f, v) => {
+                let rb = self.row_bytes(k);
+                Weights::Blocks(f, &v[rows.start * rb..rows.end * rb])
+            }
+        }
+    }
+
     /// Bytes of one W row of `k` elements.
     fn row_bytes(&self, k: usize) -> usize {
         match self {

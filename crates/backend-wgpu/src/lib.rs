@@ -39,9 +39,10 @@ pub use storage::WgpuStorage;
 use std::sync::Arc;
 
 use ingot_tensor::backend::Result;
+use ingot_tensor::moe::MoeRouting;
 use ingot_tensor::{
-    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, Op, QkvHeads,
-    RopeStyle, Shape, Tensor, check,
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, DType, MoeExperts, MoeRoutes,
+    MoeShared, Op, QkvHeads, RopeStyle, Shape, Tensor, check,
 };
 
 use device::{Capabilities, Gpu};
@@ -422,6 +423,23 @@ impl Backend for WgpuBackend {
     fn top_logprobs_impl(&self, logits: &T, tokens: &T, k: usize) -> Result<T> {
         f32_only(Op::TopLogprobs, &[logits])?;
         kernels::sample::top_logprobs(self, &self.pipelines, logits, tokens, k)
+    }
+
+    fn moe_route_impl(&self, logits: &T, routing: MoeRouting) -> Result<MoeRoutes<Self>> {
+        f32_only(Op::MoeRoute, &[logits])?;
+        kernels::moe::route(self, &self.pipelines, logits, routing)
+    }
+
+    fn moe_experts_add_impl(
+        &self,
+        x: &T,
+        routes: &MoeRoutes<Self>,
+        experts: MoeExperts<'_, Self>,
+        shared: Option<MoeShared<'_, Self>>,
+        residual: &mut T,
+    ) -> Result<()> {
+        f32_only(Op::MoeExperts, &[x])?;
+        kernels::moe::experts_add(self, &self.pipelines, x, routes, experts, shared, residual)
     }
 
     /// Sampled rows take their token from `sample.wgsl`, so a decode step reads back ids.

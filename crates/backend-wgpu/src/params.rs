@@ -177,3 +177,30 @@ pub struct TopLogprobsParams {
     pub k: u32,
     pub _pad0: u32,
 }
+
+/// `moe.wgsl` (all four entry points; each reads the fields it needs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MoeParams {
+    pub tokens: u32,
+    pub experts: u32,
+    pub top_k: u32,
+    /// 0 softmax, 1 sigmoid (`MoeRouting::scoring_code`).
+    pub scoring: u32,
+    pub renormalize: u32,
+    /// The projection's reduction length: H (gate/up) or I (down).
+    pub k_in: u32,
+    /// Outputs per row: I (gate/up) or H (down).
+    pub n_out: u32,
+    pub hidden: u32,
+    /// First expert held by the bound part of the weights, and how many it holds.
+    pub expert_start: u32,
+    pub expert_count: u32,
+    /// 1: the stacked gate/up rows with `silu(gate) * up`; 0: plain rows (down).
+    pub gated: u32,
+    pub has_shared: u32,
+    pub shared_gate: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}

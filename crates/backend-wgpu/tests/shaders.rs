@@ -161,6 +161,31 @@ fn uniform_structs_match_wgsl() {
 }
 
 #[test]
+fn moe_params_match_wgsl() {
+    check_struct!(
+        MoeParams,
+        [
+            tokens,
+            experts,
+            top_k,
+            scoring,
+            renormalize,
+            k_in,
+            n_out,
+            hidden,
+            expert_start,
+            expert_count,
+            gated,
+            has_shared,
+            shared_gate,
+            _pad0,
+            _pad1,
+            _pad2
+        ]
+    );
+}
+
+#[test]
 fn argmax_params_match_wgsl() {
     check_struct!(ArgmaxParams, [rows, vocab, _pad0, _pad1]);
 }

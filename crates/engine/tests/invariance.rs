@@ -7,7 +7,8 @@
 //!
 //! The suite runs on the CPU backend (f32 weights and KV) and on the GPU backend (f16
 //! weights, f16 KV, as `ingot serve --backend gpu` runs): identical within each backend.
-//! CI runs the GPU cases on lavapipe with the tiny model; the default model's GPU cases
+//! The tiny models are tiny-llama and the mixture-of-experts tiny-qwen2moe.
+//! CI runs the GPU cases on lavapipe with the tiny models; the default model's GPU cases
 //! are for a real GPU (`INGOT_GPU_DEFAULT_MODEL=1`), lavapipe being too slow for them.
 
 mod common;
@@ -220,6 +221,43 @@ fn tiny_greedy_is_batch_invariant_on_gpu() {
 fn tiny_seeded_sampling_is_batch_invariant_on_gpu() {
     if let Some(on) = gpu() {
         tiny().check(&on, seeded(1234), 12);
+    }
+}
+
+/// A mixture-of-experts model (Qwen2-MoE: routed experts and the gated shared expert): a
+/// token's experts, their grouping with the other tokens of a step and the weighted sum must
+/// leave its tokens unchanged.
+fn tiny_moe() -> Suite {
+    Suite::new(
+        ModelSource::HfDir(common::testdata("tiny-qwen2moe")),
+        410,
+        70,
+        60,
+        12,
+    )
+}
+
+#[test]
+fn tiny_moe_greedy_is_batch_invariant() {
+    tiny_moe().check(&cpu(), SamplingParams::greedy(1), 12);
+}
+
+#[test]
+fn tiny_moe_seeded_sampling_is_batch_invariant() {
+    tiny_moe().check(&cpu(), seeded(1234), 12);
+}
+
+#[test]
+fn tiny_moe_greedy_is_batch_invariant_on_gpu() {
+    if let Some(on) = gpu() {
+        tiny_moe().check(&on, SamplingParams::greedy(1), 12);
+    }
+}
+
+#[test]
+fn tiny_moe_seeded_sampling_is_batch_invariant_on_gpu() {
+    if let Some(on) = gpu() {
+        tiny_moe().check(&on, seeded(1234), 12);
     }
 }
 

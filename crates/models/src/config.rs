@@ -42,6 +42,37 @@ pub struct ModelConfig {
     /// Multiplier of attention scores: `1 / sqrt(head_dim)` unless the family says otherwise
     /// (Gemma 3: `1 / sqrt(query_pre_attn_scalar)`).
     pub attn_scale: f32,
+    /// The mixture-of-experts MLP of the MoE families; `None` for dense models.
+    pub moe: Option<MoeConfig>,
+}
+
+/// The mixture-of-experts hyper-parameters (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    pub num_experts: usize,
+    /// Experts per token.
+    pub top_k: usize,
+    /// Width I of one expert's gated MLP.
+    pub expert_size: usize,
+    /// Divide the chosen experts' weights by their sum (`norm_topk_prob`; Mixtral always).
+    pub renormalize: bool,
+    /// Width of the always-on shared expert (Qwen2-MoE), with its sigmoid gate.
+    pub shared_expert_size: Option<usize>,
+    /// Per layer: whether its MLP is the MoE block (else the dense MLP of
+    /// `intermediate_size`: Qwen2/3-MoE's `mlp_only_layers`, `decoder_sparse_step`).
+    /// // [num_layers]
+    pub sparse_layers: Vec<bool>,
+}
+
+impl MoeConfig {
+    /// The routing rule of `moe_route`: softmax scores, top-k, renormalised or not.
+    pub fn routing(&self) -> ingot_tensor::moe::MoeRouting {
+        ingot_tensor::moe::MoeRouting {
+            top_k: self.top_k,
+            scoring: ingot_tensor::moe::MoeScoring::Softmax,
+            renormalize: self.renormalize,
+        }
+    }
 }
 
 /// Gemma 3 makes every sixth layer global when the config does not list layer types (and
@@ -164,6 +195,7 @@ impl ModelConfig {
             }
         };
         let attn_scale = opt_f64("query_pre_attn_scalar").unwrap_or(head_dim as f64);
+        let moe = hf_moe(path, v, arch, num_layers)?;
         Ok(Self {
             arch,
             hidden_size,
@@ -179,7 +211,7 @@ impl ModelConfig {
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            qkv_bias: arch == Arch::Qwen2
+            qkv_bias: matches!(arch, Arch::Qwen2 | Arch::Qwen2Moe)
                 || v.get("attention_bias")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
@@ -189,6 +221,7 @@ impl ModelConfig {
             sliding_layers,
             hidden_act,
             attn_scale: (1.0 / attn_scale.sqrt()) as f32,
+            moe,
         })
     }
 
@@ -210,6 +243,13 @@ impl ModelConfig {
                 supported: registry::supported_gguf(),
             })?;
         let key = |k: &str| format!("{arch_name}.{k}");
+        // llama.cpp writes Mixtral as `llama` with experts.
+        let experts = file.get_u64(&key("expert_count")).unwrap_or(0) as usize;
+        let arch = if arch == Arch::Llama && experts > 0 {
+            Arch::Mixtral
+        } else {
+            arch
+        };
         let u = |k: &str| -> Result<usize> { Ok(file.get_u64(&key(k))? as usize) };
         let opt_u = |k: &str| file.get_u64(&key(k)).ok().map(|x| x as usize);
         let opt_f = |k: &str| file.get_f64(&key(k)).ok();
@@ -238,8 +278,14 @@ impl ModelConfig {
             }
         };
         let style = match arch {
-            Arch::Llama => RopeStyle::Interleaved,
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 | Arch::Phi3 => RopeStyle::Neox,
+            Arch::Llama | Arch::Mixtral => RopeStyle::Interleaved,
+            Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Gemma3
+            | Arch::Phi3
+            | Arch::Qwen2Moe
+            | Arch::Qwen3Moe
+            | Arch::Olmoe => RopeStyle::Neox,
         };
         let num_layers = u("block_count")?;
         let rope = RopeConfig {
@@ -263,7 +309,11 @@ impl ModelConfig {
         Ok(Self {
             arch,
             hidden_size,
-            intermediate_size: u("feed_forward_length")?,
+            // MoE files may carry only the expert width.
+            intermediate_size: match opt_u("feed_forward_length") {
+                Some(i) => i,
+                None => u("expert_feed_forward_length")?,
+            },
             num_layers,
             num_heads,
             num_kv_heads: opt_u("attention.head_count_kv").unwrap_or(num_heads),
@@ -285,8 +335,118 @@ impl ModelConfig {
                 Activation::Silu
             },
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            moe: gguf_moe(file, arch, arch_name, experts, num_layers)?,
         })
     }
+}
+
+/// The MoE hyper-parameters of an HF config: `num_local_experts` (Mixtral) or
+/// `num_experts`, `num_experts_per_tok`, the expert width (`moe_intermediate_size` for
+/// Qwen2/3-MoE, `intermediate_size` for Mixtral and OLMoE), `norm_topk_prob` (Mixtral always
+/// renormalises), Qwen2-MoE's shared expert, and which layers are sparse.
+fn hf_moe(path: &Path, v: &Value, arch: Arch, layers: usize) -> Result<Option<MoeConfig>> {
+    if !arch.is_moe() {
+        return Ok(None);
+    }
+    let get = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize);
+    let num_experts = get("num_local_experts")
+        .or_else(|| get("num_experts"))
+        .ok_or_else(|| cfg_err(path, "missing key 'num_experts' / 'num_local_experts'"))?;
+    let top_k = get("num_experts_per_tok")
+        .ok_or_else(|| cfg_err(path, "missing key 'num_experts_per_tok'"))?;
+    if top_k == 0 || top_k > num_experts {
+        return Err(cfg_err(
+            path,
+            format!("num_experts_per_tok = {top_k} for {num_experts} experts"),
+        ));
+    }
+    let expert_size = match arch {
+        Arch::Qwen2Moe | Arch::Qwen3Moe => get("moe_intermediate_size"),
+        _ => get("intermediate_size"),
+    }
+    .ok_or_else(|| cfg_err(path, "missing the expert width (moe_intermediate_size)"))?;
+    let renormalize = arch == Arch::Mixtral
+        || v.get("norm_topk_prob")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    let shared_expert_size = match arch {
+        Arch::Qwen2Moe => get("shared_expert_intermediate_size").filter(|&s| s > 0),
+        _ => None,
+    };
+    if v.get("clip_qkv").is_some_and(|x| !x.is_null()) {
+        return Err(cfg_err(path, "'clip_qkv' is not supported yet"));
+    }
+    let step = get("decoder_sparse_step").unwrap_or(1).max(1);
+    let dense: Vec<usize> = v
+        .get("mlp_only_layers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
+        })
+        .unwrap_or_default();
+    let sparse_layers = (0..layers)
+        .map(|l| !dense.contains(&l) && (l + 1) % step == 0)
+        .collect();
+    Ok(Some(MoeConfig {
+        num_experts,
+        top_k,
+        expert_size,
+        renormalize,
+        shared_expert_size,
+        sparse_layers,
+    }))
+}
+
+/// The MoE hyper-parameters of a GGUF file, as llama.cpp reads them: `expert_count`,
+/// `expert_used_count`, the expert width (`expert_feed_forward_length`, else
+/// `feed_forward_length`), the shared expert's width, and the renormalisation llama.cpp
+/// applies per architecture (Mixtral and Qwen3-MoE yes, Qwen2-MoE and OLMoE no) unless the
+/// file says (`expert_weights_norm`). Every layer is sparse.
+fn gguf_moe(
+    file: &GgufFile,
+    arch: Arch,
+    arch_name: &str,
+    experts: usize,
+    layers: usize,
+) -> Result<Option<MoeConfig>> {
+    if !arch.is_moe() {
+        return Ok(None);
+    }
+    let path = file.path();
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let opt_u = |k: &str| file.get_u64(&key(k)).ok().map(|x| x as usize);
+    if experts == 0 {
+        return Err(cfg_err(
+            path,
+            format!("{} is missing or 0", key("expert_count")),
+        ));
+    }
+    let top_k = opt_u("expert_used_count").unwrap_or(0);
+    if top_k == 0 || top_k > experts {
+        return Err(cfg_err(
+            path,
+            format!(
+                "{} = {top_k} for {experts} experts",
+                key("expert_used_count")
+            ),
+        ));
+    }
+    let expert_size = opt_u("expert_feed_forward_length")
+        .or_else(|| opt_u("feed_forward_length"))
+        .ok_or_else(|| cfg_err(path, "no expert width (expert_feed_forward_length)"))?;
+    let renormalize = file
+        .get_bool(&key("expert_weights_norm"))
+        .unwrap_or(matches!(arch, Arch::Mixtral | Arch::Qwen3Moe));
+    Ok(Some(MoeConfig {
+        num_experts: experts,
+        top_k,
+        expert_size,
+        renormalize,
+        shared_expert_size: opt_u("expert_shared_feed_forward_length").filter(|&s| s > 0),
+        sparse_layers: vec![true; layers],
+    }))
 }
 
 /// Which layers of an HF config slide: `layer_types` when listed, else Gemma 3's pattern

@@ -9,13 +9,14 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::families::gemma3::{self, Gemma3};
 use crate::families::llama::{self, Llama};
-use crate::families::{phi3, qwen3};
+use crate::families::{moe, phi3, qwen3};
 use crate::model::Model;
 use crate::weights::{WeightLoader, WeightTable};
 
 /// A decoder architecture Ingot can run. Llama covers Llama 2/3, Mistral and SmolLM; Qwen2 is
 /// the same decoder with biases on the Q/K/V projections, Qwen3 with QK-norm, Phi-3 with
-/// fused weights; Gemma 3 is its own decoder.
+/// fused weights; Gemma 3 is its own decoder. The mixture-of-experts families (Mixtral,
+/// Qwen2-MoE, Qwen3-MoE, OLMoE) are the Llama decoder with the MoE block as MLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Llama,
@@ -23,6 +24,10 @@ pub enum Arch {
     Qwen3,
     Gemma3,
     Phi3,
+    Mixtral,
+    Qwen2Moe,
+    Qwen3Moe,
+    Olmoe,
 }
 
 /// (HF `architectures` entry, architecture)
@@ -33,6 +38,10 @@ const HF_ARCHITECTURES: &[(&str, Arch)] = &[
     ("Qwen3ForCausalLM", Arch::Qwen3),
     ("Gemma3ForCausalLM", Arch::Gemma3),
     ("Phi3ForCausalLM", Arch::Phi3),
+    ("MixtralForCausalLM", Arch::Mixtral),
+    ("Qwen2MoeForCausalLM", Arch::Qwen2Moe),
+    ("Qwen3MoeForCausalLM", Arch::Qwen3Moe),
+    ("OlmoeForCausalLM", Arch::Olmoe),
 ];
 
 /// (GGUF `general.architecture`, architecture)
@@ -42,9 +51,21 @@ const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[
     ("qwen3", Arch::Qwen3),
     ("gemma3", Arch::Gemma3),
     ("phi3", Arch::Phi3),
+    ("qwen2moe", Arch::Qwen2Moe),
+    ("qwen3moe", Arch::Qwen3Moe),
+    ("olmoe", Arch::Olmoe),
 ];
 
 impl Arch {
+    /// Whether the MLP is the mixture-of-experts block ([`crate::config::MoeConfig`]).
+    /// GGUF files name Mixtral `llama` (with `llama.expert_count`).
+    pub fn is_moe(self) -> bool {
+        matches!(
+            self,
+            Arch::Mixtral | Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Olmoe
+        )
+    }
+
     /// Every weight a model of this architecture and config reads (see [`WeightTable`]).
     pub fn weight_table(self, c: &ModelConfig) -> WeightTable {
         match self {
@@ -52,6 +73,7 @@ impl Arch {
             Arch::Qwen3 => qwen3::weight_table(c),
             Arch::Gemma3 => gemma3::weight_table(c),
             Arch::Phi3 => phi3::weight_table(c),
+            Arch::Mixtral | Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Olmoe => moe::weight_table(c),
         }
     }
 
@@ -65,6 +87,9 @@ impl Arch {
             Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => Box::new(Llama::load(config, w)?),
             Arch::Gemma3 => Box::new(Gemma3::load(config, w)?),
             Arch::Phi3 => Box::new(phi3::load(config, w)?),
+            Arch::Mixtral | Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Olmoe => {
+                Box::new(moe::load(config, w)?)
+            }
         })
     }
 }
@@ -110,6 +135,8 @@ mod tests {
         assert_eq!(from_gguf("qwen2"), Some(Arch::Qwen2));
         assert_eq!(from_hf("Gemma3ForCausalLM"), Some(Arch::Gemma3));
         assert_eq!(from_gguf("phi3"), Some(Arch::Phi3));
+        assert_eq!(from_hf("OlmoeForCausalLM"), Some(Arch::Olmoe));
+        assert_eq!(from_gguf("qwen2moe"), Some(Arch::Qwen2Moe));
         assert_eq!(from_hf("GPT2LMHeadModel"), None);
         assert!(supported_hf().contains("Qwen2ForCausalLM"));
     }

@@ -35,6 +35,11 @@ pub struct WeightSpec {
     /// Added to every element read under the Hugging Face name: Gemma's RMSNorm multiplies by
     /// `1 + w` where GGUF files store the sum already (llama.cpp's converter adds the 1).
     pub hf_offset: f32,
+    /// A stack of expert matrices [E, N, K] that GGUF files store as one tensor and Hugging
+    /// Face checkpoints as E tensors [N, K]: their name with `{e}` for the expert index
+    /// (`model.layers.0.mlp.experts.{e}.gate_proj.weight`). `hf` is then the stack's own
+    /// name, which only generated (dummy) weights use.
+    pub hf_experts: Option<String>,
 }
 
 /// Every weight of one model, in load order.
@@ -54,12 +59,29 @@ impl WeightTable {
         self.push(layer_name(l, hf), format!("blk.{l}.{gguf}"), shape)
     }
 
+    /// A stack of layer `l`'s expert matrices, [E, N, K]: `blk.{l}.{gguf}` in GGUF files,
+    /// `model.layers.{l}.{hf_expert}` with `{e}` replaced by 0..E in Hugging Face ones, and
+    /// `model.layers.{l}.{hf_stack}` for generated weights.
+    pub fn layer_experts(
+        &mut self,
+        l: usize,
+        hf_stack: &str,
+        hf_expert: &str,
+        gguf: &str,
+        shape: [usize; 3],
+    ) -> &mut WeightSpec {
+        let spec = self.layer(l, hf_stack, gguf, &shape);
+        spec.hf_experts = Some(layer_name(l, hf_expert));
+        spec
+    }
+
     fn push(&mut self, hf: String, gguf: String, shape: &[usize]) -> &mut WeightSpec {
         self.specs.push(WeightSpec {
             hf,
             gguf,
             shape: shape.to_vec(),
             hf_offset: 0.0,
+            hf_experts: None,
         });
         self.specs.last_mut().expect("just pushed")
     }
@@ -75,6 +97,13 @@ impl WeightTable {
     pub fn contains(&self, hf: &str) -> bool {
         self.specs.iter().any(|s| s.hf == hf)
     }
+}
+
+/// Shapes equal up to extents of 1: llama.cpp stores Qwen2-MoE's shared-expert gate
+/// ([1, H] in Hugging Face files) as a vector [H].
+fn same_shape(a: &[usize], b: &[usize]) -> bool {
+    let squeeze = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    a == b || squeeze(a) == squeeze(b)
 }
 
 /// `model.layers.{l}.{part}`: the Hugging Face name of a layer's tensor.
@@ -146,7 +175,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             WeightNames::Gguf => &spec.gguf,
         };
         let shape = self.src.shape(name)?;
-        if shape != spec.shape {
+        if !same_shape(&shape, &spec.shape) {
             return Err(LoadError::Tensor {
                 path: self.src.file_of(name).to_path_buf(),
                 tensor: name.clone(),
@@ -238,6 +267,16 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
     }
 
+    /// A matrix as a dense f32 copy whatever the format asks (MoE routers: which experts a
+    /// token takes is decided by the order of its router logits, so they keep the file's
+    /// precision, as llama.cpp keeps `ffn_gate_inp` in F32).
+    pub fn f32_matrix(&mut self, hf: &str) -> Result<Tensor<B>> {
+        let (data, shape) = self.read(hf)?;
+        Ok(self
+            .backend
+            .from_f32(&data, Shape::new(shape), DType::F32)?)
+    }
+
     /// [`Self::tensor`] when the table holds `hf`, else `None`.
     pub fn optional(&mut self, hf: &str) -> Result<Option<Tensor<B>>> {
         if self.has(hf) {
@@ -287,6 +326,119 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             }
         }
         self.stacked(hf).map(Some)
+    }
+
+    /// Stacks of expert matrices `hf` (each [E, N_p, K], see [`WeightTable::layer_experts`])
+    /// joined expert by expert into one [E, sum N_p, K] tensor: expert e's rows of the first
+    /// stack, then its rows of the second (gate, up). Kept as GGUF blocks where every part is
+    /// stored in one block format the backend's `moe_experts_add` reads, else a dense copy.
+    pub fn experts(&mut self, hf: &[&str]) -> Result<Tensor<B>> {
+        let mut parts = Vec::with_capacity(hf.len());
+        for name in hf {
+            let spec = self.checked_experts(name)?;
+            parts.push(spec);
+        }
+        let (e, k) = (parts[0].shape[0], parts[0].shape[2]);
+        let rows: Vec<usize> = parts.iter().map(|s| s.shape[1]).collect();
+        let n: usize = rows.iter().sum();
+        if let Some((dtype, chunks)) = self.expert_blocks(&parts)? {
+            let mut bytes = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+            for x in 0..e {
+                for (chunk, &r) in chunks.iter().zip(&rows) {
+                    let per = chunk.len() / e;
+                    bytes.extend_from_slice(&chunk[x * per..(x + 1) * per]);
+                    debug_assert_eq!(per, dtype.storage_bytes(r * k).unwrap_or(0));
+                }
+            }
+            for _ in hf {
+                (self.on_tensor)();
+            }
+            let t = self.upload_blocks(&bytes, [e * n, k], dtype)?;
+            return Ok(t.reshape([e, n, k]));
+        }
+        let mut data = Vec::with_capacity(e * n * k);
+        let mut values = Vec::with_capacity(parts.len());
+        for spec in &parts {
+            values.push(self.read_experts(spec)?);
+            (self.on_tensor)();
+        }
+        for x in 0..e {
+            for (v, &r) in values.iter().zip(&rows) {
+                data.extend_from_slice(&v[x * r * k..(x + 1) * r * k]);
+            }
+        }
+        Ok(self
+            .backend
+            .from_f32(&data, Shape::new([e, n, k]), self.format.dense)?)
+    }
+
+    /// The table's entry for the expert stack `hf`, after checking the file's tensor(s).
+    fn checked_experts(&self, hf: &str) -> Result<WeightSpec> {
+        let spec = self
+            .specs
+            .get(hf)
+            .unwrap_or_else(|| unreachable!("{hf} is not in the weight table"))
+            .clone();
+        let per_expert = spec.hf_experts.clone().expect("an expert stack");
+        if self.names == WeightNames::Gguf || self.src.contains(&spec.hf) {
+            self.checked(hf)?;
+            return Ok(spec);
+        }
+        let want = &spec.shape[1..];
+        for x in 0..spec.shape[0] {
+            let name = per_expert.replace("{e}", &x.to_string());
+            let shape = self.src.shape(&name)?;
+            if shape != want {
+                return Err(LoadError::Tensor {
+                    path: self.src.file_of(&name).to_path_buf(),
+                    tensor: name,
+                    message: format!("shape {shape:?} does not match the config's {want:?}"),
+                }
+                .into());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Each stack's bytes when all are GGUF blocks of one format the backend reads experts in.
+    fn expert_blocks(&self, parts: &[WeightSpec]) -> Result<Option<(DType, Vec<Vec<u8>>)>> {
+        if !self.format.keep_blocks || self.names != WeightNames::Gguf {
+            return Ok(None);
+        }
+        let mut dtype = None;
+        let mut chunks = Vec::with_capacity(parts.len());
+        for spec in parts {
+            let Some((dt, bytes)) = self.src.blocks(&spec.gguf)? else {
+                return Ok(None);
+            };
+            if !self.backend.supports(Op::MoeExperts, dt) || dtype.is_some_and(|d| d != dt) {
+                return Ok(None);
+            }
+            dtype = Some(dt);
+            chunks.push(bytes.to_vec());
+        }
+        Ok(dtype.map(|d| (d, chunks)))
+    }
+
+    /// The elements of an expert stack as f32 [E, N, K], from one tensor or from E.
+    fn read_experts(&self, spec: &WeightSpec) -> Result<Vec<f32>> {
+        match self.names {
+            WeightNames::Gguf => Ok(self.src.load_f32(&spec.gguf)?),
+            WeightNames::HuggingFace if self.src.contains(&spec.hf) => {
+                Ok(self.src.load_f32(&spec.hf)?)
+            }
+            WeightNames::HuggingFace => {
+                let template = spec.hf_experts.as_deref().expect("an expert stack");
+                let mut data = Vec::with_capacity(spec.shape.iter().product());
+                for x in 0..spec.shape[0] {
+                    data.extend(
+                        self.src
+                            .load_f32(&template.replace("{e}", &x.to_string()))?,
+                    );
+                }
+                Ok(data)
+            }
+        }
     }
 
     /// 1-D weights concatenated into one f32 vector (the QKV biases of a stacked QKV).

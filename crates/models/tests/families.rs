@@ -136,3 +136,74 @@ fn every_new_family_loads_dummy_weights() {
         }
     }
 }
+
+/// The MoE fixtures: config.json and GGUF metadata give the same expert hyper-parameters
+/// (GGUF Mixtral is `llama` with `llama.expert_count`, rotated in the interleaved form),
+/// and each loads `--load-format dummy` weights from its table.
+#[test]
+fn moe_configs_from_hf_and_gguf_agree() {
+    use ingot_models::registry::Arch;
+    let cases = [
+        ("tiny-mixtral", Arch::Mixtral, 4, true, None),
+        ("tiny-qwen2moe", Arch::Qwen2Moe, 8, false, Some(40)),
+        ("tiny-qwen3moe", Arch::Qwen3Moe, 8, true, None),
+        ("tiny-olmoe", Arch::Olmoe, 8, false, None),
+    ];
+    for (name, arch, experts, renormalize, shared) in cases {
+        let (hf, gguf) = both(name);
+        for c in [&hf, &gguf] {
+            assert_eq!(c.arch, arch, "{name}");
+            let moe = c.moe.as_ref().unwrap();
+            assert_eq!(
+                (moe.num_experts, moe.top_k, moe.expert_size),
+                (experts, 2, 24),
+                "{name}"
+            );
+            assert_eq!(moe.renormalize, renormalize, "{name}");
+            assert_eq!(moe.shared_expert_size, shared, "{name}");
+            assert_eq!(moe.sparse_layers, [true, true], "{name}");
+        }
+        assert_eq!(hf.qkv_bias, gguf.qkv_bias, "{name}");
+        let files = ModelFiles::open_as(ModelSource::HfDir(fixture(name)), LoadFormat::Dummy);
+        files
+            .unwrap()
+            .load_model(&CpuBackend::new(), DType::F16)
+            .unwrap();
+    }
+}
+
+/// The benchmark shapes (bench/models: OLMoE-1B-7B, Qwen1.5-MoE-A2.7B) parse into their MoE
+/// configs; one layer of each with only top-k of its experts loads dummy weights (the expert
+/// shapes are the real ones; the full models would take tens of GiB here).
+#[test]
+fn moe_bench_configs_parse_and_load_one_layer() {
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/models");
+    for (name, experts, top_k, width, shared) in [
+        ("olmoe-1b-7b", 64, 8, 1024, None),
+        ("qwen1.5-moe-a2.7b", 60, 4, 1408, Some(5632)),
+    ] {
+        let text = std::fs::read_to_string(bench.join(name).join("config.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let c = ModelConfig::from_hf_value(Path::new(name), &v).unwrap();
+        let moe = c.moe.as_ref().unwrap();
+        assert_eq!(
+            (
+                moe.num_experts,
+                moe.top_k,
+                moe.expert_size,
+                moe.shared_expert_size
+            ),
+            (experts, top_k, width, shared),
+            "{name}"
+        );
+        assert!(!moe.renormalize, "{name}");
+        v["num_hidden_layers"] = 1.into();
+        v["vocab_size"] = 512.into();
+        v["num_experts"] = top_k.into();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
+        let files =
+            ModelFiles::open_as(ModelSource::HfDir(dir.path().into()), LoadFormat::Dummy).unwrap();
+        files.load_model(&CpuBackend::new(), DType::BF16).unwrap();
+    }
+}

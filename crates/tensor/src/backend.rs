@@ -12,6 +12,7 @@
 //! query_start_loc[s]` tokens of its `seq_lens[s]` tokens, so query `i` sits at position
 //! `seq_lens[s] - q_len + i` and attends causally to positions `0..=` that.
 
+use crate::moe::MoeRouting;
 use crate::{DType, Shape, Tensor};
 
 /// An error raised by a backend while executing a verb: a device failure, never a shape
@@ -49,6 +50,11 @@ pub enum Op {
     Argmax,
     Sample,
     TopLogprobs,
+    /// Mixture-of-experts routing (`moe_route`).
+    MoeRoute,
+    /// Mixture-of-experts expert FFNs and their weighted sum (`moe_experts_add`); its dtype
+    /// is the expert weights'.
+    MoeExperts,
 }
 
 impl std::fmt::Display for Op {
@@ -99,6 +105,25 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
 }
 
+/// The experts a router chose for each token: slot `j` of token `t` is its `j`-th best
+/// expert (see [`crate::moe`]).
+pub struct MoeRoutes<B: Backend + ?Sized> {
+    pub ids: Tensor<B>,     // [T, k] u32: expert ids, E for an empty slot
+    pub weights: Tensor<B>, // [T, k] f32
+}
+
+/// The stacked expert weights of one MoE layer (E experts, hidden H, expert width I).
+pub struct MoeExperts<'a, B: Backend + ?Sized> {
+    pub gate_up: &'a Tensor<B>, // [E, 2I, H]: per expert its gate rows, then its up rows
+    pub down: &'a Tensor<B>,    // [E, H, I]
+}
+
+/// An always-on expert (Qwen2-MoE's shared expert) whose output joins the routed sum.
+pub struct MoeShared<'a, B: Backend + ?Sized> {
+    pub out: &'a Tensor<B>,          // [T, H]: the shared expert's output
+    pub gate: Option<&'a Tensor<B>>, // [T, 1]: logits of its sigmoid gate, if gated
+}
+
 /// The verbs. Each public verb is a provided method that runs its preconditions
 /// ([`crate::check`], `#[track_caller]`) and then calls the backend's `*_impl` method, so
 /// the checks are written once and no backend can forget them; a backend implements the
@@ -135,8 +160,19 @@ pub trait Backend: Send + Sync + 'static {
             | Op::Add
             | Op::Argmax
             | Op::Sample
-            | Op::TopLogprobs => dtype == DType::F32,
+            | Op::TopLogprobs
+            | Op::MoeRoute => dtype == DType::F32,
+            Op::MoeExperts => {
+                dtype.is_float() || (dtype.is_quantized() && self.reads_expert_blocks(dtype))
+            }
         }
+    }
+
+    /// Whether `moe_experts_add` reads expert weights kept in GGUF block format `dtype`.
+    /// The default: no block formats.
+    fn reads_expert_blocks(&self, dtype: DType) -> bool {
+        let _ = dtype;
+        false
     }
 
     /// Whether matmul and embedding read weights kept in GGUF block format `dtype` (see
@@ -530,6 +566,48 @@ pub trait Backend: Send + Sync + 'static {
         tokens: &Tensor<Self>,
         k: usize,
     ) -> Result<Tensor<Self>>;
+
+    /// Mixture-of-experts routing: `logits` [T, E] f32 (the router's output) -> each token's
+    /// `routing.top_k` experts and their weights, exactly [`crate::moe::route_row`] per row
+    /// (ids bit for bit; weights up to the rounding of `exp` and `/`).
+    #[track_caller]
+    fn moe_route(&self, logits: &Tensor<Self>, routing: MoeRouting) -> Result<MoeRoutes<Self>> {
+        crate::check::moe_route(logits, &routing);
+        self.moe_route_impl(logits, routing)
+    }
+    /// [`Backend::moe_route`] after its checks.
+    fn moe_route_impl(&self, logits: &Tensor<Self>, routing: MoeRouting)
+    -> Result<MoeRoutes<Self>>;
+
+    /// `residual += moe(x)` for `x` and `residual` [T, H] (f32): for token `t`,
+    /// `acc = sum_j w[t, j] * expert_{ids[t, j]}(x_t)` with `expert_e(x) = down_e(silu(x
+    /// gate_e^T) * (x up_e^T))`, slots in order `j = 0, 1, ..` (empty slots, id >= E,
+    /// skipped), then `acc += sigmoid(gate_t) * shared_t` (or `+ shared_t` without a gate)
+    /// when `shared` is given, then `residual_t += acc`. Each expert projection is a matmul
+    /// whose per-element reduction order depends only on its length, and tokens are grouped
+    /// by expert so each expert's weights are read once per call: a token's result is the
+    /// same bits alone or among any others.
+    #[track_caller]
+    fn moe_experts_add(
+        &self,
+        x: &Tensor<Self>,
+        routes: &MoeRoutes<Self>,
+        experts: MoeExperts<'_, Self>,
+        shared: Option<MoeShared<'_, Self>>,
+        residual: &mut Tensor<Self>,
+    ) -> Result<()> {
+        crate::check::moe_experts_add(x, routes, &experts, shared.as_ref(), residual);
+        self.moe_experts_add_impl(x, routes, experts, shared, residual)
+    }
+    /// [`Backend::moe_experts_add`] after its checks.
+    fn moe_experts_add_impl(
+        &self,
+        x: &Tensor<Self>,
+        routes: &MoeRoutes<Self>,
+        experts: MoeExperts<'_, Self>,
+        shared: Option<MoeShared<'_, Self>>,
+        residual: &mut Tensor<Self>,
+    ) -> Result<()>;
 
     /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
     /// its host sampler. False for the CPU reference, whose host path is the pinned one.

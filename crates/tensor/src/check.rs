@@ -2,7 +2,11 @@
 //! has exactly one definition of what it accepts. Each check panics with the caller's
 //! location (`#[track_caller]`): a violation is a bug in model or runner code.
 
-use crate::{AttentionMeta, AttentionParams, Backend, DType, QkvHeads, Shape, Tensor};
+use crate::moe::MoeRouting;
+use crate::{
+    AttentionMeta, AttentionParams, Backend, DType, MoeExperts, MoeRoutes, MoeShared, QkvHeads,
+    Shape, Tensor,
+};
 
 #[track_caller]
 fn rank<B: Backend + ?Sized>(what: &str, t: &Tensor<B>, r: usize) {
@@ -441,6 +445,115 @@ pub fn top_logprobs<B: Backend + ?Sized>(logits: &Tensor<B>, tokens: &Tensor<B>,
         "top_logprobs: k = {k} exceeds the vocabulary of logits {}",
         logits.shape()
     );
+}
+
+/// `moe_route`: logits [T, E] f32 and 1 <= top_k <= E.
+#[track_caller]
+pub fn moe_route<B: Backend + ?Sized>(logits: &Tensor<B>, routing: &MoeRouting) {
+    rank("moe_route logits", logits, 2);
+    float("moe_route logits", logits);
+    let e = logits.dims()[1];
+    assert!(
+        routing.top_k >= 1 && routing.top_k <= e,
+        "moe_route: top_k = {} for {e} experts",
+        routing.top_k
+    );
+}
+
+/// A stack of expert matrices [E, N, K]: float, or a block format whose blocks tile each row.
+#[track_caller]
+fn expert_weight<B: Backend + ?Sized>(what: &str, t: &Tensor<B>) {
+    rank(what, t, 3);
+    let d = t.dtype();
+    assert!(
+        d.is_float() || d.is_quantized(),
+        "{what}: expected a float or block-format weight, got {d}"
+    );
+    assert!(
+        t.dims()[2].is_multiple_of(d.block_size()),
+        "{what}: rows of {} elements are not whole {d} blocks of {}",
+        t.dims()[2],
+        d.block_size()
+    );
+}
+
+/// `moe_experts_add`: x [T, H], routes [T, k], gate_up [E, 2I, H], down [E, H, I], shared
+/// out [T, H] and gate [T, 1], residual [T, H] f32.
+#[track_caller]
+pub fn moe_experts_add<B: Backend + ?Sized>(
+    x: &Tensor<B>,
+    routes: &MoeRoutes<B>,
+    experts: &MoeExperts<'_, B>,
+    shared: Option<&MoeShared<'_, B>>,
+    residual: &Tensor<B>,
+) {
+    rank("moe_experts_add x", x, 2);
+    float("moe_experts_add x", x);
+    let (t, h) = (x.dims()[0], x.dims()[1]);
+    rank("moe_experts_add ids", &routes.ids, 2);
+    dtype("moe_experts_add ids", &routes.ids, DType::U32);
+    dtype("moe_experts_add weights", &routes.weights, DType::F32);
+    assert_eq!(
+        routes.ids.dims()[0],
+        t,
+        "moe_experts_add: ids {} for x {}",
+        routes.ids.shape(),
+        x.shape()
+    );
+    assert_eq!(
+        routes.weights.shape(),
+        routes.ids.shape(),
+        "moe_experts_add: weights {} vs ids {}",
+        routes.weights.shape(),
+        routes.ids.shape()
+    );
+    expert_weight("moe_experts_add gate_up", experts.gate_up);
+    expert_weight("moe_experts_add down", experts.down);
+    let (e, two_i, k_gu) = (
+        experts.gate_up.dims()[0],
+        experts.gate_up.dims()[1],
+        experts.gate_up.dims()[2],
+    );
+    assert!(
+        k_gu == h && two_i.is_multiple_of(2),
+        "moe_experts_add: gate_up {} is not [E, 2I, {h}]",
+        experts.gate_up.shape()
+    );
+    assert_eq!(
+        experts.down.dims(),
+        [e, h, two_i / 2],
+        "moe_experts_add: down {} for gate_up {}",
+        experts.down.shape(),
+        experts.gate_up.shape()
+    );
+    if let Some(s) = shared {
+        assert_eq!(
+            s.out.dims(),
+            [t, h],
+            "moe_experts_add: shared output {} for x {}",
+            s.out.shape(),
+            x.shape()
+        );
+        dtype("moe_experts_add shared output", s.out, DType::F32);
+        if let Some(g) = s.gate {
+            assert_eq!(
+                g.dims(),
+                [t, 1],
+                "moe_experts_add: shared gate {} for x {}",
+                g.shape(),
+                x.shape()
+            );
+            dtype("moe_experts_add shared gate", g, DType::F32);
+        }
+    }
+    assert_eq!(
+        residual.dims(),
+        [t, h],
+        "moe_experts_add: residual {} for x {}",
+        residual.shape(),
+        x.shape()
+    );
+    dtype("moe_experts_add residual", residual, DType::F32);
 }
 
 /// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.

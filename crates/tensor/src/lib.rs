@@ -11,12 +11,14 @@
 pub mod backend;
 pub mod check;
 mod dtype;
+pub mod moe;
 pub mod quant;
 pub mod sampling;
 mod shape;
 
 pub use backend::{
-    AttentionMeta, AttentionParams, Backend, BackendError, Counters, Op, QkvHeads, RopeStyle,
+    AttentionMeta, AttentionParams, Backend, BackendError, Counters, MoeExperts, MoeRoutes,
+    MoeShared, Op, QkvHeads, RopeStyle,
 };
 pub use dtype::DType;
 pub use shape::Shape;

@@ -18,6 +18,7 @@ pub(crate) mod attention;
 pub(crate) mod embedding;
 pub(crate) mod matmul;
 pub mod matmul_coop;
+pub(crate) mod moe;
 pub(crate) mod norm;
 pub(crate) mod pointwise;
 pub(crate) mod rope;
@@ -49,6 +50,7 @@ const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
+const MOE: &str = include_str!("../shaders/moe.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -84,6 +86,18 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
             name: format!("matmul_{dtype}"),
             source: format!("{snippet}\n{MATMUL}"),
             entry_points: vec!["gemv", "gemv_wide", "gemv_wide2", "gemm", "gemm_big"],
+        });
+        // Routing, grouping and the weighted sum read no weights: built from the f32
+        // variant only.
+        let moe_entries = if dtype == DType::F32 {
+            vec!["moe_route", "moe_group", "moe_project", "moe_combine"]
+        } else {
+            vec!["moe_project"]
+        };
+        v.push(ShaderModuleSource {
+            name: format!("moe_{dtype}"),
+            source: format!("{snippet}\n{MOE}"),
+            entry_points: moe_entries,
         });
     }
     for (dtype, snippet) in KV_DTYPES {
@@ -181,6 +195,10 @@ pub(crate) struct Pipelines {
     pub argmax: wgpu::ComputePipeline,
     pub sample: wgpu::ComputePipeline,
     pub top_logprobs: wgpu::ComputePipeline,
+    pub moe_route: wgpu::ComputePipeline,
+    pub moe_group: wgpu::ComputePipeline,
+    pub moe_project: [wgpu::ComputePipeline; 3],
+    pub moe_combine: wgpu::ComputePipeline,
     /// The cooperative-matrix matmul, where the adapter runs it.
     pub coop: Option<matmul_coop::CoopPipelines>,
 }
@@ -285,6 +303,14 @@ impl Pipelines {
             argmax: take("argmax::argmax")?,
             sample: take("sample::sample")?,
             top_logprobs: take("top_logprobs::top_logprobs")?,
+            moe_route: take("moe_f32::moe_route")?,
+            moe_group: take("moe_f32::moe_group")?,
+            moe_project: [
+                take("moe_f32::moe_project")?,
+                take("moe_f16::moe_project")?,
+                take("moe_bf16::moe_project")?,
+            ],
+            moe_combine: take("moe_f32::moe_combine")?,
             coop: matmul_coop::build(gpu)?,
         })
     }

@@ -5,5 +5,6 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod moe;
 pub mod phi3;
 pub mod qwen3;

@@ -1,5 +1,6 @@
 //! Paged self-attention, as every family here runs it: project Q/K/V (biases optional),
-//! normalise each head of Q and K when the family does (Qwen3, Gemma 3), rotate them
+//! normalise Q and K when the family does (per head: Qwen3, Gemma 3; across all heads:
+//! OLMoE), rotate them
 //! (each layer holds its own [`Rope`], so per-layer bases are free), write K/V into the
 //! layer's paged cache through the slot mapping, attend over the cache through the block
 //! tables (sliding window and scale per layer), project back.
@@ -157,10 +158,8 @@ impl<B: Backend> Attention<B> {
                 let q = q.forward(b, x)?; // [T, Hq*D]
                 let k = k.forward(b, x)?; // [T, Hk*D]
                 let v = v.forward(b, x)?.reshape([t, hk, d]);
-                let mut q =
-                    per_head_norm(b, q, self.q_norm.as_ref(), t * hq, d)?.reshape([t, hq, d]);
-                let mut k =
-                    per_head_norm(b, k, self.k_norm.as_ref(), t * hk, d)?.reshape([t, hk, d]);
+                let mut q = qk_norm(b, q, self.q_norm.as_ref())?.reshape([t, hq, d]);
+                let mut k = qk_norm(b, k, self.k_norm.as_ref())?.reshape([t, hk, d]);
                 self.rope.apply(b, &mut q, &mut k, batch.positions)?;
                 b.kv_write(&k, &v, &mut cache.k, &mut cache.v, batch.slot_mapping)?;
                 q
@@ -197,16 +196,16 @@ fn load_stacked<B: Backend>(
     Ok(Some(Qkv::Stacked(Linear { weight, bias })))
 }
 
-/// RMSNorm of each head of `x` ([rows, D] viewed), or `x` itself without a norm.
-fn per_head_norm<B: Backend>(
-    b: &B,
-    x: Tensor<B>,
-    norm: Option<&RmsNorm<B>>,
-    rows: usize,
-    d: usize,
-) -> Result<Tensor<B>> {
+/// The QK-norm of `x` [T, heads * D]: an RMSNorm over each stretch as wide as its weight,
+/// each head ([D]: Qwen3, Gemma 3) or the whole projection ([heads * D]: OLMoE); `x` itself
+/// without a norm.
+fn qk_norm<B: Backend>(b: &B, x: Tensor<B>, norm: Option<&RmsNorm<B>>) -> Result<Tensor<B>> {
     match norm {
-        Some(n) => n.forward(b, &x.reshape([rows, d])),
+        Some(n) => {
+            let width = n.weight.dims()[0];
+            let rows = x.numel() / width.max(1);
+            n.forward(b, &x.reshape([rows, width]))
+        }
         None => Ok(x),
     }
 }

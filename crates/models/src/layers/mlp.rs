@@ -4,14 +4,15 @@
 //! and the activation are one verb (`matmul_silu_mul`), and [`GatedMlp::forward_add`] adds
 //! the down projection straight into the residual stream (`matmul_add`).
 //!
-//! [`FeedForward`] is what a decoder layer holds: dense today; the mixture-of-experts block
-//! (router, experts, shared experts) becomes its second variant, so MoE families reuse the
-//! attention and the layer structure unchanged.
+//! [`FeedForward`] is what a decoder layer holds: the dense gated MLP, or the
+//! mixture-of-experts block ([`crate::layers::moe`]: router, experts, shared expert), so MoE
+//! families reuse the attention and the layer structure unchanged.
 
 use ingot_tensor::{Backend, Tensor};
 
 use crate::error::Result;
 use crate::layers::linear::Linear;
+use crate::layers::moe::MoeBlock;
 use crate::weights::{WeightLoader, layer_name};
 
 /// The gate activation of a gated MLP (config.json `hidden_act` / `hidden_activation`).
@@ -41,7 +42,13 @@ pub struct GatedMlp<B: Backend> {
 impl<B: Backend> GatedMlp<B> {
     /// Layer `l`'s `mlp.gate_proj` and `mlp.up_proj` (stacked) and `mlp.down_proj`.
     pub fn load(w: &mut WeightLoader<'_, B>, l: usize, act: Activation) -> Result<Self> {
-        let n = |part: &str| layer_name(l, &format!("mlp.{part}.weight"));
+        Self::load_at(w, &layer_name(l, "mlp"), act)
+    }
+
+    /// `{prefix}.gate_proj` and `{prefix}.up_proj` (stacked) and `{prefix}.down_proj`
+    /// (Qwen2-MoE's shared expert: `model.layers.{l}.mlp.shared_expert`).
+    pub fn load_at(w: &mut WeightLoader<'_, B>, prefix: &str, act: Activation) -> Result<Self> {
+        let n = |part: &str| format!("{prefix}.{part}.weight");
         Ok(Self {
             gate_up: Linear {
                 weight: w.stacked(&[&n("gate_proj"), &n("up_proj")])?,
@@ -100,6 +107,7 @@ impl<B: Backend> GatedMlp<B> {
 /// The feed-forward part of a decoder layer.
 pub enum FeedForward<B: Backend> {
     Dense(GatedMlp<B>),
+    Moe(Box<MoeBlock<B>>),
 }
 
 impl<B: Backend> FeedForward<B> {
@@ -107,6 +115,7 @@ impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
         match self {
             FeedForward::Dense(mlp) => mlp.forward(b, x),
+            FeedForward::Moe(moe) => moe.forward(b, x),
         }
     }
 
@@ -114,6 +123,7 @@ impl<B: Backend> FeedForward<B> {
     pub fn forward_add(&self, b: &B, x: &Tensor<B>, residual: &mut Tensor<B>) -> Result<()> {
         match self {
             FeedForward::Dense(mlp) => mlp.forward_add(b, x, residual),
+            FeedForward::Moe(moe) => moe.forward_add(b, x, residual),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - [`norm`]: RMSNorm and the residual stream with its fused add + norm;
 //! - [`rope`]: rotary-embedding frequencies and their application;
 //! - [`attention`]: paged self-attention (QKV bias, QK-norm, sliding window, per-layer RoPE);
-//! - [`mlp`]: gated MLPs (SiLU, GELU-tanh) and [`mlp::FeedForward`], where MoE blocks go;
+//! - [`mlp`]: gated MLPs (SiLU, GELU-tanh) and [`mlp::FeedForward`], dense or MoE;
+//! - [`moe`]: the mixture-of-experts block (router, stacked experts, shared expert);
 //! - [`block`]: the pre-norm decoder layer most families share.
 
 pub mod attention;
@@ -16,5 +17,6 @@ pub mod block;
 pub mod embedding;
 pub mod linear;
 pub mod mlp;
+pub mod moe;
 pub mod norm;
 pub mod rope;

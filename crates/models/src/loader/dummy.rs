@@ -104,7 +104,9 @@ impl WeightSource for DummyWeights {
         } else if name == "model.embed_tokens.weight" {
             uniform(n, seed_of(name), 1.0)
         } else {
-            uniform(n, seed_of(name), (3.0 / shape[1] as f32).sqrt())
+            // fan-in: the last extent (a matrix [N, K], an expert stack [E, N, K]).
+            let fan_in = shape.last().copied().unwrap_or(1).max(1);
+            uniform(n, seed_of(name), (3.0 / fan_in as f32).sqrt())
         })
     }
 }

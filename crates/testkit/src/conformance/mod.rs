@@ -12,15 +12,20 @@
 //! the unrounded reference.
 //!
 //! Modules: `verbs` (data movement, `supports`, the dense verbs, argmax), `attention`
-//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]).
+//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]), `moe`
+//! (routing and the expert verb; its f64 reference allows 1e-4).
 
 mod attention;
+mod moe;
 mod verbs;
 
 pub use attention::{
     Paged, attention_is_batch_invariant, attention_matches_reference,
     f16_cache_is_the_f32_cache_of_rounded_values, f16_kv_write_rounds_to_nearest_even,
     kv_write_fills_exactly_the_mapped_slots,
+};
+pub use moe::{
+    moe_experts_add_matches_reference, moe_is_batch_invariant, moe_route_matches_its_definition,
 };
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
@@ -90,6 +95,9 @@ macro_rules! backend_conformance {
                 kv_write_fills_exactly_the_mapped_slots,
                 f16_cache_is_the_f32_cache_of_rounded_values,
                 f16_kv_write_rounds_to_nearest_even,
+                moe_route_matches_its_definition,
+                moe_experts_add_matches_reference,
+                moe_is_batch_invariant,
             );
 
             /// The trait runs `ingot_tensor::check` before the backend's implementation.
