@@ -424,6 +424,11 @@ impl Backend for WgpuBackend {
         kernels::sample::top_logprobs(self, &self.pipelines, logits, tokens, k)
     }
 
+    fn mask_logits_impl(&self, logits: &T, mask: &T) -> Result<T> {
+        f32_only(Op::MaskLogits, &[logits])?;
+        kernels::mask::mask_logits(self, &self.pipelines, logits, mask)
+    }
+
     /// Sampled rows take their token from `sample.wgsl`, so a decode step reads back ids.
     fn samples_on_device(&self) -> bool {
         true

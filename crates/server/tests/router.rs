@@ -52,6 +52,7 @@ fn app(engine: EngineHandle, api_key: Option<&str>) -> Router {
         drain_timeout: Duration::from_secs(5),
         max_n: ingot_server::limits::DEFAULT_MAX_N,
         read_timeout: Duration::from_secs(30),
+        tool_parser: None,
     };
     router(ServerState::new(engine, &cfg))
 }

@@ -49,6 +49,7 @@ pub enum Op {
     Argmax,
     Sample,
     TopLogprobs,
+    MaskLogits,
 }
 
 impl std::fmt::Display for Op {
@@ -135,7 +136,8 @@ pub trait Backend: Send + Sync + 'static {
             | Op::Add
             | Op::Argmax
             | Op::Sample
-            | Op::TopLogprobs => dtype == DType::F32,
+            | Op::TopLogprobs
+            | Op::MaskLogits => dtype == DType::F32,
         }
     }
 
@@ -530,6 +532,21 @@ pub trait Backend: Send + Sync + 'static {
         tokens: &Tensor<Self>,
         k: usize,
     ) -> Result<Tensor<Self>>;
+
+    /// Structured output: `logits` [R, V] f32 with each row's disallowed tokens set to
+    /// `-inf`, by `mask` [R, W] u32 (`W` = [`crate::sampling::mask_words`]`(V)`, one bit per
+    /// token, bit `i % 32` of word `i / 32` set = token `i` allowed) -> [R, V]. Every row
+    /// follows [`crate::sampling::mask_row`]; allowed values are copied bit for bit, so a row
+    /// whose mask allows everything is unchanged. Applied before `argmax`, `sample` or the
+    /// host sampler, so a constrained row is never read back as full logits on a GPU.
+    #[track_caller]
+    fn mask_logits(&self, logits: &Tensor<Self>, mask: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::mask_logits(logits, mask);
+        self.mask_logits_impl(logits, mask)
+    }
+    /// [`Backend::mask_logits`] after its checks.
+    fn mask_logits_impl(&self, logits: &Tensor<Self>, mask: &Tensor<Self>)
+    -> Result<Tensor<Self>>;
 
     /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
     /// its host sampler. False for the CPU reference, whose host path is the pinned one.

@@ -16,6 +16,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod embedding;
+pub(crate) mod mask;
 pub(crate) mod matmul;
 pub mod matmul_coop;
 pub(crate) mod norm;
@@ -49,6 +50,7 @@ const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
+const MASK: &str = include_str!("../shaders/mask.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -108,13 +110,14 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         source: format!("{REDUCE}\n{RMS_NORM}"),
         entry_points: vec!["rms_norm", "rms_norm_residual"],
     });
-    let plain: [(&str, &str, &[&'static str]); 2] = [
+    let plain: [(&str, &str, &[&'static str]); 3] = [
         (
             "pointwise",
             POINTWISE,
             &["silu_mul", "gelu_tanh_mul", "scale", "add"],
         ),
         ("gather", GATHER, &["gather_rows"]),
+        ("mask", MASK, &["mask_logits"]),
     ];
     v.push(ShaderModuleSource {
         name: "rope".into(),
@@ -181,6 +184,7 @@ pub(crate) struct Pipelines {
     pub argmax: wgpu::ComputePipeline,
     pub sample: wgpu::ComputePipeline,
     pub top_logprobs: wgpu::ComputePipeline,
+    pub mask_logits: wgpu::ComputePipeline,
     /// The cooperative-matrix matmul, where the adapter runs it.
     pub coop: Option<matmul_coop::CoopPipelines>,
 }
@@ -285,6 +289,7 @@ impl Pipelines {
             argmax: take("argmax::argmax")?,
             sample: take("sample::sample")?,
             top_logprobs: take("top_logprobs::top_logprobs")?,
+            mask_logits: take("mask::mask_logits")?,
             coop: matmul_coop::build(gpu)?,
         })
     }
