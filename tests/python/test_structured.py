@@ -85,7 +85,8 @@ def test_completions_forms(client):
     for body in ({"guided_grammar": grammar}, {"structured_outputs": {"grammar": grammar}}):
         r = client.completions.create(**base, extra_body=body)
         assert re.fullmatch(r"(red|green|blue) and (red|green|blue)", r.choices[0].text)
-    schema = {"type": "object", "properties": {"digits": {"type": "integer"}}, "required": ["digits"],
+    schema = {"type": "object", "properties": {"digits": {"type": "integer", "minimum": 0, "maximum": 999}},
+              "required": ["digits"],
               "additionalProperties": False}
     for body in ({"guided_json": schema}, {"structured_outputs": {"json": schema}},
                  {"response_format": schema_format(schema, "d")}):
@@ -189,19 +190,25 @@ def check_call(call):
 
 
 def test_tool_choice_required(client):
+    # One call each (parallel_tool_calls false): sampled, every call valid for its schema.
     for seed in range(4):
         r = client.chat.completions.create(model=MODEL, messages=WEATHER_Q, tools=WEATHER,
-                                           tool_choice="required", max_tokens=120, temperature=0.9,
-                                           seed=seed)
+                                           tool_choice="required", parallel_tool_calls=False,
+                                           max_tokens=120, temperature=0.9, seed=seed)
         c = r.choices[0]
         assert c.finish_reason == "tool_calls", c.message
-        assert c.message.content is None and len(c.message.tool_calls) >= 1
+        assert c.message.content is None and len(c.message.tool_calls) == 1
+        check_call(c.message.tool_calls[0])
+    # Parallel calls allowed: one or more, or the budget ran out mid-list.
+    r = client.chat.completions.create(model=MODEL, messages=WEATHER_Q, tools=WEATHER,
+                                       tool_choice="required", max_tokens=200, temperature=0)
+    c = r.choices[0]
+    if c.finish_reason == "tool_calls":
+        assert len(c.message.tool_calls) >= 1
         for call in c.message.tool_calls:
             check_call(call)
-    r = client.chat.completions.create(model=MODEL, messages=WEATHER_Q, tools=WEATHER,
-                                       tool_choice="required", parallel_tool_calls=False,
-                                       max_tokens=120, temperature=0)
-    assert len(r.choices[0].message.tool_calls) == 1
+    else:
+        assert c.finish_reason == "length" and c.message.content.startswith("[")
 
 
 def test_tool_choice_named(client):
@@ -235,7 +242,7 @@ def test_tool_choice_none_and_auto(client):
 
 def test_streamed_tool_calls_carry_indices(client):
     args = dict(model=MODEL, messages=WEATHER_Q, tools=WEATHER, tool_choice="required",
-                max_tokens=160, temperature=0.9, seed=2, n=2)
+                parallel_tool_calls=False, max_tokens=160, temperature=0.9, seed=2, n=2)
     whole = client.chat.completions.create(**args)
     calls = {0: {}, 1: {}}
     finishes = {}

@@ -434,6 +434,12 @@ impl Backend for WgpuBackend {
         true
     }
 
+    /// Submits everything recorded without waiting (the forward pass runs while the runner
+    /// computes structured-output masks).
+    fn flush(&self) -> Result<()> {
+        self.gpu.flush()
+    }
+
     /// Submits everything recorded and waits for the GPU; reports a validation error or
     /// device loss recorded since the backend opened. Read-backs do the same by themselves.
     fn sync(&self) -> Result<()> {

@@ -145,23 +145,28 @@ impl<B: Backend> ModelRunner<B> {
         }) {
             return Ok((logits, forced, failed));
         }
+        // The forward pass runs on the device while the matchers compute.
+        self.backend.flush()?;
         let started = std::time::Instant::now();
         self.mask_stats.steps += 1;
         let w = mask_words(logits.dims()[1]);
         let mut bits = vec![u32::MAX; r * w]; // [R, W]: unconstrained rows allow every token
         let mut masked = false;
         for (i, (row, id)) in rows.iter().zip(ids).enumerate() {
-            let Some(c) = self
-                .states
-                .get_mut(id)
-                .and_then(|s| s.constraint.as_mut())
-                .filter(|_| row.sample)
-            else {
+            let Some(state) = self.states.get_mut(id).filter(|_| row.sample) else {
+                continue;
+            };
+            // A forced row reads no logits, unless it wants log-probabilities.
+            let reads_logits = state.params.logprobs.is_some();
+            let Some(c) = state.constraint.as_mut() else {
                 continue;
             };
             self.mask_stats.rows += 1;
             match c.mask(&mut bits[i * w..(i + 1) * w]) {
-                Ok(Next::Forced(t)) => forced[i] = Some(t),
+                Ok(Next::Forced(t)) => {
+                    forced[i] = Some(t);
+                    masked |= reads_logits;
+                }
                 Ok(Next::Masked) => masked = true,
                 Err(e) => {
                     failed[i] = true;
@@ -170,9 +175,6 @@ impl<B: Backend> ModelRunner<B> {
             }
         }
         self.mask_stats.seconds += started.elapsed().as_secs_f64();
-        // A forced row's mask also allows only its token, so forced rows that still read
-        // their logits (for log-probabilities) are masked too.
-        masked |= forced.iter().any(Option::is_some);
         if !masked {
             return Ok((logits, forced, failed));
         }

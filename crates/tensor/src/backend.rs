@@ -556,6 +556,13 @@ pub trait Backend: Send + Sync + 'static {
 
     // ---- step boundary and limits ----
 
+    /// Starts the work recorded so far without waiting for it, so the host can compute
+    /// (e.g. structured-output masks) while the device runs. The default suits synchronous
+    /// backends, whose verbs have finished when they return.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Waits until all recorded work finished and reports asynchronous device failures
     /// (the step boundary). A read-back (`to_f32`, `to_u32`) implies it. The default suits
     /// synchronous backends, whose verbs have finished when they return.

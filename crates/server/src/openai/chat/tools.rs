@@ -576,7 +576,7 @@ mod tests {
     }
 
     fn plan_of(choice: Value, format: ToolFormat) -> ToolPlan {
-        plan(Some(&weather()), Some(&choice), None, format).unwrap().unwrap()
+        plan(Some(weather().as_slice()), Some(&choice), None, format).unwrap().unwrap()
     }
 
     #[test]
@@ -620,7 +620,7 @@ mod tests {
         assert!(matches!(named.constraint(), Some(StructuredOutput::JsonSchema(s)) if s.contains("city")));
         let (_, calls) = named.parse("{\"city\": \"Lima\"}");
         assert_eq!(calls[0].name, "get_weather");
-        let required = plan(Some(&weather()), Some(&json!("required")), Some(false), ToolFormat::Hermes).unwrap().unwrap();
+        let required = plan(Some(weather().as_slice()), Some(&json!("required")), Some(false), ToolFormat::Hermes).unwrap().unwrap();
         let Some(StructuredOutput::JsonSchema(s)) = required.constraint() else { panic!() };
         let schema: Value = serde_json::from_str(&s).unwrap();
         assert_eq!((schema["minItems"].as_u64(), schema["maxItems"].as_u64()), (Some(1), Some(1)));
@@ -637,7 +637,7 @@ mod tests {
             (vec![json!({"type": "function", "function": {}})], json!("auto"), "tools[0].function.name"),
             (vec![], json!("required"), "tool_choice"),
         ] {
-            let e = plan(Some(&tools), Some(&choice), None, ToolFormat::Hermes).unwrap_err();
+            let e = plan(Some(tools.as_slice()), Some(&choice), None, ToolFormat::Hermes).unwrap_err();
             assert_eq!(e.to_json()["error"]["param"], param);
         }
     }
