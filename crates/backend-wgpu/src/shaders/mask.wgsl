@@ -12,7 +12,7 @@ struct PointwiseParams {
 
 @group(0) @binding(0) var<uniform> params: PointwiseParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>; // [R, V]
-@group(0) @binding(2) var<storage, read> mask: array<u32>; // [R, ceil(V / 32)]
+@group(0) @binding(2) var<storage, read> allowed: array<u32>; // [R, ceil(V / 32)]
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>; // [R, V]
 
 @compute @workgroup_size(256)
@@ -28,6 +28,6 @@ fn mask_logits(
     let r = i / params.inner;
     let j = i % params.inner;
     let words = (params.inner + 31u) / 32u;
-    let bit = (mask[r * words + j / 32u] >> (j % 32u)) & 1u;
-    dst[i] = select(params.scale, logits[i], bit == 1u);
+    let keep = (allowed[r * words + j / 32u] >> (j % 32u)) & 1u;
+    dst[i] = select(params.scale, logits[i], keep == 1u);
 }
