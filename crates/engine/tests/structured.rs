@@ -161,8 +161,9 @@ fn constrained_requests_agree_on_cpu_and_gpu() {
     };
     let mut cpu = common::core_on(ingot_backend_cpu::CpuBackend::new(), source.clone(), knobs(), DType::F16, DType::F32);
     let mut gpu = common::core_on(gpu, source, knobs(), DType::F16, DType::F32);
-    let on_cpu = run(&mut cpu, mixed(&cpu));
-    let on_gpu = run(&mut gpu, mixed(&gpu));
+    let (cpu_reqs, gpu_reqs) = (mixed(&cpu), mixed(&gpu));
+    let on_cpu = run(&mut cpu, cpu_reqs);
+    let on_gpu = run(&mut gpu, gpu_reqs);
     check_mixed(&on_cpu);
     check_mixed(&on_gpu);
     let same = on_cpu.iter().zip(&on_gpu).filter(|(a, b)| a.token_ids == b.token_ids).count();

@@ -57,7 +57,7 @@ fn walk(
 }
 
 fn lcg(seed: u64) -> impl FnMut(usize) -> usize {
-    let mut s = seed;
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
     move |n| {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((s >> 33) as usize) % n
@@ -90,7 +90,7 @@ fn choice_and_lark_grammar() {
     let g = Grammars::new(tok.clone(), VOCAB).unwrap();
     let choices = vec!["hello world".to_string(), "he said (a+b)*".to_string()];
     let mut seen = std::collections::HashSet::new();
-    for seed in 0..20 {
+    for seed in 0..40 {
         let mut c = g.compile(&StructuredOutput::Choice(choices.clone())).unwrap();
         let text = walk(&mut c, &tok, 50, lcg(seed)).expect("ends");
         assert!(choices.contains(&text), "{text:?}");
