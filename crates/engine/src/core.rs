@@ -22,9 +22,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::EngineConfig;
 use crate::detokenizer::IncrementalDecoder;
-use crate::structured::GrammarCell;
 use crate::output::{RequestOutput, Usage};
 use crate::stop::StopMatcher;
+use crate::structured::GrammarCell;
 
 pub type Sink = UnboundedSender<RequestOutput>;
 

@@ -24,11 +24,11 @@ use std::collections::HashMap;
 
 pub use ingot_api::TokenLogprobs;
 use ingot_scheduler::SamplingParams;
+use ingot_structured::Constraint;
 use ingot_tensor::sampling::{
     SAMPLE_PARAM_WORDS, SampleScratch, sample_params, sample_row_with, top_logprobs_row,
     top_logprobs_width,
 };
-use ingot_structured::Constraint;
 use rand::Rng;
 
 /// What the sampler needs to remember about one request between steps.

@@ -294,7 +294,12 @@ async fn structured_output_and_tool_calls() {
     let body = json!({"model": NAME, "prompt": "hello", "max_tokens": 20, "temperature": 0.9,
         "seed": 1, "n": 2, "structured_outputs": {"regex": "[ab]{3}-[0-9]"}});
     let (status, bytes) = call(&app, post("/v1/completions", body)).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     for c in v["choices"].as_array().unwrap() {
         let t = c["text"].as_str().unwrap().as_bytes();
@@ -323,7 +328,10 @@ async fn structured_output_and_tool_calls() {
     let (status, bytes) = call(&app, post("/v1/completions", body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let v: Value = serde_json::from_slice(&bytes).unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("regex"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("regex"),
+        "{v}"
+    );
 
     let tools = json!([{"type": "function", "function": {"name": "set_size",
         "parameters": {"type": "object", "properties": {"size": {"enum": ["s", "m", "l"]}},

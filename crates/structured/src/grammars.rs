@@ -42,7 +42,9 @@ impl Grammars {
     pub fn new(tokenizer: Arc<Tokenizer>, vocab_size: usize) -> Result<Grammars, GrammarError> {
         let env = vocab::token_env(tokenizer, vocab_size).map_err(GrammarError)?;
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| {
-            GrammarError(format!("structured output is unavailable for this model: {e}"))
+            GrammarError(format!(
+                "structured output is unavailable for this model: {e}"
+            ))
         })?;
         factory.quiet();
         factory.limits_mut().verbose_errors = false;

@@ -70,7 +70,9 @@ pub fn token_env(tokenizer: Arc<Tokenizer>, vocab_size: usize) -> Result<TokEnv,
     let words = token_bytes(&tokenizer, vocab_size)?;
     let eos = tokenizer.eos_token_ids().to_vec();
     let Some(&first) = eos.first() else {
-        return Err("structured output needs an end-of-sequence token, and this tokenizer has none".into());
+        return Err(
+            "structured output needs an end-of-sequence token, and this tokenizer has none".into(),
+        );
     };
     let mut info = TokRxInfo::new(vocab_size as u32, first);
     info.tok_bos = tokenizer.bos_token_id();

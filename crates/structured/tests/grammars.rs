@@ -36,7 +36,10 @@ fn walk(
     for _ in 0..limit {
         let next = c.mask(&mut words).expect("mask");
         let ok = allowed(&words);
-        assert!(ok.iter().all(|&t| (t as usize) < tok.vocab_size()), "padded ids allowed");
+        assert!(
+            ok.iter().all(|&t| (t as usize) < tok.vocab_size()),
+            "padded ids allowed"
+        );
         let t = match next {
             Next::Forced(t) => {
                 assert_eq!(ok, vec![t]);
@@ -59,7 +62,9 @@ fn walk(
 fn lcg(seed: u64) -> impl FnMut(usize) -> usize {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
     move |n| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 33) as usize) % n
     }
 }
@@ -91,7 +96,9 @@ fn choice_and_lark_grammar() {
     let choices = vec!["hello world".to_string(), "he said (a+b)*".to_string()];
     let mut seen = std::collections::HashSet::new();
     for seed in 0..40 {
-        let mut c = g.compile(&StructuredOutput::Choice(choices.clone())).unwrap();
+        let mut c = g
+            .compile(&StructuredOutput::Choice(choices.clone()))
+            .unwrap();
         let text = walk(&mut c, &tok, 50, lcg(seed)).expect("ends");
         assert!(choices.contains(&text), "{text:?}");
         seen.insert(text);
@@ -103,7 +110,9 @@ fn choice_and_lark_grammar() {
         if let Some(text) = walk(&mut c, &tok, 60, lcg(seed)) {
             for item in text.split(", ") {
                 assert!(
-                    item == "red" || item == "green" || (item.len() == 1 && item.as_bytes()[0].is_ascii_digit()),
+                    item == "red"
+                        || item == "green"
+                        || (item.len() == 1 && item.as_bytes()[0].is_ascii_digit()),
                     "{text:?}"
                 );
             }
@@ -119,7 +128,9 @@ fn json_schema_walks_give_valid_json() {
         "color": {"enum": ["red", "green"]}, "n": {"type": "integer", "minimum": 0, "maximum": 99}},
         "required": ["ok", "color", "n"], "additionalProperties": false}"#;
     for seed in 0..20 {
-        let mut c = g.compile(&StructuredOutput::JsonSchema(schema.into())).unwrap();
+        let mut c = g
+            .compile(&StructuredOutput::JsonSchema(schema.into()))
+            .unwrap();
         let text = walk(&mut c, &tok, 200, lcg(seed)).expect("ends");
         let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert!(v["ok"].is_boolean(), "{text}");
@@ -142,7 +153,9 @@ fn a_single_allowed_token_is_forced() {
     let tok = tokenizer();
     let g = Grammars::new(tok.clone(), VOCAB).unwrap();
     // A one-string choice: every step allows exactly one token, at the end EOS.
-    let mut c = g.compile(&StructuredOutput::Choice(vec!["x".into()])).unwrap();
+    let mut c = g
+        .compile(&StructuredOutput::Choice(vec!["x".into()]))
+        .unwrap();
     let mut words = vec![0u32; VOCAB.div_ceil(32)];
     let Next::Forced(t) = c.mask(&mut words).unwrap() else {
         panic!("a one-token choice is forced")
@@ -159,14 +172,23 @@ fn invalid_constraints_are_errors_with_the_parsers_message() {
     let tok = tokenizer();
     let g = Grammars::new(tok, VOCAB).unwrap();
     let cases = [
-        (StructuredOutput::JsonSchema("{not json".into()), "not valid JSON"),
-        (StructuredOutput::JsonSchema("5".into()), "object or a boolean"),
+        (
+            StructuredOutput::JsonSchema("{not json".into()),
+            "not valid JSON",
+        ),
+        (
+            StructuredOutput::JsonSchema("5".into()),
+            "object or a boolean",
+        ),
         (
             StructuredOutput::JsonSchema(r#"{"type": "frobnicate"}"#.into()),
             "frobnicate",
         ),
         (StructuredOutput::Regex("a(b".into()), "invalid regex"),
-        (StructuredOutput::Grammar("start: ( \"a\"".into()), "invalid grammar"),
+        (
+            StructuredOutput::Grammar("start: ( \"a\"".into()),
+            "invalid grammar",
+        ),
         (StructuredOutput::Grammar("   ".into()), "empty"),
         (StructuredOutput::Choice(vec![]), "at least one"),
     ];

@@ -545,8 +545,7 @@ pub trait Backend: Send + Sync + 'static {
         self.mask_logits_impl(logits, mask)
     }
     /// [`Backend::mask_logits`] after its checks.
-    fn mask_logits_impl(&self, logits: &Tensor<Self>, mask: &Tensor<Self>)
-    -> Result<Tensor<Self>>;
+    fn mask_logits_impl(&self, logits: &Tensor<Self>, mask: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
     /// its host sampler. False for the CPU reference, whose host path is the pinned one.

@@ -55,7 +55,13 @@ impl StructuredFields {
             _ => {
                 let names: Vec<&str> = found
                     .iter()
-                    .map(|(n, c)| if *n == "structured_outputs" { c.kind() } else { *n })
+                    .map(|(n, c)| {
+                        if *n == "structured_outputs" {
+                            c.kind()
+                        } else {
+                            *n
+                        }
+                    })
                     .collect();
                 Err(ApiError::invalid_param(
                     found[1].0,
@@ -117,7 +123,9 @@ fn response_format(f: &Value) -> Result<Option<StructuredOutput>, ApiError> {
         }
         Some(other) => Err(ApiError::unsupported(
             P,
-            format!("response_format type '{other}' is not supported (text, json_object, json_schema)"),
+            format!(
+                "response_format type '{other}' is not supported (text, json_object, json_schema)"
+            ),
         )),
         None => Err(ApiError::invalid_param(P, "response_format needs a 'type'")),
     }
@@ -146,9 +154,8 @@ fn structured_outputs(s: &Value) -> Result<Vec<StructuredOutput>, ApiError> {
             "regex" => out.push(StructuredOutput::Regex(text(v)?)),
             "grammar" => out.push(StructuredOutput::Grammar(text(v)?)),
             "choice" => {
-                let choices: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| {
-                    ApiError::invalid_param(&param, "must be a list of strings")
-                })?;
+                let choices: Vec<String> = serde_json::from_value(v.clone())
+                    .map_err(|_| ApiError::invalid_param(&param, "must be a list of strings"))?;
                 out.push(choice(&param, &choices)?);
             }
             "json_object" => {
@@ -157,7 +164,10 @@ fn structured_outputs(s: &Value) -> Result<Vec<StructuredOutput>, ApiError> {
                 }
             }
             "structural_tag" => {
-                return Err(ApiError::unsupported(&param, "structural tags are not supported"));
+                return Err(ApiError::unsupported(
+                    &param,
+                    "structural tags are not supported",
+                ));
             }
             _ => {} // options (whitespace, backend choice): llguidance is the only backend
         }
@@ -171,7 +181,9 @@ mod tests {
     use serde_json::json;
 
     fn constraint(v: Value) -> Result<Option<StructuredOutput>, ApiError> {
-        serde_json::from_value::<StructuredFields>(v).unwrap().constraint()
+        serde_json::from_value::<StructuredFields>(v)
+            .unwrap()
+            .constraint()
     }
 
     #[test]
@@ -230,14 +242,23 @@ mod tests {
     #[test]
     fn malformed_forms_are_400s_naming_the_field() {
         let cases = [
-            (json!({"response_format": {"type": "yaml"}}), "response_format"),
+            (
+                json!({"response_format": {"type": "yaml"}}),
+                "response_format",
+            ),
             (json!({"response_format": {}}), "response_format"),
             (
                 json!({"response_format": {"type": "json_schema"}}),
                 "response_format.json_schema",
             ),
-            (json!({"structured_outputs": {"regex": 5}}), "structured_outputs.regex"),
-            (json!({"structured_outputs": {"choice": []}}), "structured_outputs.choice"),
+            (
+                json!({"structured_outputs": {"regex": 5}}),
+                "structured_outputs.regex",
+            ),
+            (
+                json!({"structured_outputs": {"choice": []}}),
+                "structured_outputs.choice",
+            ),
             (json!({"guided_json": 5}), "guided_json"),
             (
                 json!({"guided_regex": "a", "guided_choice": ["b"]}),
@@ -246,7 +267,12 @@ mod tests {
         ];
         for (body, param) in cases {
             let e = constraint(body.clone()).unwrap_err();
-            assert_eq!(e.to_json()["error"]["param"], param, "{body}: {}", e.to_json());
+            assert_eq!(
+                e.to_json()["error"]["param"],
+                param,
+                "{body}: {}",
+                e.to_json()
+            );
         }
     }
 }

@@ -11,7 +11,15 @@ use crate::Rng;
 
 pub fn mask_logits_matches_its_definition<B: Backend>(be: &B) {
     let mut rng = Rng::new(77);
-    for (r, v) in [(1, 1), (3, 31), (4, 32), (5, 33), (2, 257), (7, 1000), (2, 49_152)] {
+    for (r, v) in [
+        (1, 1),
+        (3, 31),
+        (4, 32),
+        (5, 33),
+        (2, 257),
+        (7, 1000),
+        (2, 49_152),
+    ] {
         let w = mask_words(v);
         let x = rng.vec(r * v);
         let mut bits = Vec::with_capacity(r * w);
@@ -23,7 +31,11 @@ pub fn mask_logits_matches_its_definition<B: Backend>(be: &B) {
                     0 => u32::MAX,
                     1 => {
                         let only = (7 * v / 11) as u32;
-                        if only / 32 == word as u32 { 1 << (only % 32) } else { 0 }
+                        if only / 32 == word as u32 {
+                            1 << (only % 32)
+                        } else {
+                            0
+                        }
                     }
                     _ => rng.next_u64() as u32,
                 };
@@ -58,7 +70,11 @@ pub fn mask_logits_matches_its_definition<B: Backend>(be: &B) {
             assert_eq!(ids[row], argmax_row(masked), "argmax R={r} V={v} row {row}");
             assert!(allowed(row, ids[row]), "argmax R={r} V={v} row {row}");
             let p = &prm[row * 8..(row + 1) * 8];
-            assert_eq!(drawn[row], sample_row(masked, p), "sample R={r} V={v} row {row}");
+            assert_eq!(
+                drawn[row],
+                sample_row(masked, p),
+                "sample R={r} V={v} row {row}"
+            );
             assert!(allowed(row, drawn[row]), "sample R={r} V={v} row {row}");
         }
         if v > 1 {
@@ -75,7 +91,10 @@ pub fn mask_logits_matches_its_definition<B: Backend>(be: &B) {
         .unwrap();
     assert!(matches!(
         be.mask_logits(&half, &u32t(be, &[1], &[1, 1])),
-        Err(BackendError::Unsupported { op: Op::MaskLogits, .. })
+        Err(BackendError::Unsupported {
+            op: Op::MaskLogits,
+            ..
+        })
     ));
     be.sync().unwrap();
 }

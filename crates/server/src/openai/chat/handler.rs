@@ -125,7 +125,7 @@ struct ChatChunks {
     options: StreamOptions,
     /// With tools: each choice's text so far, and how much of it went out as content.
     texts: Vec<String>, // [n]
-    sent: Vec<usize>,   // [n]
+    sent: Vec<usize>, // [n]
     tools: Option<ToolPlan>,
 }
 
@@ -176,7 +176,13 @@ impl ChatChunks {
                 if safe > sent {
                     self.sent[choice] = safe;
                     let content = Some(text[sent..safe].to_string());
-                    deltas.push((Delta { content, ..Delta::default() }, None));
+                    deltas.push((
+                        Delta {
+                            content,
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
                 }
             }
             Some(finish) => {
@@ -184,12 +190,28 @@ impl ChatChunks {
                 if calls.is_empty() {
                     if text.len() > sent {
                         let content = Some(text[sent..].to_string());
-                        deltas.push((Delta { content, ..Delta::default() }, None));
+                        deltas.push((
+                            Delta {
+                                content,
+                                ..Delta::default()
+                            },
+                            None,
+                        ));
                     }
                 } else {
-                    let list = calls.iter().enumerate().map(|(i, c)| c.to_delta(i)).collect();
+                    let list = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| c.to_delta(i))
+                        .collect();
                     let tool_calls = Some(list);
-                    deltas.push((Delta { tool_calls, ..Delta::default() }, None));
+                    deltas.push((
+                        Delta {
+                            tool_calls,
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
                 }
                 self.sent[choice] = text.len();
                 let reason = finish_reason(Some(finish), !calls.is_empty());

@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
 use crate::limits::{self, RequestLimits};
-use crate::openai::common::{self, SamplingFields, StreamOptions, UsageInfo};
 use crate::openai::chat::tools::{self, ToolChoice, ToolFormat, ToolPlan};
+use crate::openai::common::{self, SamplingFields, StreamOptions, UsageInfo};
 use crate::openai::logprobs::{ChatLogprobs, IdMap};
 
 #[derive(Clone, Debug, Deserialize)]

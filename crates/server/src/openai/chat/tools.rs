@@ -242,7 +242,12 @@ impl ToolPlan {
     pub fn constraint(&self) -> Option<StructuredOutput> {
         let schema = match &self.choice {
             ToolChoice::None | ToolChoice::Auto => return None,
-            ToolChoice::Named(name) => self.tools.iter().find(|t| &t.name == name)?.parameters.clone(),
+            ToolChoice::Named(name) => self
+                .tools
+                .iter()
+                .find(|t| &t.name == name)?
+                .parameters
+                .clone(),
             ToolChoice::Required => {
                 let calls: Vec<Value> = self
                     .tools
@@ -369,7 +374,11 @@ impl ToolPlan {
             (ToolChoice::Auto, ToolFormat::Mistral) => safe_prefix(text, "[TOOL_CALLS]"),
             (ToolChoice::Auto, ToolFormat::Llama3Json) => {
                 let t = text.trim_start();
-                if t.is_empty() || t.starts_with('{') || "<|python_tag|>".starts_with(t) || t.starts_with("<|python_tag|>") {
+                if t.is_empty()
+                    || t.starts_with('{')
+                    || "<|python_tag|>".starts_with(t)
+                    || t.starts_with("<|python_tag|>")
+                {
                     0
                 } else {
                     text.len()
@@ -447,7 +456,10 @@ impl ToolPlan {
     /// A tool result as this format feeds it back (for templates without a `tool` role).
     pub fn render_result(&self, content: &str) -> (&'static str, String) {
         match self.format {
-            ToolFormat::Hermes => ("user", format!("<tool_response>\n{content}\n</tool_response>")),
+            ToolFormat::Hermes => (
+                "user",
+                format!("<tool_response>\n{content}\n</tool_response>"),
+            ),
             ToolFormat::Llama3Json => ("ipython", content.to_string()),
             ToolFormat::Mistral => ("user", format!("[TOOL_RESULTS] {content}[/TOOL_RESULTS]")),
         }
@@ -461,7 +473,10 @@ fn safe_prefix(text: &str, marker: &str) -> usize {
         return at;
     }
     for k in (1..marker.len()).rev() {
-        if text.len() >= k && text.is_char_boundary(text.len() - k) && marker.starts_with(&text[text.len() - k..]) {
+        if text.len() >= k
+            && text.is_char_boundary(text.len() - k)
+            && marker.starts_with(&text[text.len() - k..])
+        {
             return text.len() - k;
         }
     }
@@ -509,7 +524,11 @@ pub fn lower_messages(plan: &ToolPlan, messages: Vec<Value>) -> Vec<Value> {
             let calls: Vec<(String, Value)> = calls.iter().filter_map(call_of_message).collect();
             let text = m["content"].as_str().unwrap_or_default().to_string();
             let rendered = plan.render_calls(&calls);
-            m["content"] = json!(if text.is_empty() { rendered } else { format!("{text}\n{rendered}") });
+            m["content"] = json!(if text.is_empty() {
+                rendered
+            } else {
+                format!("{text}\n{rendered}")
+            });
         }
         out.push(m);
     }
@@ -518,7 +537,11 @@ pub fn lower_messages(plan: &ToolPlan, messages: Vec<Value>) -> Vec<Value> {
         match out.first_mut() {
             Some(first) if first["role"] == "system" => {
                 let sys = first["content"].as_str().unwrap_or_default().to_string();
-                first["content"] = json!(if sys.is_empty() { text } else { format!("{sys}\n\n{text}") });
+                first["content"] = json!(if sys.is_empty() {
+                    text
+                } else {
+                    format!("{sys}\n\n{text}")
+                });
             }
             _ => out.insert(0, json!({"role": "system", "content": text})),
         }
@@ -570,21 +593,34 @@ mod tests {
     use super::*;
 
     fn weather() -> Vec<Value> {
-        vec![json!({"type": "function", "function": {"name": "get_weather",
+        vec![
+            json!({"type": "function", "function": {"name": "get_weather",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                           "required": ["city"]}}})]
+                           "required": ["city"]}}}),
+        ]
     }
 
     fn plan_of(choice: Value, format: ToolFormat) -> ToolPlan {
-        plan(Some(weather().as_slice()), Some(&choice), None, format).unwrap().unwrap()
+        plan(Some(weather().as_slice()), Some(&choice), None, format)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
     fn formats_are_detected_from_the_template() {
         assert_eq!(ToolFormat::detect(None), ToolFormat::Hermes);
-        assert_eq!(ToolFormat::detect(Some("{{ '<tool_call>' }}")), ToolFormat::Hermes);
-        assert_eq!(ToolFormat::detect(Some("{{ '[TOOL_CALLS]' }}")), ToolFormat::Mistral);
-        assert_eq!(ToolFormat::detect(Some("<|python_tag|>")), ToolFormat::Llama3Json);
+        assert_eq!(
+            ToolFormat::detect(Some("{{ '<tool_call>' }}")),
+            ToolFormat::Hermes
+        );
+        assert_eq!(
+            ToolFormat::detect(Some("{{ '[TOOL_CALLS]' }}")),
+            ToolFormat::Mistral
+        );
+        assert_eq!(
+            ToolFormat::detect(Some("<|python_tag|>")),
+            ToolFormat::Llama3Json
+        );
     }
 
     #[test]
@@ -598,33 +634,61 @@ mod tests {
         assert_eq!(calls[1].arguments, "{\"city\":\"Oslo\"}");
         assert!(calls[0].id.starts_with("call_") && calls[0].id != calls[1].id);
         let (content, calls) = p.parse("No tools needed.");
-        assert_eq!((content.as_deref(), calls.len()), (Some("No tools needed."), 0));
+        assert_eq!(
+            (content.as_deref(), calls.len()),
+            (Some("No tools needed."), 0)
+        );
         // A malformed call stays content.
         let (content, calls) = p.parse("<tool_call>{not json</tool_call>");
-        assert_eq!((content.as_deref(), calls.len()), (Some("<tool_call>{not json</tool_call>"), 0));
+        assert_eq!(
+            (content.as_deref(), calls.len()),
+            (Some("<tool_call>{not json</tool_call>"), 0)
+        );
     }
 
     #[test]
     fn llama_and_mistral_calls_parse() {
         let p = plan_of(json!("auto"), ToolFormat::Llama3Json);
-        let (c, calls) = p.parse("<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}");
+        let (c, calls) = p.parse(
+            "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}",
+        );
         assert_eq!((c, calls[0].name.as_str()), (None, "get_weather"));
         let p = plan_of(json!("auto"), ToolFormat::Mistral);
-        let (_, calls) = p.parse("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]");
+        let (_, calls) = p.parse(
+            "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]",
+        );
         assert_eq!(calls[0].arguments, "{\"city\":\"Rome\"}");
     }
 
     #[test]
     fn forced_choices_constrain_and_parse_json() {
-        let named = plan_of(json!({"type": "function", "function": {"name": "get_weather"}}), ToolFormat::Hermes);
-        assert!(matches!(named.constraint(), Some(StructuredOutput::JsonSchema(s)) if s.contains("city")));
+        let named = plan_of(
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            ToolFormat::Hermes,
+        );
+        assert!(
+            matches!(named.constraint(), Some(StructuredOutput::JsonSchema(s)) if s.contains("city"))
+        );
         let (_, calls) = named.parse("{\"city\": \"Lima\"}");
         assert_eq!(calls[0].name, "get_weather");
-        let required = plan(Some(weather().as_slice()), Some(&json!("required")), Some(false), ToolFormat::Hermes).unwrap().unwrap();
-        let Some(StructuredOutput::JsonSchema(s)) = required.constraint() else { panic!() };
+        let required = plan(
+            Some(weather().as_slice()),
+            Some(&json!("required")),
+            Some(false),
+            ToolFormat::Hermes,
+        )
+        .unwrap()
+        .unwrap();
+        let Some(StructuredOutput::JsonSchema(s)) = required.constraint() else {
+            panic!()
+        };
         let schema: Value = serde_json::from_str(&s).unwrap();
-        assert_eq!((schema["minItems"].as_u64(), schema["maxItems"].as_u64()), (Some(1), Some(1)));
-        let (_, calls) = required.parse("[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}]");
+        assert_eq!(
+            (schema["minItems"].as_u64(), schema["maxItems"].as_u64()),
+            (Some(1), Some(1))
+        );
+        let (_, calls) =
+            required.parse("[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}]");
         assert_eq!(calls.len(), 1);
     }
 
@@ -632,12 +696,30 @@ mod tests {
     fn bad_tool_requests_are_400s() {
         for (tools, choice, param) in [
             (weather(), json!("sometimes"), "tool_choice"),
-            (weather(), json!({"type": "function", "function": {"name": "nope"}}), "tool_choice"),
-            (vec![json!({"type": "code_interpreter"})], json!("auto"), "tools[0].type"),
-            (vec![json!({"type": "function", "function": {}})], json!("auto"), "tools[0].function.name"),
+            (
+                weather(),
+                json!({"type": "function", "function": {"name": "nope"}}),
+                "tool_choice",
+            ),
+            (
+                vec![json!({"type": "code_interpreter"})],
+                json!("auto"),
+                "tools[0].type",
+            ),
+            (
+                vec![json!({"type": "function", "function": {}})],
+                json!("auto"),
+                "tools[0].function.name",
+            ),
             (vec![], json!("required"), "tool_choice"),
         ] {
-            let e = plan(Some(tools.as_slice()), Some(&choice), None, ToolFormat::Hermes).unwrap_err();
+            let e = plan(
+                Some(tools.as_slice()),
+                Some(&choice),
+                None,
+                ToolFormat::Hermes,
+            )
+            .unwrap_err();
             assert_eq!(e.to_json()["error"]["param"], param);
         }
     }
@@ -648,7 +730,10 @@ mod tests {
         assert_eq!(p.content_prefix("Hello"), 5);
         assert_eq!(p.content_prefix("Hello <tool"), 6);
         assert_eq!(p.content_prefix("Hi <tool_call>{"), 3);
-        assert_eq!(plan_of(json!("required"), ToolFormat::Hermes).content_prefix("[{"), 0);
+        assert_eq!(
+            plan_of(json!("required"), ToolFormat::Hermes).content_prefix("[{"),
+            0
+        );
     }
 
     #[test]
@@ -663,7 +748,13 @@ mod tests {
         let out = lower_messages(&p, msgs);
         assert_eq!(out[0]["role"], "system");
         assert!(out[0]["content"].as_str().unwrap().contains("<tools>"));
-        assert_eq!(out[2]["content"], "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>");
-        assert_eq!(out[3], json!({"role": "user", "content": "<tool_response>\n18C\n</tool_response>"}));
+        assert_eq!(
+            out[2]["content"],
+            "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>"
+        );
+        assert_eq!(
+            out[3],
+            json!({"role": "user", "content": "<tool_response>\n18C\n</tool_response>"})
+        );
     }
 }
