@@ -632,7 +632,7 @@ mod tests {
         assert_eq!(content.as_deref(), Some("Let me look."));
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].arguments, "{\"city\":\"Oslo\"}");
-        assert!(calls[0].id.starts_with("call_") && calls[0].id != calls[1].id);
+        assert!(calls[0].id.starts_with("call-") && calls[0].id != calls[1].id);
         let (content, calls) = p.parse("No tools needed.");
         assert_eq!(
             (content.as_deref(), calls.len()),
