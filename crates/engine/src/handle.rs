@@ -21,7 +21,7 @@ use crate::structured::GrammarCell;
 enum Command {
     Add(
         Box<EngineRequest>,
-        Option<ingot_structured::Constraint>,
+        Option<Box<ingot_structured::Constraint>>,
         Sink,
         mpsc::SyncSender<Result<(), SubmitError>>,
     ),
@@ -182,7 +182,7 @@ impl EngineHandle {
             return Err(SubmitError::EngineStopped);
         }
         // The grammar compiles here, on the caller's thread, not between engine steps.
-        let constraint = self.grammars.compile(&params)?;
+        let constraint = self.grammars.compile(&params)?.map(Box::new);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let n = params.n;
         let (sink, rx) = unbounded_channel();
@@ -217,7 +217,7 @@ fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<S
                 Some(max) if core.fault().is_none() && waiting + req.params.n > max => {
                     Err(SubmitError::QueueFull(waiting))
                 }
-                _ => core.add_compiled(*req, sink, constraint),
+                _ => core.add_compiled(*req, sink, constraint.map(|c| *c)),
             };
             let _ = ack.send(result);
         }

@@ -42,6 +42,15 @@ pub struct ModelRunner<B: Backend> {
     mask_stats: MaskStats,
 }
 
+/// A step's logits after the constrained rows' masks, with what the masks decided.
+struct Masked<B: Backend> {
+    logits: Tensor<B>, // [R, V]
+    /// Per row: the one token its grammar allows, if so.
+    forced: Vec<Option<u32>>, // [R]
+    /// Per row: its grammar failed, so it gets no token.
+    failed: Vec<bool>, // [R]
+}
+
 /// Host time spent computing structured-output masks, since the runner started.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MaskStats {
@@ -136,14 +145,18 @@ impl<B: Backend> ModelRunner<B> {
         rows: &[crate::input_batch::LogitsRow],
         ids: &[RequestId],
         logits: Tensor<B>,
-    ) -> Result<(Tensor<B>, Vec<Option<u32>>, Vec<bool>)> {
+    ) -> Result<Masked<B>> {
         let r = rows.len();
         let mut forced = vec![None; r];
         let mut failed = vec![false; r];
         if !rows.iter().zip(ids).any(|(row, id)| {
             row.sample && self.states.get(id).is_some_and(|s| s.constraint.is_some())
         }) {
-            return Ok((logits, forced, failed));
+            return Ok(Masked {
+                logits,
+                forced,
+                failed,
+            });
         }
         // The forward pass runs on the device while the matchers compute.
         self.backend.flush()?;
@@ -176,11 +189,19 @@ impl<B: Backend> ModelRunner<B> {
         }
         self.mask_stats.seconds += started.elapsed().as_secs_f64();
         if !masked {
-            return Ok((logits, forced, failed));
+            return Ok(Masked {
+                logits,
+                forced,
+                failed,
+            });
         }
         let b = &self.backend;
         let mask = b.from_u32(&bits, Shape::new([r, w]))?;
-        Ok((b.mask_logits(&logits, &mask)?, forced, failed))
+        Ok(Masked {
+            logits: b.mask_logits(&logits, &mask)?,
+            forced,
+            failed,
+        })
     }
 
     /// Runs one forward pass over `batch`; returns logits [S', V] (row-major) of its
@@ -261,7 +282,11 @@ impl<B: Backend> ModelRunner<B> {
         let logits = self.forward_logits(&batch)?; // [R, V] on the device
         let rows = &batch.logits_rows; // [R]
         let ids: Vec<RequestId> = rows.iter().map(|r| out.scheduled[r.seq].id).collect();
-        let (logits, forced, failed) = self.apply_constraints(rows, &ids, logits)?;
+        let Masked {
+            logits,
+            forced,
+            failed,
+        } = self.apply_constraints(rows, &ids, logits)?;
         let states: Vec<&SamplingState> = ids.iter().map(|id| &self.states[id]).collect();
         let plan = SamplePlan::new(rows, &states, &forced, self.backend.samples_on_device());
         let mut back = plan.run(&self.backend, &logits, &states)?;

@@ -158,10 +158,8 @@ fn structured_outputs(s: &Value) -> Result<Vec<StructuredOutput>, ApiError> {
                     .map_err(|_| ApiError::invalid_param(&param, "must be a list of strings"))?;
                 out.push(choice(&param, &choices)?);
             }
-            "json_object" => {
-                if v.as_bool() == Some(true) {
-                    out.push(StructuredOutput::JsonObject);
-                }
+            "json_object" if v.as_bool() == Some(true) => {
+                out.push(StructuredOutput::JsonObject);
             }
             "structural_tag" => {
                 return Err(ApiError::unsupported(
