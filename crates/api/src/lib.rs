@@ -1,12 +1,14 @@
 //! The request and response types of Ingot, in one small home below the scheduler, the
-//! runner and the engine (DESIGN.md §4): what a client asks for ([`SamplingParams`]) and
+//! runner and the engine (DESIGN.md §4): what a client asks for ([`SamplingParams`], with an optional [`StructuredOutput`]) and
 //! what it gets back besides text ([`FinishReason`], [`TokenLogprobs`], [`AddError`] when a
 //! request cannot be accepted). The engine re-exports them, so the server depends on the
 //! engine and the tokenizer alone. Plain data, no behaviour beyond validation.
 
 mod sampling_params;
+mod structured;
 
 pub use sampling_params::{MAX_LOGPROBS, SamplingParams, SamplingParamsError};
+pub use structured::StructuredOutput;
 
 /// A request's id inside the engine.
 pub type RequestId = u64;

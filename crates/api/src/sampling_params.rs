@@ -2,6 +2,8 @@
 //! Plain data, validated once at the edge ([`SamplingParams::validate`]) with an error that
 //! names the parameter; everything downstream trusts validated params.
 
+use crate::StructuredOutput;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
     /// Completions to generate for the prompt (each its own request sharing the prompt's
@@ -36,6 +38,9 @@ pub struct SamplingParams {
     /// Same for every prompt token.
     pub prompt_logprobs: Option<usize>,
     pub skip_special_tokens: bool,
+    /// A grammar the output must match (structured output, constrained tool calls): each
+    /// step's token is chosen among the tokens the grammar allows.
+    pub structured: Option<StructuredOutput>,
 }
 
 impl Default for SamplingParams {
@@ -60,6 +65,7 @@ impl Default for SamplingParams {
             logprobs: None,
             prompt_logprobs: None,
             skip_special_tokens: true,
+            structured: None,
         }
     }
 }
@@ -148,6 +154,13 @@ impl SamplingParams {
         }
         if self.stop.iter().any(String::is_empty) {
             return fail("stop", "stop strings must not be empty".into());
+        }
+        if self.structured.is_some() && self.min_tokens > 0 {
+            // min_tokens suppresses EOS, which a finished grammar allows alone.
+            return fail(
+                "min_tokens",
+                "cannot be combined with structured output (the grammar decides the end)".into(),
+            );
         }
         for (param, v) in [
             ("logprobs", self.logprobs),

@@ -548,6 +548,19 @@ impl Backend for CpuBackend {
         Ok(tensor(CpuStorage::U32(out), Shape::new([t])))
     }
 
+    fn mask_logits_impl(&self, logits: &T, mask: &T) -> Result<T> {
+        let v = logits.dims()[1];
+        let mut out = f32s(logits, Op::MaskLogits)?.to_vec();
+        let bits = u32s(mask);
+        let w = ingot_tensor::sampling::mask_words(v);
+        if v > 0 {
+            for (row, m) in out.chunks_mut(v).zip(bits.chunks(w)) {
+                ingot_tensor::sampling::mask_row(row, m);
+            }
+        }
+        Ok(tensor(CpuStorage::F32(out), logits.shape().clone()))
+    }
+
     fn sample_impl(&self, logits: &T, params: &T) -> Result<T> {
         let (t, v) = (logits.dims()[0], logits.dims()[1]);
         let lv = f32s(logits, Op::Sample)?;

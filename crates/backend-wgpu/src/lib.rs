@@ -440,11 +440,20 @@ impl Backend for WgpuBackend {
     ) -> Result<()> {
         f32_only(Op::MoeExperts, &[x])?;
         kernels::moe::experts_add(self, &self.pipelines, x, routes, experts, shared, residual)
+    fn mask_logits_impl(&self, logits: &T, mask: &T) -> Result<T> {
+        f32_only(Op::MaskLogits, &[logits])?;
+        kernels::mask::mask_logits(self, &self.pipelines, logits, mask)
     }
 
     /// Sampled rows take their token from `sample.wgsl`, so a decode step reads back ids.
     fn samples_on_device(&self) -> bool {
         true
+    }
+
+    /// Submits everything recorded without waiting (the forward pass runs while the runner
+    /// computes structured-output masks).
+    fn flush(&self) -> Result<()> {
+        self.gpu.flush()
     }
 
     /// Submits everything recorded and waits for the GPU; reports a validation error or

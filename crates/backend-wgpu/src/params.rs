@@ -118,7 +118,8 @@ pub struct AttentionParams {
     pub _pad1: u32,
 }
 
-/// `pointwise.wgsl` (`silu_mul`, `gelu_tanh_mul`, `scale`, `add`).
+/// `pointwise.wgsl` (`silu_mul`, `gelu_tanh_mul`, `scale`, `add`), and `mask.wgsl`
+/// (`mask_logits`: `inner` = V, `scale` = the masked value, -inf).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct PointwiseParams {

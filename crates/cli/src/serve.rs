@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ingot_engine::{EngineHandle, config};
 use ingot_server::ServerConfig;
+use ingot_server::openai::chat::tools::ToolFormat;
 
 use crate::backend;
 use crate::setup::{self, EngineArgs};
@@ -44,6 +45,10 @@ pub struct ServeArgs {
     /// closed connection beyond).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     read_timeout: u64,
+    /// The format tool calls are parsed in: hermes, llama3_json or mistral (default: read
+    /// from the chat template; hermes when it shows none).
+    #[arg(long, value_parser = parse_tool_parser)]
+    tool_call_parser: Option<ToolFormat>,
     /// Seconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
@@ -76,6 +81,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         drain_timeout: Duration::from_secs(args.shutdown_timeout),
         max_n: args.max_n,
         read_timeout: Duration::from_secs(args.read_timeout),
+        tool_parser: args.tool_call_parser,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,4 +109,13 @@ fn parse_positive(s: &str) -> Result<usize, String> {
         Ok(0) | Err(_) => Err(format!("'{s}' is not a positive whole number")),
         Ok(v) => Ok(v),
     }
+}
+
+fn parse_tool_parser(s: &str) -> Result<ToolFormat, String> {
+    ToolFormat::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown tool-call parser '{s}' (one of {})",
+            ToolFormat::NAMES.join(", ")
+        )
+    })
 }

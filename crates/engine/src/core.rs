@@ -24,6 +24,7 @@ use crate::config::EngineConfig;
 use crate::detokenizer::IncrementalDecoder;
 use crate::output::{RequestOutput, Usage};
 use crate::stop::StopMatcher;
+use crate::structured::GrammarCell;
 
 pub type Sink = UnboundedSender<RequestOutput>;
 
@@ -43,6 +44,9 @@ pub enum SubmitError {
     InvalidParams(#[from] SamplingParamsError),
     #[error(transparent)]
     Rejected(#[from] AddError),
+    /// The request's structured-output schema, regex or grammar does not compile.
+    #[error("{0}")]
+    InvalidGrammar(String),
     #[error("the engine has stopped")]
     EngineStopped,
     #[error("the waiting queue is full ({0} sequences)")]
@@ -68,6 +72,11 @@ pub struct EngineStats {
     pub computed_tokens_total: u64,
     pub num_preemptions_total: u64,
     pub steps_total: u64,
+    /// Structured output: steps with constrained rows, rows masked, and host seconds
+    /// spent computing masks.
+    pub structured_steps_total: u64,
+    pub structured_rows_total: u64,
+    pub structured_mask_seconds_total: f64,
 }
 
 struct Choice {
@@ -94,6 +103,8 @@ pub struct EngineCore<B: Backend> {
     /// Set (once) when a step failed and the device stays broken: why the engine refuses
     /// work. Shared so that the handle sees it before the failed requests hear of it.
     fault: Arc<OnceLock<String>>,
+    /// The structured-output compiler, shared with the handles.
+    grammars: GrammarCell,
 }
 
 impl<B: Backend> EngineCore<B> {
@@ -106,7 +117,9 @@ impl<B: Backend> EngineCore<B> {
             block_size: cfg.block_size,
             enable_prefix_caching: cfg.enable_prefix_caching,
         });
+        let grammars = GrammarCell::new(tokenizer.clone(), runner.vocab_size());
         Self {
+            grammars,
             scheduler,
             runner,
             tokenizer,
@@ -147,6 +160,9 @@ impl<B: Backend> EngineCore<B> {
             prefix_cache_queries: kv.prefix_cache_queries,
             prefix_cache_hits: kv.prefix_cache_hits,
             computed_tokens_total: self.scheduler.num_computed_total,
+            structured_steps_total: self.runner.mask_stats().steps,
+            structured_rows_total: self.runner.mask_stats().rows,
+            structured_mask_seconds_total: self.runner.mask_stats().seconds,
             ..self.stats
         }
     }
@@ -184,12 +200,33 @@ impl<B: Backend> EngineCore<B> {
         self.runner.num_tracked()
     }
 
-    /// Queues a request; its outputs go to `sink`.
+    /// The structured-output compiler (handles compile on their own thread with it).
+    pub fn grammar_cell(&self) -> GrammarCell {
+        self.grammars.clone()
+    }
+
+    /// Queues a request; its outputs go to `sink`. A structured-output request's grammar is
+    /// compiled here (see [`EngineCore::add_compiled`] to compile it elsewhere).
     pub fn add_request(&mut self, req: EngineRequest, sink: Sink) -> Result<(), SubmitError> {
+        self.add_compiled(req, sink, None)
+    }
+
+    /// [`EngineCore::add_request`] with the request's grammar already compiled (from
+    /// [`EngineCore::grammar_cell`]); None compiles it here if the request has one.
+    pub fn add_compiled(
+        &mut self,
+        req: EngineRequest,
+        sink: Sink,
+        constraint: Option<ingot_structured::Constraint>,
+    ) -> Result<(), SubmitError> {
         if let Some(fault) = self.fault.get() {
             return Err(SubmitError::DeviceFailed(fault.clone()));
         }
         req.params.validate(self.runner.vocab_size())?;
+        let constraint = match constraint {
+            Some(c) => Some(c),
+            None => self.grammars.compile(&req.params)?,
+        };
         if self.parents.contains_key(&req.id) {
             return Err(AddError::Duplicate(req.id).into());
         }
@@ -221,6 +258,9 @@ impl<B: Backend> EngineCore<B> {
                     self.choices.remove(&c);
                 }
                 return Err(e.into());
+            }
+            if let Some(c) = &constraint {
+                self.runner.constrain(id, c.clone());
             }
             self.choices.insert(id, choice);
             children.push(id);
@@ -254,6 +294,12 @@ impl<B: Backend> EngineCore<B> {
         };
         if worked {
             self.stats.steps_total += 1;
+        }
+        // Requests whose grammar failed got no token: they end with the error, before the
+        // scheduler looks for their tokens.
+        for (id, error) in self.runner.take_failures() {
+            tracing::warn!(error, "structured output failed; failing its request");
+            self.fail_choice(id, &format!("structured output failed: {error}"));
         }
         let tokens: HashMap<RequestId, u32> =
             sampled.iter().map(|(&id, s)| (id, s.token)).collect();

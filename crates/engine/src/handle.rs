@@ -16,10 +16,12 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use crate::config::EngineConfig;
 use crate::core::{EngineCore, EngineRequest, EngineStats, Sink, SubmitError};
 use crate::output::RequestOutput;
+use crate::structured::GrammarCell;
 
 enum Command {
     Add(
         Box<EngineRequest>,
+        Option<Box<ingot_structured::Constraint>>,
         Sink,
         mpsc::SyncSender<Result<(), SubmitError>>,
     ),
@@ -45,6 +47,7 @@ pub struct EngineHandle {
     tokenizer: Arc<Tokenizer>,
     config: EngineConfig,
     vocab_size: usize,
+    grammars: GrammarCell,
 }
 
 /// The outputs of one request, in order; its choices interleave for `n > 1`. Ends after
@@ -122,6 +125,7 @@ impl EngineHandle {
             tokenizer: core.tokenizer().clone(),
             config: core.config().clone(),
             vocab_size: core.tokenizer().vocab_size(),
+            grammars: core.grammar_cell(),
         };
         let thread = std::thread::Builder::new()
             .name("ingot-engine".into())
@@ -177,6 +181,8 @@ impl EngineHandle {
         if !self.is_alive() {
             return Err(SubmitError::EngineStopped);
         }
+        // The grammar compiles here, on the caller's thread, not between engine steps.
+        let constraint = self.grammars.compile(&params)?.map(Box::new);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let n = params.n;
         let (sink, rx) = unbounded_channel();
@@ -188,7 +194,7 @@ impl EngineHandle {
             priority,
         };
         self.tx
-            .send(Command::Add(Box::new(req), sink, ack_tx))
+            .send(Command::Add(Box::new(req), constraint, sink, ack_tx))
             .map_err(|_| SubmitError::EngineStopped)?;
         ack_rx.recv().map_err(|_| SubmitError::EngineStopped)??;
         Ok(RequestStream {
@@ -205,13 +211,13 @@ fn run<B: Backend>(mut core: EngineCore<B>, rx: Receiver<Command>, shared: Arc<S
         *lock(&shared.stats) = core.stats();
     };
     let handle = |core: &mut EngineCore<B>, cmd: Command| match cmd {
-        Command::Add(req, sink, ack) => {
+        Command::Add(req, constraint, sink, ack) => {
             let waiting = core.num_waiting();
             let result = match shared.max_waiting {
                 Some(max) if core.fault().is_none() && waiting + req.params.n > max => {
                     Err(SubmitError::QueueFull(waiting))
                 }
-                _ => core.add_request(*req, sink),
+                _ => core.add_compiled(*req, sink, constraint.map(|c| *c)),
             };
             let _ = ack.send(result);
         }

@@ -9,11 +9,13 @@ pub mod handle;
 pub mod offline;
 pub mod output;
 pub mod stop;
+pub mod structured;
 
 /// The request and response types (one home, `ingot-api`), for the engine's users.
 pub use ingot_api as api;
 pub use ingot_api::{
-    AddError, FinishReason, MAX_LOGPROBS, SamplingParams, SamplingParamsError, TokenLogprobs,
+    AddError, FinishReason, MAX_LOGPROBS, SamplingParams, SamplingParamsError, StructuredOutput,
+    TokenLogprobs,
 };
 
 pub use config::EngineConfig;

@@ -39,7 +39,7 @@ pub fn request(data: &[u8]) {
         let _ = req.plan(s, tok, MAX_MODEL_LEN, limits);
     }
     if let (Ok(req), Ok(s)) = (parse_json::<ChatRequest>(data), &sampling) {
-        let _ = req.plan(s, tok, MAX_MODEL_LEN, limits);
+        let _ = req.plan(s, tok, MAX_MODEL_LEN, limits, None);
     }
     if let Ok(req) = parse_json::<TokenizeRequest>(data) {
         let _ = req.run(tok, MAX_MODEL_LEN);

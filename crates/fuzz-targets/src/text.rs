@@ -111,6 +111,7 @@ pub fn chat_template(data: &[u8]) {
             flags & 2 == 2,
             flags & 4 == 4,
             Some(&kwargs),
+            None,
         );
     }
 }

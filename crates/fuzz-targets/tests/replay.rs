@@ -133,6 +133,14 @@ fn request_body() -> impl Strategy<Value = Vec<u8>> {
         "priority",
         "suffix",
         "response_format",
+        "structured_outputs",
+        "guided_json",
+        "guided_regex",
+        "guided_choice",
+        "guided_grammar",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     ];
     prop::collection::vec((prop::sample::select(keys), json_value()), 0..8).prop_map(|fields| {
         let o: serde_json::Map<String, Value> = fields

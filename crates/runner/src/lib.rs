@@ -9,5 +9,5 @@ pub mod sampler;
 
 pub use ingot_scheduler::SamplingParams;
 pub use input_batch::{InputBatch, ScheduledSeq};
-pub use model_runner::ModelRunner;
+pub use model_runner::{MaskStats, ModelRunner};
 pub use sampler::{Sampled, Sampler, TokenLogprobs};

@@ -4,11 +4,21 @@
 //! each row's token comes from (device verbs or the host sampler, all following one
 //! definition) and read back only what the host needs. It knows nothing of queues or block
 //! allocation: block ids arrive in the output.
+//!
+//! Structured output: a constrained request's grammar (`ingot_structured::Constraint`,
+//! handed over by the engine with [`ModelRunner::constrain`]) computes its mask on the host
+//! after the forward pass is recorded, so on a GPU the masks are built while the device
+//! runs the step. Rows whose grammar allows one token take it (forced); the others' masks
+//! go to the device as bits and `mask_logits` applies them before any token is chosen, so
+//! the sample plan routes constrained rows like any other. A grammar that fails is reported
+//! through [`ModelRunner::take_failures`] and the request gets no token.
 
 use std::collections::HashMap;
 
 use ingot_models::{ForwardBatch, LayerCache, Model, Result};
 use ingot_scheduler::{RequestId, SchedulerOutput};
+use ingot_structured::{Constraint, Next};
+use ingot_tensor::sampling::mask_words;
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
 
 use crate::sample_plan::{RowResult, SamplePlan};
@@ -24,6 +34,33 @@ pub struct ModelRunner<B: Backend> {
     eos_token_ids: Vec<u32>,
     states: HashMap<RequestId, SamplingState>,
     sampler: Sampler,
+    /// Grammars of requests not yet announced to the runner (they join their state when it
+    /// is created).
+    pending: HashMap<RequestId, Constraint>,
+    /// Requests whose grammar failed this step, with why.
+    failures: Vec<(RequestId, String)>,
+    mask_stats: MaskStats,
+}
+
+/// A step's logits after the constrained rows' masks, with what the masks decided.
+struct Masked<B: Backend> {
+    logits: Tensor<B>, // [R, V]
+    /// Per row: the one token its grammar allows, if so.
+    forced: Vec<Option<u32>>, // [R]
+    /// Per row: its grammar failed, so it gets no token.
+    failed: Vec<bool>, // [R]
+}
+
+/// Host time spent computing structured-output masks, since the runner started.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MaskStats {
+    /// Steps that had at least one constrained row.
+    pub steps: u64,
+    /// Constrained rows masked (forced rows included).
+    pub rows: u64,
+    /// Seconds spent in the matchers computing masks (commits are not counted: they are
+    /// a few microseconds).
+    pub seconds: f64,
 }
 
 impl<B: Backend> ModelRunner<B> {
@@ -65,6 +102,9 @@ impl<B: Backend> ModelRunner<B> {
             eos_token_ids,
             states: HashMap::new(),
             sampler: Sampler::default(),
+            pending: HashMap::new(),
+            failures: Vec::new(),
+            mask_stats: MaskStats::default(),
         })
     }
 
@@ -74,7 +114,94 @@ impl<B: Backend> ModelRunner<B> {
 
     /// Number of requests whose sampling state the runner holds (for leak checks).
     pub fn num_tracked(&self) -> usize {
-        self.states.len()
+        self.states.len() + self.pending.len()
+    }
+
+    /// Constrains request `id`'s output to `constraint`'s grammar (before its first step).
+    pub fn constrain(&mut self, id: RequestId, constraint: Constraint) {
+        match self.states.get_mut(&id) {
+            Some(state) => state.constraint = Some(constraint),
+            None => {
+                self.pending.insert(id, constraint);
+            }
+        }
+    }
+
+    /// Structured-output mask counters, for metrics and benchmarks.
+    pub fn mask_stats(&self) -> MaskStats {
+        self.mask_stats
+    }
+
+    /// The requests whose grammar failed in the last step (they got no token), with why.
+    pub fn take_failures(&mut self) -> Vec<(RequestId, String)> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// Computes the masks of the constrained rows among `rows` [R] (requests `ids`) and
+    /// applies them to `logits` [R, V]: returns the logits to choose from, each row's forced
+    /// token, and the rows whose grammar failed (they must get no token).
+    fn apply_constraints(
+        &mut self,
+        rows: &[crate::input_batch::LogitsRow],
+        ids: &[RequestId],
+        logits: Tensor<B>,
+    ) -> Result<Masked<B>> {
+        let r = rows.len();
+        let mut forced = vec![None; r];
+        let mut failed = vec![false; r];
+        if !rows.iter().zip(ids).any(|(row, id)| {
+            row.sample && self.states.get(id).is_some_and(|s| s.constraint.is_some())
+        }) {
+            return Ok(Masked {
+                logits,
+                forced,
+                failed,
+            });
+        }
+        // The forward pass runs on the device while the matchers compute.
+        self.backend.flush()?;
+        let started = std::time::Instant::now();
+        self.mask_stats.steps += 1;
+        let w = mask_words(logits.dims()[1]);
+        let mut bits = vec![u32::MAX; r * w]; // [R, W]: unconstrained rows allow every token
+        let mut masked = false;
+        for (i, (row, id)) in rows.iter().zip(ids).enumerate() {
+            let Some(state) = self.states.get_mut(id).filter(|_| row.sample) else {
+                continue;
+            };
+            // A forced row reads no logits, unless it wants log-probabilities.
+            let reads_logits = state.params.logprobs.is_some();
+            let Some(c) = state.constraint.as_mut() else {
+                continue;
+            };
+            self.mask_stats.rows += 1;
+            match c.mask(&mut bits[i * w..(i + 1) * w]) {
+                Ok(Next::Forced(t)) => {
+                    forced[i] = Some(t);
+                    masked |= reads_logits;
+                }
+                Ok(Next::Masked) => masked = true,
+                Err(e) => {
+                    failed[i] = true;
+                    self.failures.push((*id, e));
+                }
+            }
+        }
+        self.mask_stats.seconds += started.elapsed().as_secs_f64();
+        if !masked {
+            return Ok(Masked {
+                logits,
+                forced,
+                failed,
+            });
+        }
+        let b = &self.backend;
+        let mask = b.from_u32(&bits, Shape::new([r, w]))?;
+        Ok(Masked {
+            logits: b.mask_logits(&logits, &mask)?,
+            forced,
+            failed,
+        })
     }
 
     /// Runs one forward pass over `batch`; returns logits [S', V] (row-major) of its
@@ -120,12 +247,12 @@ impl<B: Backend> ModelRunner<B> {
     pub fn execute(&mut self, out: &SchedulerOutput) -> Result<HashMap<RequestId, Sampled>> {
         for id in &out.finished {
             self.states.remove(id);
+            self.pending.remove(id);
         }
         for r in &out.new_requests {
-            self.states.insert(
-                r.id,
-                SamplingState::new(r.params.clone(), &r.prompt, &self.eos_token_ids),
-            );
+            let mut state = SamplingState::new(r.params.clone(), &r.prompt, &self.eos_token_ids);
+            state.constraint = self.pending.remove(&r.id);
+            self.states.insert(r.id, state);
         }
         let mut sampled = HashMap::new();
         if out.scheduled.is_empty() {
@@ -155,26 +282,39 @@ impl<B: Backend> ModelRunner<B> {
         let logits = self.forward_logits(&batch)?; // [R, V] on the device
         let rows = &batch.logits_rows; // [R]
         let ids: Vec<RequestId> = rows.iter().map(|r| out.scheduled[r.seq].id).collect();
+        let Masked {
+            logits,
+            forced,
+            failed,
+        } = self.apply_constraints(rows, &ids, logits)?;
         let states: Vec<&SamplingState> = ids.iter().map(|id| &self.states[id]).collect();
-        let plan = SamplePlan::new(rows, &states, self.backend.samples_on_device());
+        let plan = SamplePlan::new(rows, &states, &forced, self.backend.samples_on_device());
         let mut back = plan.run(&self.backend, &logits, &states)?;
         for (i, (row, id)) in rows.iter().zip(ids).enumerate() {
+            if failed[i] {
+                continue;
+            }
             let state = self
                 .states
                 .get_mut(&id)
                 .expect("a scheduled request was announced");
-            match back.row(i) {
-                RowResult::Token(t) => {
-                    sampled.insert(id, state.accept(t));
+            let s = match back.row(i) {
+                RowResult::Token(t) => state.accept(t),
+                RowResult::Forced(t) => state.accept_forced(t),
+                RowResult::TokenWithLogprobs(lps) => state.accept_with_logprobs(lps.token, lps),
+                RowResult::Logits(l) if row.sample => self.sampler.sample(l, state),
+                RowResult::Logits(l) => {
+                    state.observe_prompt_row(row.position, l);
+                    continue;
                 }
-                RowResult::TokenWithLogprobs(lps) => {
-                    sampled.insert(id, state.accept_with_logprobs(lps.token, lps));
-                }
-                RowResult::Logits(l) if row.sample => {
-                    sampled.insert(id, self.sampler.sample(l, state));
-                }
-                RowResult::Logits(l) => state.observe_prompt_row(row.position, l),
+            };
+            if let Some(c) = state.constraint.as_mut()
+                && let Err(e) = c.commit(s.token)
+            {
+                self.failures.push((id, e));
+                continue;
             }
+            sampled.insert(id, s);
         }
         Ok(sampled)
     }

@@ -16,6 +16,10 @@
 //!   suppression, and on the CPU backend every sampled row) is gathered and read back as f32
 //!   for the host sampler.
 //!
+//! - a constrained row whose grammar allows a single token takes it (forced): no verb runs
+//!   for it and nothing is read back. (Other constrained rows arrive here already masked
+//!   by `mask_logits` and are routed like any other.)
+//!
 //! All device work is recorded before the first read-back, so one submission carries it.
 
 use std::collections::HashMap;
@@ -40,6 +44,8 @@ enum Source {
     ArgmaxLogprobs,
     /// Sampled rows whose only host work would be log-probabilities.
     SampleLogprobs,
+    /// The one token the request's grammar allows (no device work, nothing read back).
+    Forced(u32),
 }
 
 /// What a row brings back from the step.
@@ -50,6 +56,8 @@ pub(crate) enum RowResult<'a> {
     TokenWithLogprobs(TokenLogprobs),
     /// The row's logits [V], for the host.
     Logits(&'a [f32]),
+    /// The only token the row's grammar allowed.
+    Forced(u32),
 }
 
 /// The routing of one step's logits rows.
@@ -69,13 +77,22 @@ pub(crate) struct Readback {
 }
 
 impl SamplePlan {
-    /// Routes `rows` [R], whose requests' states are `states` [R].
-    pub fn new(rows: &[LogitsRow], states: &[&SamplingState], on_device: bool) -> Self {
+    /// Routes `rows` [R], whose requests' states are `states` [R]; `forced` [R] holds the
+    /// token of each row whose grammar allows only one.
+    pub fn new(
+        rows: &[LogitsRow],
+        states: &[&SamplingState],
+        forced: &[Option<u32>],
+        on_device: bool,
+    ) -> Self {
         let sources = rows
             .iter()
             .zip(states)
-            .map(|(row, state)| {
-                if !row.sample {
+            .zip(forced)
+            .map(|((row, state), forced)| {
+                if let Some(t) = forced.filter(|_| row.sample && state.params.logprobs.is_none()) {
+                    Source::Forced(t)
+                } else if !row.sample {
                     Source::Host
                 } else if !state.needs_logits() {
                     Source::Argmax
@@ -176,9 +193,10 @@ impl SamplePlan {
             (None, 0) => Vec::new(),
             (None, _) => b.to_f32(logits)?,
         };
-        if r == 0 {
-            // Nothing was read back (every sequence is mid-prompt), so nothing has waited
-            // for the step's work: wait here, so that device failures surface in this step.
+        if ids.is_none() && drawn.is_none() && lp_groups.is_empty() && host_rows.is_empty() {
+            // Nothing was read back (every sequence is mid-prompt, or every token forced), so
+            // nothing has waited for the step's work: wait here, so that device failures
+            // surface in this step.
             b.sync()?;
         }
         let mut host_index = vec![None; r];
@@ -208,6 +226,7 @@ impl Readback {
                     .remove(&i)
                     .expect("top_logprobs ran for this row"),
             ),
+            Source::Forced(t) => RowResult::Forced(t),
             Source::Host => {
                 let j = self.host_index[i].expect("a host row") as usize;
                 RowResult::Logits(&self.host[j * self.v..(j + 1) * self.v])

@@ -15,11 +15,16 @@
 //! what remains. A request with nothing to process needs no logits on the host at all:
 //! the runner takes its token (and log-probabilities) from the device's verbs and records
 //! it with [`SamplingState::accept`].
+//!
+//! A constrained request (structured output) has its grammar's mask applied to its logits
+//! first (`mask_logits`, in `model_runner.rs`): everything above then sees only the
+//! allowed tokens, log-probabilities included (as in vLLM).
 
 use std::collections::HashMap;
 
 pub use ingot_api::TokenLogprobs;
 use ingot_scheduler::SamplingParams;
+use ingot_structured::Constraint;
 use ingot_tensor::sampling::{
     SAMPLE_PARAM_WORDS, SampleScratch, sample_params, sample_row_with, top_logprobs_row,
     top_logprobs_width,
@@ -43,6 +48,9 @@ pub struct SamplingState {
     prompt: Vec<u32>,
     /// Log-probabilities of prompt tokens 1.. computed so far (token 0 has none).
     prompt_logprobs: Vec<TokenLogprobs>,
+    /// The grammar the output must follow (structured output): its mask is applied to the
+    /// request's logits before any of the above, and it follows each recorded token.
+    pub constraint: Option<Constraint>,
 }
 
 impl SamplingState {
@@ -71,6 +79,7 @@ impl SamplingState {
                 Vec::new()
             },
             prompt_logprobs: Vec::new(),
+            constraint: None,
         }
     }
 
@@ -158,6 +167,12 @@ impl SamplingState {
             "accept_with_logprobs() needs a request whose only processing is logprobs"
         );
         self.record(token, Some(logprobs))
+    }
+
+    /// Records `token`, the only one the request's grammar allowed (a forced token: no
+    /// logits were needed to choose it).
+    pub fn accept_forced(&mut self, token: u32) -> Sampled {
+        self.record(token, None)
     }
 
     /// Records the step's token: hands over the prompt log-probabilities with the first

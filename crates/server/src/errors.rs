@@ -211,6 +211,7 @@ impl From<SubmitError> for ApiError {
                 ApiError::unavailable("the engine has stopped; the server cannot serve requests")
             }
             SubmitError::DeviceFailed(why) => ApiError::unavailable(why),
+            SubmitError::InvalidGrammar(why) => ApiError::bad_request(why),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! built for vLLM work after a rename: `num_requests_running`/`waiting`, `kv_cache_usage_perc`
 //! (a fraction in [0, 1], as vLLM's despite the name), `prefix_cache_queries_total` and
 //! `prefix_cache_hits_total` (in tokens), `prompt_tokens_total`, `generation_tokens_total`,
-//! `num_preemptions_total`, `request_success_total{finished_reason}`, and histograms of time
+//! `num_preemptions_total`, `request_success_total{finished_reason}`, Ingot's
+//! `structured_output_{steps,rows,mask_seconds}_total` (grammar masks), and histograms of time
 //! to first token, inter-token latency (each gap between two outputs of a choice), mean time
 //! per output token of a request, end-to-end latency, and prompt and generation lengths.
 //!
@@ -240,6 +241,24 @@ impl Metrics {
             c,
             "Requests preempted to free KV cache blocks.",
             stats.num_preemptions_total.to_string(),
+        );
+        sample(
+            "structured_output_steps_total",
+            c,
+            "Engine steps with structured-output (grammar-constrained) rows.",
+            stats.structured_steps_total.to_string(),
+        );
+        sample(
+            "structured_output_rows_total",
+            c,
+            "Constrained rows whose token mask was computed.",
+            stats.structured_rows_total.to_string(),
+        );
+        sample(
+            "structured_output_mask_seconds_total",
+            c,
+            "Host seconds spent computing structured-output token masks.",
+            stats.structured_mask_seconds_total.to_string(),
         );
         let m = self.lock();
         let name = "request_success_total";

@@ -11,6 +11,7 @@ use ingot_tokenizer::Tokenizer;
 use crate::errors::ApiError;
 use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
+use crate::openai::chat::tools::ToolFormat;
 
 /// Settings of the HTTP layer (the engine has its own).
 #[derive(Clone, Debug)]
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub max_n: usize,
     /// The longest a client may take to send a request's headers, or its body (408 beyond).
     pub read_timeout: Duration,
+    /// The tool-call format (`--tool-call-parser`); None reads it from the chat template.
+    pub tool_parser: Option<ToolFormat>,
 }
 
 pub struct ServerState {
@@ -39,6 +42,8 @@ pub struct ServerState {
     pub metrics: Metrics,
     /// Unix seconds at start-up (the `created` of `/v1/models`).
     pub started: u64,
+    /// See [`ServerConfig::tool_parser`].
+    pub tool_parser: Option<ToolFormat>,
 }
 
 pub type AppState = Arc<ServerState>;
@@ -53,6 +58,7 @@ impl ServerState {
             context_len(&engine),
         );
         Arc::new(ServerState {
+            tool_parser: cfg.tool_parser,
             read_timeout: cfg.read_timeout,
             limits,
             engine,

@@ -78,6 +78,7 @@ async fn a_lost_device_fails_the_stream_and_shows_in_health() {
         drain_timeout: Duration::from_secs(5),
         max_n: ingot_server::limits::DEFAULT_MAX_N,
         read_timeout: Duration::from_secs(30),
+        tool_parser: None,
     };
     let app = router(ServerState::new(engine(be.clone()), &cfg));
     let body = json!({"prompt": "a b c", "max_tokens": 400, "ignore_eos": true, "stream": true});

@@ -52,6 +52,7 @@ fn app(engine: EngineHandle, api_key: Option<&str>) -> Router {
         drain_timeout: Duration::from_secs(5),
         max_n: ingot_server::limits::DEFAULT_MAX_N,
         read_timeout: Duration::from_secs(30),
+        tool_parser: None,
     };
     router(ServerState::new(engine, &cfg))
 }
@@ -280,5 +281,84 @@ async fn get_load_counts_requests_in_flight() {
     while load(app.clone()).await["load"] != 0 {
         assert!(Instant::now() < deadline, "the dropped stream still counts");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Structured output and tool calls through the router (the tiny model's random weights
+/// still write only what the grammar allows): a regex and a choice on completions, a
+/// schema on chat, 400s with the parser's message, and streamed forced tool calls whose
+/// deltas carry each choice's call `index` and end with `finish_reason: "tool_calls"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_output_and_tool_calls() {
+    let app = app(engine(), None);
+    let body = json!({"model": NAME, "prompt": "hello", "max_tokens": 20, "temperature": 0.9,
+        "seed": 1, "n": 2, "structured_outputs": {"regex": "[ab]{3}-[0-9]"}});
+    let (status, bytes) = call(&app, post("/v1/completions", body)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    for c in v["choices"].as_array().unwrap() {
+        let t = c["text"].as_str().unwrap().as_bytes();
+        assert!(t.len() == 5 && t[..3].iter().all(|b| *b == b'a' || *b == b'b') && t[3] == b'-');
+        assert_eq!(c["finish_reason"], "stop");
+    }
+    let body = json!({"model": NAME, "prompt": "hello", "max_tokens": 20, "temperature": 0,
+        "guided_choice": ["left", "right"]});
+    let (_, bytes) = call(&app, post("/v1/completions", body)).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(["left", "right"].contains(&v["choices"][0]["text"].as_str().unwrap()));
+
+    let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"},
+        "size": {"enum": ["s", "m", "l"]}}, "required": ["ok", "size"], "additionalProperties": false});
+    let body = json!({"model": NAME, "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 40, "temperature": 1.0, "seed": 4,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}});
+    let (status, bytes) = call(&app, post("/v1/chat/completions", body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let out: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(out["ok"].is_boolean() && ["s", "m", "l"].contains(&out["size"].as_str().unwrap()));
+
+    let body = json!({"model": NAME, "prompt": "x", "max_tokens": 5, "guided_regex": "(a"});
+    let (status, bytes) = call(&app, post("/v1/completions", body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("regex"),
+        "{v}"
+    );
+
+    let tools = json!([{"type": "function", "function": {"name": "set_size",
+        "parameters": {"type": "object", "properties": {"size": {"enum": ["s", "m", "l"]}},
+                       "required": ["size"], "additionalProperties": false}}}]);
+    let body = json!({"model": NAME, "messages": [{"role": "user", "content": "hi"}],
+        "tools": tools, "tool_choice": "required", "parallel_tool_calls": false,
+        "max_tokens": 60, "temperature": 1.0, "seed": 2, "n": 2, "stream": true});
+    let (status, bytes) = call(&app, post("/v1/chat/completions", body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let chunks = sse_events(&bytes);
+    for choice in 0..2 {
+        let mine: Vec<&Value> = chunks
+            .iter()
+            .flat_map(|c| c["choices"].as_array().unwrap())
+            .filter(|c| c["index"] == choice)
+            .collect();
+        let calls: Vec<&Value> = mine
+            .iter()
+            .filter_map(|c| c["delta"]["tool_calls"].as_array())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 1, "{mine:?}");
+        assert_eq!(calls[0]["index"], 0);
+        assert_eq!(calls[0]["function"]["name"], "set_size");
+        let args: Value =
+            serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(["s", "m", "l"].contains(&args["size"].as_str().unwrap()));
+        assert_eq!(mine.last().unwrap()["finish_reason"], "tool_calls");
     }
 }

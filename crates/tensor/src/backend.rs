@@ -55,6 +55,8 @@ pub enum Op {
     /// Mixture-of-experts expert FFNs and their weighted sum (`moe_experts_add`); its dtype
     /// is the expert weights'.
     MoeExperts,
+    /// Structured output's token masks (`mask_logits`).
+    MaskLogits,
 }
 
 impl std::fmt::Display for Op {
@@ -161,7 +163,8 @@ pub trait Backend: Send + Sync + 'static {
             | Op::Argmax
             | Op::Sample
             | Op::TopLogprobs
-            | Op::MoeRoute => dtype == DType::F32,
+            | Op::MoeRoute
+            | Op::MaskLogits => dtype == DType::F32,
             Op::MoeExperts => {
                 dtype.is_float() || (dtype.is_quantized() && self.reads_expert_blocks(dtype))
             }
@@ -608,6 +611,19 @@ pub trait Backend: Send + Sync + 'static {
         shared: Option<MoeShared<'_, Self>>,
         residual: &mut Tensor<Self>,
     ) -> Result<()>;
+    /// Structured output: `logits` [R, V] f32 with each row's disallowed tokens set to
+    /// `-inf`, by `mask` [R, W] u32 (`W` = [`crate::sampling::mask_words`]`(V)`, one bit per
+    /// token, bit `i % 32` of word `i / 32` set = token `i` allowed) -> [R, V]. Every row
+    /// follows [`crate::sampling::mask_row`]; allowed values are copied bit for bit, so a row
+    /// whose mask allows everything is unchanged. Applied before `argmax`, `sample` or the
+    /// host sampler, so a constrained row is never read back as full logits on a GPU.
+    #[track_caller]
+    fn mask_logits(&self, logits: &Tensor<Self>, mask: &Tensor<Self>) -> Result<Tensor<Self>> {
+        crate::check::mask_logits(logits, mask);
+        self.mask_logits_impl(logits, mask)
+    }
+    /// [`Backend::mask_logits`] after its checks.
+    fn mask_logits_impl(&self, logits: &Tensor<Self>, mask: &Tensor<Self>) -> Result<Tensor<Self>>;
 
     /// Whether the runner should take sampled tokens from [`Backend::sample`] rather than
     /// its host sampler. False for the CPU reference, whose host path is the pinned one.
@@ -616,6 +632,13 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     // ---- step boundary and limits ----
+
+    /// Starts the work recorded so far without waiting for it, so the host can compute
+    /// (e.g. structured-output masks) while the device runs. The default suits synchronous
+    /// backends, whose verbs have finished when they return.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Waits until all recorded work finished and reports asynchronous device failures
     /// (the step boundary). A read-back (`to_f32`, `to_u32`) implies it. The default suits

@@ -556,6 +556,22 @@ pub fn moe_experts_add<B: Backend + ?Sized>(
     dtype("moe_experts_add residual", residual, DType::F32);
 }
 
+#[track_caller]
+pub fn mask_logits<B: Backend + ?Sized>(logits: &Tensor<B>, mask: &Tensor<B>) {
+    rank("mask_logits logits", logits, 2);
+    float("mask_logits logits", logits);
+    rank("mask_logits mask", mask, 2);
+    dtype("mask_logits mask", mask, DType::U32);
+    let (r, v) = (logits.dims()[0], logits.dims()[1]);
+    assert_eq!(
+        mask.dims(),
+        [r, crate::sampling::mask_words(v)],
+        "mask_logits: mask {} for logits {}",
+        mask.shape(),
+        logits.shape()
+    );
+}
+
 /// Host data handed to `from_f32`/`from_u32` must fill `shape` exactly.
 #[track_caller]
 pub fn upload(verb: &str, len: usize, shape: &Shape) {

@@ -303,6 +303,25 @@ pub fn top_logprobs_row(row: &[f32], token: u32, k: usize, out: &mut [f32]) {
     }
 }
 
+/// Words of one row of a token mask over a vocabulary of `v` tokens (the `mask_logits`
+/// verb's mask [R, `mask_words(V)`]): one bit per token, 32 to a word.
+pub fn mask_words(v: usize) -> usize {
+    v.div_ceil(32)
+}
+
+/// The definition of the `mask_logits` verb on one row (structured output): token `i` of
+/// `row` [V] keeps its value when bit `i % 32` of word `i / 32` of `bits`
+/// [[`mask_words`]`(V)`] is set, and becomes `-inf` otherwise. Bits past `V` are ignored.
+/// A masked token then has probability 0 under every rule of this module: [`sample_row`]
+/// drops tokens whose `p` is 0, [`argmax_row`] never picks `-inf` over a finite value.
+pub fn mask_row(row: &mut [f32], bits: &[u32]) {
+    for (i, x) in row.iter_mut().enumerate() {
+        if bits[i / 32] >> (i % 32) & 1 == 0 {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

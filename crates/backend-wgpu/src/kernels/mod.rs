@@ -16,6 +16,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod embedding;
+pub(crate) mod mask;
 pub(crate) mod matmul;
 pub mod matmul_coop;
 pub(crate) mod moe;
@@ -51,6 +52,7 @@ const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
 const MOE: &str = include_str!("../shaders/moe.wgsl");
+const MASK: &str = include_str!("../shaders/mask.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
 #[derive(Clone, Debug)]
@@ -122,13 +124,14 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         source: format!("{REDUCE}\n{RMS_NORM}"),
         entry_points: vec!["rms_norm", "rms_norm_residual"],
     });
-    let plain: [(&str, &str, &[&'static str]); 2] = [
+    let plain: [(&str, &str, &[&'static str]); 3] = [
         (
             "pointwise",
             POINTWISE,
             &["silu_mul", "gelu_tanh_mul", "scale", "add"],
         ),
         ("gather", GATHER, &["gather_rows"]),
+        ("mask", MASK, &["mask_logits"]),
     ];
     v.push(ShaderModuleSource {
         name: "rope".into(),
@@ -199,6 +202,7 @@ pub(crate) struct Pipelines {
     pub moe_group: wgpu::ComputePipeline,
     pub moe_project: [wgpu::ComputePipeline; 3],
     pub moe_combine: wgpu::ComputePipeline,
+    pub mask_logits: wgpu::ComputePipeline,
     /// The cooperative-matrix matmul, where the adapter runs it.
     pub coop: Option<matmul_coop::CoopPipelines>,
 }
@@ -311,6 +315,7 @@ impl Pipelines {
                 take("moe_bf16::moe_project")?,
             ],
             moe_combine: take("moe_f32::moe_combine")?,
+            mask_logits: take("mask::mask_logits")?,
             coop: matmul_coop::build(gpu)?,
         })
     }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{ApiError, parse_json, read_body, too_long};
+use crate::openai::structured::StructuredFields;
 use crate::state::AppState;
 
 /// A generation request body: the endpoint's own fields and the shared [`SamplingFields`],
@@ -81,9 +82,28 @@ pub struct SamplingFields {
     pub prompt_logprobs: Option<usize>,
     /// Lower is scheduled first.
     pub priority: Option<i32>,
+    // Structured output (`openai::structured`).
+    pub response_format: Option<serde_json::Value>,
+    pub structured_outputs: Option<serde_json::Value>,
+    pub guided_json: Option<serde_json::Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<Vec<String>>,
+    pub guided_grammar: Option<String>,
 }
 
 impl SamplingFields {
+    /// The structured-output fields, for `openai::structured`.
+    pub fn structured_fields(&self) -> StructuredFields {
+        StructuredFields {
+            response_format: self.response_format.clone(),
+            structured_outputs: self.structured_outputs.clone(),
+            guided_json: self.guided_json.clone(),
+            guided_regex: self.guided_regex.clone(),
+            guided_choice: self.guided_choice.clone(),
+            guided_grammar: self.guided_grammar.clone(),
+        }
+    }
+
     /// The engine's parameters for this request; `max_tokens` and `logprobs` (alternatives
     /// per token, None for no logprobs) are decided by each endpoint.
     pub fn to_params(
@@ -166,6 +186,7 @@ impl SamplingFields {
             logprobs,
             prompt_logprobs: self.prompt_logprobs,
             skip_special_tokens: self.skip_special_tokens.unwrap_or(true),
+            structured: self.structured_fields().constraint()?,
         };
         params.validate(vocab_size)?;
         Ok(params)

@@ -8,4 +8,5 @@ pub mod completions;
 pub mod generation;
 pub mod logprobs;
 pub mod models;
+pub mod structured;
 pub mod tokenize;

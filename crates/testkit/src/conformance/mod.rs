@@ -13,9 +13,11 @@
 //!
 //! Modules: `verbs` (data movement, `supports`, the dense verbs, argmax), `attention`
 //! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]), `moe`
-//! (routing and the expert verb; its f64 reference allows 1e-4).
+//! (routing and the expert verb; its f64 reference allows 1e-4), `mask` (`mask_logits`,
+//! structured output's token masks).
 
 mod attention;
+mod mask;
 mod moe;
 mod verbs;
 
@@ -27,6 +29,7 @@ pub use attention::{
 pub use moe::{
     moe_experts_add_matches_reference, moe_is_batch_invariant, moe_route_matches_its_definition,
 };
+pub use mask::mask_logits_matches_its_definition;
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
     embedding_gathers_rows, gather_rows_and_add_are_exact, gelu_tanh_mul_matches_reference,
@@ -98,6 +101,7 @@ macro_rules! backend_conformance {
                 moe_route_matches_its_definition,
                 moe_experts_add_matches_reference,
                 moe_is_batch_invariant,
+                mask_logits_matches_its_definition,
             );
 
             /// The trait runs `ingot_tensor::check` before the backend's implementation.

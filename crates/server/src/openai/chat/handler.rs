@@ -3,15 +3,23 @@
 //! first a role delta per choice, then content deltas (with logprobs when asked), the finish
 //! reason on each choice's last chunk, and with `include_usage` a last chunk with empty
 //! `choices` and the usage.
+//!
+//! With tools, each choice's text is read for calls (`tools.rs`): a response with calls
+//! carries them in `tool_calls` with `finish_reason: "tool_calls"`. Streaming, text that
+//! may begin a call is held back; when the choice ends its calls go out in one delta, each
+//! with its `index` among the choice's calls, and any held text that was no call goes out
+//! as content.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use ingot_engine::RequestOutput;
+use ingot_engine::api::FinishReason;
 use serde_json::Value;
 
 use super::protocol::{
     AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta,
 };
+use super::tools::{ToolCall, ToolPlan};
 use crate::errors::ApiError;
 use crate::openai::common::{GenerationBody, StreamOptions};
 use crate::openai::generation::{self, ChunkWriter, Tracker};
@@ -32,6 +40,7 @@ pub async fn create(
         state.tokenizer(),
         state.max_model_len(),
         &state.limits,
+        state.tool_parser,
     )?;
     let n = plan.params.n;
     let prompt_len = plan.prompt.len();
@@ -48,6 +57,9 @@ pub async fn create(
             n,
             top_logprobs: plan.top_logprobs,
             options: plan.stream_options,
+            texts: vec![String::new(); n],
+            sent: vec![0; n],
+            tools: plan.tools.clone().filter(|t| t.active()),
         };
         return Ok(sse::response(generation::pump(events, writer, tracker)));
     }
@@ -63,18 +75,24 @@ pub async fn create(
     let choices = results
         .into_iter()
         .enumerate()
-        .map(|(index, r)| ChatChoice {
-            index,
-            message: AssistantMessage {
-                role: "assistant",
-                content: r.text,
-                refusal: None,
-                tool_calls: Vec::new(),
-            },
-            logprobs: plan.top_logprobs.map(|k| ChatLogprobs {
-                content: chat_entries(tok, &r.logprobs, k),
-            }),
-            finish_reason: r.finish.map(|f| f.as_str()),
+        .map(|(index, r)| {
+            let (content, calls) = match plan.tools.as_ref().filter(|t| t.active()) {
+                Some(t) => t.parse(&r.text),
+                None => (Some(r.text), Vec::new()),
+            };
+            ChatChoice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                    refusal: None,
+                    tool_calls: calls.iter().map(ToolCall::to_json).collect(),
+                },
+                logprobs: plan.top_logprobs.map(|k| ChatLogprobs {
+                    content: chat_entries(tok, &r.logprobs, k),
+                }),
+                finish_reason: finish_reason(r.finish, !calls.is_empty()),
+            }
         })
         .collect();
     let body = ChatCompletion {
@@ -90,6 +108,14 @@ pub async fn create(
     Ok(axum::Json(body).into_response())
 }
 
+/// OpenAI's finish reason of a choice: `tool_calls` when it ended by itself with calls.
+fn finish_reason(finish: Option<FinishReason>, has_calls: bool) -> Option<&'static str> {
+    match finish {
+        Some(FinishReason::Stop) if has_calls => Some("tool_calls"),
+        f => f.map(|f| f.as_str()),
+    }
+}
+
 struct ChatChunks {
     state: AppState,
     id: String,
@@ -97,6 +123,10 @@ struct ChatChunks {
     n: usize,
     top_logprobs: Option<usize>,
     options: StreamOptions,
+    /// With tools: each choice's text so far, and how much of it went out as content.
+    texts: Vec<String>, // [n]
+    sent: Vec<usize>, // [n]
+    tools: Option<ToolPlan>,
 }
 
 impl ChatChunks {
@@ -124,6 +154,86 @@ impl ChatChunks {
     }
 }
 
+impl ChatChunks {
+    /// The chunks of one output of a choice whose text is read for tool calls.
+    fn tool_output(
+        &mut self,
+        tools: ToolPlan,
+        choice: usize,
+        out: &RequestOutput,
+        tracker: &Tracker,
+    ) -> Vec<String> {
+        let Some(text) = self.texts.get_mut(choice) else {
+            return Vec::new();
+        };
+        text.push_str(&out.text);
+        let text = text.clone();
+        let sent = self.sent[choice];
+        let mut deltas: Vec<(Delta, Option<&'static str>)> = Vec::new();
+        match out.finish_reason {
+            None => {
+                let safe = tools.content_prefix(&text).max(sent);
+                if safe > sent {
+                    self.sent[choice] = safe;
+                    let content = Some(text[sent..safe].to_string());
+                    deltas.push((
+                        Delta {
+                            content,
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
+                }
+            }
+            Some(finish) => {
+                let (_, calls) = tools.parse(&text);
+                if calls.is_empty() {
+                    if text.len() > sent {
+                        let content = Some(text[sent..].to_string());
+                        deltas.push((
+                            Delta {
+                                content,
+                                ..Delta::default()
+                            },
+                            None,
+                        ));
+                    }
+                } else {
+                    let list = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| c.to_delta(i))
+                        .collect();
+                    let tool_calls = Some(list);
+                    deltas.push((
+                        Delta {
+                            tool_calls,
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
+                }
+                self.sent[choice] = text.len();
+                let reason = finish_reason(Some(finish), !calls.is_empty());
+                deltas.push((Delta::default(), reason));
+            }
+        }
+        let usage = self.running_usage(tracker, choice);
+        deltas
+            .into_iter()
+            .map(|(delta, finish_reason)| {
+                let c = ChunkChoice {
+                    index: choice,
+                    delta,
+                    logprobs: None,
+                    finish_reason,
+                };
+                self.chunk(vec![c], usage.clone())
+            })
+            .collect()
+    }
+}
+
 impl ChunkWriter for ChatChunks {
     fn start(&mut self) -> Vec<String> {
         let usage = self.options.include_usage.then_some(Value::Null);
@@ -132,6 +242,7 @@ impl ChunkWriter for ChatChunks {
                 let delta = Delta {
                     role: Some("assistant"),
                     content: Some(String::new()),
+                    tool_calls: None,
                 };
                 let choice = ChunkChoice {
                     index,
@@ -156,6 +267,9 @@ impl ChunkWriter for ChatChunks {
             .map(|k| ChatLogprobs {
                 content: chat_entries(self.state.tokenizer(), &out.logprobs, k),
             });
+        if let Some(tools) = &self.tools {
+            return Ok(self.tool_output(tools.clone(), choice, out, tracker));
+        }
         if out.text.is_empty() && logprobs.is_none() && out.finish_reason.is_none() {
             return Ok(Vec::new()); // held back: half a character or a possible stop string
         }
@@ -165,6 +279,7 @@ impl ChunkWriter for ChatChunks {
             delta: Delta {
                 role: None,
                 content,
+                tool_calls: None,
             },
             logprobs,
             finish_reason: out.finish_reason.map(|f| f.as_str()),

@@ -2,9 +2,10 @@
 //! conversion into a prompt through the model's chat template and into [`SamplingParams`],
 //! and the response and stream-chunk shapes.
 //!
-//! Messages may have the roles system (or developer), user and assistant; content is a string
-//! or a list of `{"type": "text", "text"}` parts (joined with newlines). Anything else (images,
-//! tool messages, tools, structured output) is a 400 that says it is not supported yet.
+//! Messages may have the roles system (or developer), user, assistant and tool; content is a
+//! string or a list of `{"type": "text", "text"}` parts (joined with newlines); assistant
+//! messages may carry `tool_calls`. Images and audio are a 400 that says they are not
+//! supported. Tools are in `tools.rs`; structured output in `openai::structured`.
 
 use ingot_engine::api::SamplingParams;
 use ingot_tokenizer::Tokenizer;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
 use crate::limits::{self, RequestLimits};
+use crate::openai::chat::tools::{self, ToolChoice, ToolFormat, ToolPlan};
 use crate::openai::common::{self, SamplingFields, StreamOptions, UsageInfo};
 use crate::openai::logprobs::{ChatLogprobs, IdMap};
 
@@ -27,9 +29,9 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<usize>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<usize>,
-    pub response_format: Option<Value>,
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
     pub echo: Option<bool>,
     // vLLM's chat template controls.
     pub add_generation_prompt: Option<bool>,
@@ -44,6 +46,7 @@ pub struct ChatMessage {
     pub content: Option<MessageContent>,
     pub name: Option<String>,
     pub tool_calls: Option<Value>,
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -83,17 +86,23 @@ pub fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiErro
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
+            "tool" => "tool",
             other => {
                 return Err(ApiError::unsupported(
                     &format!("{param}.role"),
-                    format!("role '{other}' is not supported (use system, user or assistant)"),
+                    format!(
+                        "role '{other}' is not supported (use system, user, assistant or tool)"
+                    ),
                 ));
             }
         };
-        if m.tool_calls.as_ref().is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::unsupported(
+        let tool_calls = m.tool_calls.as_ref().filter(|t| !t.is_null());
+        if let Some(calls) = tool_calls
+            && (role != "assistant" || !calls.is_array())
+        {
+            return Err(ApiError::invalid_param(
                 &format!("{param}.tool_calls"),
-                "tool calls are not supported yet",
+                "tool_calls is a list, on assistant messages only",
             ));
         }
         let content = match &m.content {
@@ -141,6 +150,12 @@ pub fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiErro
         if let Some(name) = &m.name {
             v["name"] = json!(name);
         }
+        if let Some(calls) = tool_calls {
+            v["tool_calls"] = calls.clone();
+        }
+        if let Some(id) = &m.tool_call_id {
+            v["tool_call_id"] = json!(id);
+        }
         out.push(v);
     }
     Ok(out)
@@ -148,7 +163,9 @@ pub fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiErro
 
 /// Renders `messages` through the model's chat template and tokenizes the text.
 /// With `continue_final_message` the text ends inside the last (assistant) message, so the
-/// model continues it instead of starting a new turn.
+/// model continues it instead of starting a new turn. With `tools`, a template that knows
+/// tools gets them as its `tools` variable (and tool turns as they are); any other template
+/// gets tool turns and instructions written out in the plan's format (`tools.rs`).
 pub fn render_chat(
     tok: &Tokenizer,
     messages: &[ChatMessage],
@@ -156,6 +173,7 @@ pub fn render_chat(
     continue_final_message: bool,
     add_special_tokens: bool,
     kwargs: Option<&Map<String, Value>>,
+    tool_plan: Option<&ToolPlan>,
 ) -> Result<Vec<u32>, ApiError> {
     if add_generation_prompt && continue_final_message {
         return Err(ApiError::invalid_param(
@@ -163,13 +181,37 @@ pub fn render_chat(
             "continue_final_message and add_generation_prompt cannot both be true",
         ));
     }
-    let values = template_messages(messages)?;
+    let mut values = template_messages(messages)?;
     let template = tok.chat_template().ok_or_else(|| {
         ApiError::bad_request("this model has no chat template; use /v1/completions instead")
     })?;
-    let empty = Map::new();
+    let mut vars = kwargs.cloned().unwrap_or_default();
+    let has_tool_turns = values
+        .iter()
+        .any(|v| v["role"] == "tool" || v.get("tool_calls").is_some());
+    if tool_plan.is_some() || has_tool_turns {
+        let fallback;
+        let plan = match tool_plan {
+            Some(p) => p,
+            None => {
+                fallback = ToolPlan {
+                    tools: Vec::new(),
+                    choice: ToolChoice::None,
+                    parallel: true,
+                    format: ToolFormat::detect(Some(template.source())),
+                };
+                &fallback
+            }
+        };
+        if tools::template_knows_tools(template.source()) {
+            tools::normalize_calls(&mut values);
+            vars = tools::template_vars(plan, Some(&vars));
+        } else {
+            values = tools::lower_messages(plan, values);
+        }
+    }
     let mut text = template
-        .render_with(&values, add_generation_prompt, kwargs.unwrap_or(&empty))
+        .render_with(&values, add_generation_prompt, &vars)
         .map_err(|e| {
             ApiError::invalid_param("messages", format!("the chat template failed: {e}"))
         })?;
@@ -205,6 +247,8 @@ pub struct ChatPlan {
     /// vLLM's `prompt_logprobs` was asked for: the response carries that field.
     pub prompt_logprobs: bool,
     pub priority: i32,
+    /// The request's tools, when it has any.
+    pub tools: Option<ToolPlan>,
 }
 
 impl ChatRequest {
@@ -225,38 +269,27 @@ impl ChatRequest {
 
     /// Checks the request, renders and tokenizes the prompt and builds the sampling
     /// parameters. Without a limit, the output may fill the model length.
+    /// `tool_parser` overrides the tool-call format read from the chat template
+    /// (`--tool-call-parser`).
     pub fn plan(
         &self,
         sampling: &SamplingFields,
         tok: &Tokenizer,
         max_model_len: usize,
         limits: &RequestLimits,
+        tool_parser: Option<ToolFormat>,
     ) -> Result<ChatPlan, ApiError> {
         limits.check_sampling(sampling)?;
         limits.check_seqs(1, sampling.n.unwrap_or(1), "n")?;
         limits.check_text(self.text_bytes(), "messages")?;
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::unsupported(
-                "tools",
-                "tool calling is not supported yet",
-            ));
-        }
-        if let Some(choice) = &self.tool_choice
-            && !(choice.is_null() || choice == "none" || choice == "auto")
-        {
-            return Err(ApiError::unsupported(
-                "tool_choice",
-                "tool calling is not supported yet",
-            ));
-        }
-        if let Some(f) = &self.response_format
-            && !(f.is_null() || f["type"] == "text")
-        {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "structured output (json_object, json_schema) is not supported yet",
-            ));
-        }
+        let format = tool_parser
+            .unwrap_or_else(|| ToolFormat::detect(tok.chat_template().map(|t| t.source())));
+        let tool_plan = tools::plan(
+            self.tools.as_deref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+            format,
+        )?;
         if self.echo == Some(true) {
             return Err(ApiError::unsupported(
                 "echo",
@@ -288,14 +321,31 @@ impl ChatRequest {
             self.continue_final_message.unwrap_or(false),
             self.add_special_tokens.unwrap_or(false),
             self.chat_template_kwargs.as_ref(),
+            tool_plan.as_ref(),
         )?;
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
             Some(m) => m,
             None => max_model_len.saturating_sub(prompt.len()).max(1),
         };
         common::check_length(prompt.len(), max_tokens, max_model_len, "messages")?;
-        let params = sampling.to_params(max_tokens, top_logprobs, tok.vocab_size())?;
+        let mut params = sampling.to_params(max_tokens, top_logprobs, tok.vocab_size())?;
+        if let Some(p) = &tool_plan {
+            if let Some(c) = p.constraint() {
+                if params.structured.is_some() {
+                    return Err(ApiError::invalid_param(
+                        "tool_choice",
+                        "a required or named tool choice cannot be combined with structured output",
+                    ));
+                }
+                params.structured = Some(c);
+            }
+            if p.choice == ToolChoice::Auto && p.format != ToolFormat::Hermes {
+                // Their call markers may be special tokens, which the parser must see.
+                params.skip_special_tokens = false;
+            }
+        }
         Ok(ChatPlan {
+            tools: tool_plan,
             prompt,
             params,
             stream,
@@ -310,7 +360,8 @@ impl ChatRequest {
 #[derive(Clone, Debug, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
-    pub content: String,
+    /// Null when the message is only tool calls.
+    pub content: Option<String>,
     pub refusal: Option<String>,
     pub tool_calls: Vec<Value>,
 }
@@ -342,6 +393,8 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -381,7 +434,7 @@ mod tests {
     impl Body {
         fn plan(&self, tok: &Tokenizer, max_model_len: usize) -> Result<ChatPlan, ApiError> {
             let limits = RequestLimits::new(8, Some(16), tok, max_model_len);
-            self.0.plan(&self.1, tok, max_model_len, &limits)
+            self.0.plan(&self.1, tok, max_model_len, &limits, None)
         }
     }
 
@@ -475,7 +528,7 @@ mod tests {
         let cases = [
             (json!({"messages": []}), "messages"),
             (
-                json!({"messages": [{"role": "tool", "content": "x"}]}),
+                json!({"messages": [{"role": "function", "content": "x"}]}),
                 "messages[0].role",
             ),
             (
@@ -488,10 +541,10 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}),
-                "tools",
+                "tools[0].function",
             ),
             (
-                json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+                json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
                 "response_format",
             ),
             (
@@ -547,6 +600,7 @@ mod tests {
                 delta: Delta {
                     role: Some("assistant"),
                     content: Some(String::new()),
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: None,

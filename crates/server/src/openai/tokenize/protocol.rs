@@ -60,6 +60,7 @@ impl TokenizeRequest {
                 self.continue_final_message.unwrap_or(false),
                 self.add_special_tokens.unwrap_or(false),
                 self.chat_template_kwargs.as_ref(),
+                None,
             )?,
             _ => {
                 return Err(ApiError::bad_request(
