@@ -6,7 +6,8 @@
 //! built for vLLM work after a rename: `num_requests_running`/`waiting`, `kv_cache_usage_perc`
 //! (a fraction in [0, 1], as vLLM's despite the name), `prefix_cache_queries_total` and
 //! `prefix_cache_hits_total` (in tokens), `prompt_tokens_total`, `generation_tokens_total`,
-//! `num_preemptions_total`, `request_success_total{finished_reason}`, and histograms of time
+//! `num_preemptions_total`, `request_success_total{finished_reason}`, Ingot's own
+//! `kv_event_batches_total` and `kv_event_batches_dropped_total` (KV events), and histograms of time
 //! to first token, inter-token latency (each gap between two outputs of a choice), mean time
 //! per output token of a request, end-to-end latency, and prompt and generation lengths.
 //!
@@ -240,6 +241,18 @@ impl Metrics {
             c,
             "Requests preempted to free KV cache blocks.",
             stats.num_preemptions_total.to_string(),
+        );
+        sample(
+            "kv_event_batches_total",
+            c,
+            "KV cache event batches made (--kv-events-endpoint; one per step that cached or evicted blocks).",
+            stats.kv_event_batches_total.to_string(),
+        );
+        sample(
+            "kv_event_batches_dropped_total",
+            c,
+            "KV cache event batches dropped because the publisher's queue was full.",
+            stats.kv_event_batches_dropped_total.to_string(),
         );
         let m = self.lock();
         let name = "request_success_total";
