@@ -329,3 +329,74 @@ def test_a_replica_stopped_or_killed_under_load_costs_no_new_request(start_serve
     after_kill = [r for r in records if r[0] > t_kill]
     assert len(after_term) >= 4 and len(after_kill) >= 6, (len(after_term), len(after_kill))
     wait_idle([c])
+
+
+TINY = str(Path(__file__).resolve().parents[2] / "testdata" / "tiny-llama")
+FAMILIES = [
+    "The old lighthouse keeper climbed the winding stairs every evening to light the lamp, "
+    "and the ships far out at sea",
+    "In the small mountain village the baker rose before dawn to knead the dough, while the "
+    "river below",
+    "Our quarterly report shows that revenue grew in every region except the north, where "
+    "the new warehouse",
+]
+
+
+def served_by(replicas, send):
+    """Runs `send` and returns the index of the one replica whose prompt count moved."""
+    before = [s.metrics()["ingot:prompt_tokens_total"] for s in replicas]
+    send()
+    moved = [i for i, s in enumerate(replicas)
+             if s.metrics()["ingot:prompt_tokens_total"] != before[i]]
+    assert len(moved) == 1, moved
+    return moved[0]
+
+
+def test_kv_aware_sends_a_shared_prefix_to_the_replica_holding_it(start_server, start_router):
+    """vllm-router's `kv_aware` fed by Ingot's KV events: a prefix computed on replica i (sent
+    to it directly, so only its events can tell the router) draws every later request that
+    shares it to replica i, and those requests hit i's prefix cache. The tiny Llama fixture
+    keeps three replicas cheap; the router tokenizes text prompts with the fixture's own
+    tokenizer (--kv-event-model), as Ingot does."""
+    replicas, sources = [], []
+    for _ in range(3):
+        kv_port = free_port()
+        s = start_server("--model", TINY, "--served-model-name", "tiny", "--backend", "cpu",
+                         "--kv-cache-memory", "16MiB",
+                         "--kv-events-endpoint", f"tcp://127.0.0.1:{kv_port}")
+        replicas.append(s)
+        sources += ["--kv-event-source", f"{s.url}=tcp://127.0.0.1:{kv_port}"]
+    router = start_router(replicas, "kv_aware", "--kv-event-model", TINY, *sources)
+    client = router.client()
+    direct_clients = [direct(s) for s in replicas]
+    tiny = dict(model="tiny", max_tokens=1, temperature=0)
+
+    def through_router(prompt):
+        return lambda: client.completions.create(prompt=prompt, **tiny)
+
+    # Each family's prefix is computed on a different replica, directly. The router's
+    # subscriptions may take a moment to reach the replicas (ZeroMQ drops what a subscriber
+    # has not yet asked for), so a warm-up prefix is placed until the router follows it.
+    deadline = time.time() + 30
+    for i in range(3):
+        while True:
+            warm = f"Warm-up number {random.random()} for replica {i}: " + FAMILIES[i]
+            direct_clients[i].completions.create(prompt=warm, **tiny)
+            time.sleep(0.3)
+            if served_by(replicas, through_router(warm + " again")) == i:
+                break
+            assert time.time() < deadline, router.log_text()[-4000:]
+    for i, family in enumerate(FAMILIES):
+        direct_clients[(i + 1) % 3].completions.create(prompt=family, **tiny)
+    time.sleep(0.3)
+
+    hits_before = [s.metrics()["ingot:prefix_cache_hits_total"] for s in replicas]
+    for round_ in range(3):
+        for i, family in enumerate(FAMILIES):
+            got = served_by(replicas, through_router(f"{family} number {round_}"))
+            assert got == (i + 1) % 3, (round_, i, got)
+    hits = [s.metrics()["ingot:prefix_cache_hits_total"] - hits_before[k]
+            for k, s in enumerate(replicas)]
+    # Every routed request found its family's full blocks (each family is 61 to 63 tokens of
+    # the fixture's tokenizer: 3 blocks of 16).
+    assert all(h >= 3 * 48 for h in hits), hits

@@ -1,11 +1,14 @@
 //! `ingot serve`: load the model, start the engine thread, and serve the OpenAI-compatible
-//! API (crates/server) on a tokio runtime until SIGINT/SIGTERM, then drain and exit 0.
+//! API (crates/server) on a tokio runtime until SIGINT/SIGTERM, then drain and exit 0. With
+//! `--kv-events-endpoint`, the engine's KV cache events are published there in vLLM's format
+//! (crates/kv-events), for KV-aware routers.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use ingot_engine::{EngineHandle, config};
+use ingot_kv_events::{KvEventPublisher, PublisherConfig};
 use ingot_server::ServerConfig;
 use ingot_server::openai::chat::tools::ToolFormat;
 
@@ -52,6 +55,14 @@ pub struct ServeArgs {
     /// Seconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Publish KV cache events (blocks stored and evicted) on this ZeroMQ endpoint, as vLLM's
+    /// `--kv-events-config` does: `tcp://*:5557` binds every interface, `tcp://127.0.0.1:5557`
+    /// loopback only. For vllm-router's `kv_aware` policy and other KV-aware routers.
+    #[arg(long, value_name = "tcp://HOST:PORT")]
+    kv_events_endpoint: Option<String>,
+    /// The topic (first frame) of every KV event message; subscribers filter on it.
+    #[arg(long, default_value = "", requires = "kv_events_endpoint")]
+    kv_events_topic: String,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -68,12 +79,24 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     let max_request_body = config::parse_size(&args.max_request_body)
         .map_err(anyhow::Error::msg)
         .context("--max-request-body")? as usize;
+    // Bound before the model loads, so a taken port fails at once.
+    let kv_events = match &args.kv_events_endpoint {
+        Some(endpoint) => Some(KvEventPublisher::start(PublisherConfig {
+            endpoint: endpoint.clone(),
+            topic: args.kv_events_topic.clone(),
+            queue: ingot_kv_events::DEFAULT_QUEUE,
+        })?),
+        None => None,
+    };
     let (engine, _thread) = backend::with_backend!(args.engine, |be| {
-        EngineHandle::start(
-            setup::build_core(&args.engine, be)?,
-            Some(args.max_queue as usize),
-        )
+        let mut core = setup::build_core(&args.engine, be)?;
+        if let Some((tx, _)) = &kv_events {
+            core.publish_kv_events(tx.clone());
+        }
+        EngineHandle::start(core, Some(args.max_queue as usize))
     });
+    // The engine holds the only sender now; the publisher ends when the engine does.
+    let _kv_events = kv_events.map(|(_, publisher)| publisher);
     let cfg = ServerConfig {
         model_name,
         api_key: args.api_key.clone(),

@@ -7,10 +7,17 @@
 //! from seed + i. A runner failure fails every request of that step with an error and emits
 //! no token for it; the engine keeps serving the others, unless the device stays broken
 //! (lost): then every request fails and the engine refuses new ones (`fault`).
+//!
+//! With KV events on ([`EngineCore::publish_kv_events`]), each step that cached or evicted
+//! blocks ends by handing one [`KvEventBatch`] to a bounded channel with `try_send`: a full
+//! channel drops the batch (counted, and visible to subscribers as a gap in `seq`) rather
+//! than ever making the step wait for the publisher.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use ingot_kv_cache::KvEventBatch;
 use ingot_runner::ModelRunner;
 use ingot_scheduler::{
     AddError, FinishReason, Request, RequestId, RequestStatus, SamplingParams, SamplingParamsError,
@@ -18,7 +25,7 @@ use ingot_scheduler::{
 };
 use ingot_tensor::Backend;
 use ingot_tokenizer::Tokenizer;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 
 use crate::config::EngineConfig;
 use crate::detokenizer::IncrementalDecoder;
@@ -77,6 +84,10 @@ pub struct EngineStats {
     pub structured_steps_total: u64,
     pub structured_rows_total: u64,
     pub structured_mask_seconds_total: f64,
+    /// KV event batches made (one per step that cached or evicted blocks), and those of
+    /// them dropped because the publisher's queue was full or gone.
+    pub kv_event_batches_total: u64,
+    pub kv_event_batches_dropped_total: u64,
 }
 
 struct Choice {
@@ -105,6 +116,8 @@ pub struct EngineCore<B: Backend> {
     fault: Arc<OnceLock<String>>,
     /// The structured-output compiler, shared with the handles.
     grammars: GrammarCell,
+    /// Where each step's KV events go, when published.
+    kv_events: Option<Sender<KvEventBatch>>,
 }
 
 impl<B: Backend> EngineCore<B> {
@@ -129,7 +142,15 @@ impl<B: Backend> EngineCore<B> {
             next_child: 0,
             stats: EngineStats::default(),
             fault: Arc::default(),
+            kv_events: None,
         }
+    }
+
+    /// From now on, send the KV cache events of each step to `tx` (never waiting on it: a
+    /// batch that does not fit is dropped and counted).
+    pub fn publish_kv_events(&mut self, tx: Sender<KvEventBatch>) {
+        self.scheduler.enable_kv_events();
+        self.kv_events = Some(tx);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -282,6 +303,37 @@ impl<B: Backend> EngineCore<B> {
 
     /// Runs one step. Returns whether there was anything to do.
     pub fn step(&mut self) -> bool {
+        let worked = self.run_step();
+        self.send_kv_events();
+        worked
+    }
+
+    /// The step's KV events as one batch, if it had any and they are published.
+    fn send_kv_events(&mut self) {
+        let Some(tx) = &self.kv_events else {
+            return;
+        };
+        let events = self.scheduler.take_kv_events();
+        if events.is_empty() {
+            return;
+        }
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let batch = KvEventBatch {
+            seq: self.stats.kv_event_batches_total,
+            ts,
+            events,
+        };
+        self.stats.kv_event_batches_total += 1;
+        // Full (the publisher is behind) or closed (it stopped, and said why): either way
+        // the batch is lost, and the hole in `seq` tells subscribers so.
+        if tx.try_send(batch).is_err() {
+            self.stats.kv_event_batches_dropped_total += 1;
+        }
+    }
+
+    fn run_step(&mut self) -> bool {
         let out = self.scheduler.schedule();
         let worked = !out.scheduled.is_empty();
         self.stats.num_preemptions_total += out.preempted.len() as u64;

@@ -21,5 +21,7 @@ pub use ingot_api::{
 pub use config::EngineConfig;
 pub use core::{EngineCore, EngineRequest, EngineStats, SubmitError};
 pub use handle::{EngineHandle, RequestStream};
+/// KV cache events (blocks cached and evicted), for publishers.
+pub use ingot_kv_cache::{BlockHash, KvCacheEvent, KvEventBatch};
 pub use offline::Completion;
 pub use output::{RequestOutput, Usage};

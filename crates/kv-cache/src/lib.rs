@@ -7,11 +7,14 @@
 //! - [`hash`]: a full block's hash chains its parent's hash, its token ids and extra keys.
 //! - [`manager::KvCacheManager`]: per-request allocation, longest cached prefix on admission,
 //!   growth as a request generates, freeing, and the usage and hit counters.
+//! - [`events`]: blocks stored and evicted, logged for KV-aware routers (vLLM's KV events).
 
+pub mod events;
 pub mod hash;
 pub mod manager;
 pub mod pool;
 
+pub use events::{KvCacheEvent, KvEventBatch};
 pub use hash::BlockHash;
 pub use manager::{KvCacheBlocks, KvCacheManager, KvCacheStats};
 pub use pool::BlockId;

@@ -5,7 +5,8 @@
 //! by index (no pointers, no per-node allocation): allocation pops the head, freeing pushes
 //! the tail, and a prefix-cache hit on a free block unlinks it from the middle, all O(1). A
 //! free block may still hold a cached hash; it is evicted (its hash forgotten) only when the
-//! queue hands it out again, so the least recently freed cached block goes first.
+//! queue hands it out again, so the least recently freed cached block goes first. With
+//! eviction tracking on, the hashes forgotten that way are kept until taken (KV events).
 
 use std::collections::HashMap;
 
@@ -31,6 +32,8 @@ pub struct BlockPool {
     tail: u32,
     num_free: usize,
     cached: HashMap<BlockHash, BlockId>,
+    /// Hashes evicted by `allocate` since the last `take_evicted`; None when not tracked.
+    evicted: Option<Vec<BlockHash>>,
 }
 
 impl BlockPool {
@@ -59,7 +62,21 @@ impl BlockPool {
             tail,
             num_free: num_blocks,
             cached: HashMap::new(),
+            evicted: None,
         }
+    }
+
+    /// From now on, remember the hashes that `allocate` evicts (see `take_evicted`).
+    pub fn track_evictions(&mut self) {
+        self.evicted.get_or_insert_with(Vec::new);
+    }
+
+    /// Hashes evicted since the last call, in eviction order (empty when not tracked).
+    pub fn take_evicted(&mut self) -> Vec<BlockHash> {
+        self.evicted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn num_blocks(&self) -> usize {
@@ -91,6 +108,9 @@ impl BlockPool {
             let b = &mut self.blocks[id as usize];
             if let Some(h) = b.hash.take() {
                 self.cached.remove(&h);
+                if let Some(evicted) = &mut self.evicted {
+                    evicted.push(h);
+                }
             }
             b.ref_cnt = 1;
             out.push(BlockId(id));
@@ -125,17 +145,20 @@ impl BlockPool {
         }
     }
 
-    /// Registers a full block under `hash`. If another block already holds that content,
-    /// the map keeps the existing one and `id` stays uncached.
-    pub fn cache(&mut self, id: BlockId, hash: BlockHash) {
+    /// Registers a full block under `hash`; returns whether it was registered. If another
+    /// block already holds that content, the map keeps the existing one and `id` stays
+    /// uncached.
+    pub fn cache(&mut self, id: BlockId, hash: BlockHash) -> bool {
         let b = &mut self.blocks[id.0 as usize];
         if b.hash.is_some() {
-            return;
+            return false;
         }
         if let std::collections::hash_map::Entry::Vacant(e) = self.cached.entry(hash) {
             e.insert(id);
             b.hash = Some(hash);
+            return true;
         }
+        false
     }
 
     fn unlink(&mut self, id: u32) {
@@ -169,6 +192,11 @@ impl BlockPool {
         self.num_free += 1;
     }
 
+    /// Every hash in the cache, in no particular order. For tests and invariant checks.
+    pub fn cached_hashes(&self) -> impl Iterator<Item = BlockHash> + '_ {
+        self.cached.keys().copied()
+    }
+
     /// Ids in free-queue order (head first). For tests and invariant checks.
     pub fn free_queue(&self) -> Vec<BlockId> {
         let mut out = Vec::with_capacity(self.num_free);
@@ -188,6 +216,7 @@ mod tests {
     #[test]
     fn lru_order_and_eviction() {
         let mut p = BlockPool::new(4);
+        p.track_evictions();
         let a = p.allocate(3).unwrap();
         assert_eq!(p.num_free(), 1);
         p.cache(a[0], BlockHash(10));
@@ -203,6 +232,8 @@ mod tests {
         let b = p.allocate(3).unwrap();
         assert!(b.contains(&a[0]));
         assert_eq!(p.lookup(BlockHash(10)), None);
+        assert_eq!(p.take_evicted(), vec![BlockHash(10)]);
+        assert!(p.take_evicted().is_empty());
         assert_eq!(p.lookup(BlockHash(11)), Some(hit));
         assert!(p.allocate(1).is_none());
     }

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use ingot_kv_cache::{KvCacheManager, KvCacheStats};
+use ingot_kv_cache::{KvCacheEvent, KvCacheManager, KvCacheStats};
 
 use crate::output::{NewRequest, ScheduledRequest, SchedulerOutput};
 use crate::request::{FinishReason, Request, RequestId, RequestStatus};
@@ -81,6 +81,16 @@ impl Scheduler {
 
     pub fn kv(&self) -> &KvCacheManager {
         &self.kv
+    }
+
+    /// Starts logging KV cache events (blocks cached and evicted).
+    pub fn enable_kv_events(&mut self) {
+        self.kv.enable_events();
+    }
+
+    /// KV cache events since the last call (empty unless enabled).
+    pub fn take_kv_events(&mut self) -> Vec<KvCacheEvent> {
+        self.kv.take_events()
     }
 
     pub fn num_waiting(&self) -> usize {

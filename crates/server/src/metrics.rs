@@ -6,8 +6,9 @@
 //! built for vLLM work after a rename: `num_requests_running`/`waiting`, `kv_cache_usage_perc`
 //! (a fraction in [0, 1], as vLLM's despite the name), `prefix_cache_queries_total` and
 //! `prefix_cache_hits_total` (in tokens), `prompt_tokens_total`, `generation_tokens_total`,
-//! `num_preemptions_total`, `request_success_total{finished_reason}`, Ingot's
-//! `structured_output_{steps,rows,mask_seconds}_total` (grammar masks), and histograms of time
+//! `num_preemptions_total`, `request_success_total{finished_reason}`, Ingot's own
+//! `structured_output_{steps,rows,mask_seconds}_total` (grammar masks) and
+//! `kv_event_batches_total` / `kv_event_batches_dropped_total` (KV events), and histograms of time
 //! to first token, inter-token latency (each gap between two outputs of a choice), mean time
 //! per output token of a request, end-to-end latency, and prompt and generation lengths.
 //!
@@ -259,6 +260,18 @@ impl Metrics {
             c,
             "Host seconds spent computing structured-output token masks.",
             stats.structured_mask_seconds_total.to_string(),
+        );
+        sample(
+            "kv_event_batches_total",
+            c,
+            "KV cache event batches made (--kv-events-endpoint; one per step that cached or evicted blocks).",
+            stats.kv_event_batches_total.to_string(),
+        );
+        sample(
+            "kv_event_batches_dropped_total",
+            c,
+            "KV cache event batches dropped because the publisher's queue was full.",
+            stats.kv_event_batches_dropped_total.to_string(),
         );
         let m = self.lock();
         let name = "request_success_total";
