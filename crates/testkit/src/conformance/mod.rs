@@ -12,9 +12,12 @@
 //! the unrounded reference.
 //!
 //! Modules: `verbs` (data movement, `supports`, the dense verbs, argmax), `attention`
-//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]).
+//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]), `blocks`
+//! (embedding and the matmul verbs over weights kept in GGUF blocks, for each format the
+//! backend reads).
 
 mod attention;
+mod blocks;
 mod verbs;
 
 pub use attention::{
@@ -22,6 +25,7 @@ pub use attention::{
     f16_cache_is_the_f32_cache_of_rounded_values, f16_kv_write_rounds_to_nearest_even,
     kv_write_fills_exactly_the_mapped_slots,
 };
+pub use blocks::{block_embedding_decodes_exactly, block_matmul_matches_reference, random_blocks};
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
     embedding_gathers_rows, gather_rows_and_add_are_exact, gelu_tanh_mul_matches_reference,
@@ -90,6 +94,8 @@ macro_rules! backend_conformance {
                 kv_write_fills_exactly_the_mapped_slots,
                 f16_cache_is_the_f32_cache_of_rounded_values,
                 f16_kv_write_rounds_to_nearest_even,
+                block_embedding_decodes_exactly,
+                block_matmul_matches_reference,
             );
 
             /// The trait runs `ingot_tensor::check` before the backend's implementation.
