@@ -140,7 +140,7 @@ run() {
       name=$(basename "$t" .xz)
       xz -dc "$t" >"$work/$name" && chmod +x "$work/$name"
       log "test $name"
-      if INGOT_REQUIRE_GPU=1 "${side[@]}" timeout 150 "$work/$name" --test-threads 2 >"$work/$name.log" 2>&1; then
+      if INGOT_REQUIRE_GPU=1 "${side[@]}" timeout 100 "$work/$name" --test-threads 3 >"$work/$name.log" 2>&1; then
         echo "- $name: $(grep -E '^test result' "$work/$name.log" | tail -1)"
       else
         echo "- $name: FAILED (exit $?)"
@@ -154,7 +154,7 @@ run() {
     echo "### Kernel timings (examples/kernels_bench.rs: timestamp queries, medians)"
     echo
     echo '```'
-    "${side[@]}" timeout 150 "$work/bin/kernels_bench" 2>&1 |
+    "${side[@]}" timeout 100 "$work/bin/kernels_bench" 2>&1 |
       grep -E '^(adapter|kernel (copy|floor|gemv|gemv_q))' || echo "(exit $?)"
     echo '```'
     echo
@@ -197,10 +197,12 @@ run() {
   }
   echo "### Ingot (\`ingot bench batched ${engine[*]} --npp 128 --ntg 128 --npl 1,16,64\`, then \`--npp 512 --ntg 1 --npl 16\`)"
   echo
+  bench ingot "Q4_0 file, blocks kept on the GPU" "$work/q4.gguf" auto
+  # Without blocks on the GPU (before this branch, --dtype auto did exactly this).
+  bench ingot "Q4_0 file, dequantized to f16 at load" "$work/q4.gguf" f16
   bench ingot "F16 file" "$work/q.gguf" f16
-  bench ingot "Q4_0 file" "$work/q4.gguf" auto
-  bench ingot-base "F16 file" "$work/q.gguf" f16
   bench ingot-base "Q4_0 file" "$work/q4.gguf" auto
+  bench ingot-base "F16 file" "$work/q.gguf" f16
 
   log "waiting for the llama.cpp build"
   if ! wait $build; then
