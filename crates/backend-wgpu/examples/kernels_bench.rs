@@ -8,7 +8,8 @@
 //!   the GEMV is measured against, the time of an empty dispatch (the floor of any kernel),
 //!   then the GEMV kernels of `matmul.wgsl` (the scalar `gemv`, `gemv_wide`, `gemv_wide2`) on
 //!   every Qwen2-0.5B weight shape at T = 1, 4, 8, 16, each dispatch in its own pass (median of
-//!   `REPS`). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
+//!   `REPS`), and `gemv_q` on the same shapes with the weights in Q4_0, Q8_0 and Q4_K blocks
+//!   (T = 1, 16). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
 //!   (`gemm` and `gemm_big`) on the prefill shapes at T = 512 and 8192, in
 //!   TFLOP/s.
 //! - Verb time: wall time per `Backend` call, averaged over `REPS` calls recorded back to
@@ -358,6 +359,48 @@ fn kernel_figures(rig: &Rig) {
                 cell("gemv_wide", new),
                 cell("gemv_wide2", new2),
             );
+        }
+    }
+    block_gemv_figures(rig, copy_gbs);
+}
+
+/// `gemv_q` (weights in GGUF blocks, `matmul_q.wgsl`) on the same shapes at T = 1 and 16,
+/// for Q4_0, Q8_0 and Q4_K: kernel time and GB/s of the blocks' bytes against the copy.
+/// The bytes are arbitrary (timing does not depend on the values).
+fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
+    let dummy = rig.buffer(&[0; 16], wgpu::BufferUsages::STORAGE);
+    for (format, block, block_bytes) in [("Q4_0", 32, 18), ("Q8_0", 32, 34), ("Q4_K", 256, 144)] {
+        let module = shader_modules()
+            .into_iter()
+            .find(|m| m.name == format!("matmul_{format}"))
+            .expect("block matmul module");
+        let gemv_q = rig.pipeline(&module.source, "gemv_q");
+        for (n, k) in SHAPES {
+            let wbytes = n * k / block * block_bytes;
+            if wbytes as u64 > rig.max_binding {
+                continue;
+            }
+            let raw: Vec<u8> = data(wbytes.div_ceil(4), 7)
+                .iter()
+                .flat_map(|v| (v * 1e-3).to_le_bytes())
+                .take(wbytes.div_ceil(4) * 4)
+                .collect();
+            let w = rig.buffer(&raw, wgpu::BufferUsages::STORAGE);
+            for t in [1, 16] {
+                let (x, y, u) = matmul_io(rig, t, n, k);
+                let s = rig.time(
+                    &gemv_q,
+                    &[(0, &u), (1, &w), (6, &x), (3, &dummy), (4, &y)],
+                    (n.div_ceil(wide_cols(k)) as u32, t.div_ceil(16) as u32),
+                );
+                let gbs = wbytes as f64 / s / 1e9;
+                println!(
+                    "kernel gemv_q {format} W[{n}, {k}] T={t:<2} {:>7.1} us {:>6.0} GB/s {:>5.1}% of copy",
+                    s * 1e6,
+                    gbs,
+                    100.0 * gbs / copy_gbs
+                );
+            }
         }
     }
 }

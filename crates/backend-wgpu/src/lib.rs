@@ -12,7 +12,9 @@
 //! structs mirrored in WGSL.
 //!
 //! Numerics: activations are f32; matmul and embedding weights may be f32, f16 or bf16
-//! (widened exactly in the shader, accumulated in f32); KV caches f32 or f16 (rounded to
+//! (widened exactly in the shader, accumulated in f32) or GGUF blocks (Q8_0, Q4_0, Q4_1,
+//! Q5_0, Q4_K, Q6_K, repacked word-aligned at upload by `blocks.rs` and decoded in registers
+//! to exactly the CPU dequantizer's values); KV caches f32 or f16 (rounded to
 //! nearest even when written, widened exactly when read). Every reduction has one order that
 //! depends only on its length (matmul: fixed K chunks, whichever kernel runs; rms_norm: a
 //! fixed tree over 256 invocations; attention: fixed 64-position chunks and 256-position
@@ -25,6 +27,7 @@
 //! out-of-range values give NaN rows or are skipped, never reads of other memory.
 
 pub mod adapters;
+mod blocks;
 mod device;
 pub mod kernels;
 pub mod params;
@@ -268,6 +271,44 @@ impl Backend for WgpuBackend {
         self.upload(bytemuck::cast_slice(data), shape, DType::U32)
     }
 
+    /// Matmul and embedding read Q8_0, Q4_0, Q4_1, Q5_0, Q4_K and Q6_K blocks.
+    fn reads_blocks(&self, dtype: DType) -> bool {
+        kernels::quant_index(dtype).is_some()
+    }
+
+    /// Each part (whole rows, split as dense weights are) repacked into `blocks.rs`'s
+    /// word-aligned planes, which take the blocks' own bytes plus up to 15 of padding (kept
+    /// below the split size).
+    fn from_blocks_impl(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
+        let Some(qi) = kernels::quant_index(dtype) else {
+            return Err(unsupported(Op::Matmul, dtype));
+        };
+        // The format's pipelines, built on its first upload (a rejected shader fails here).
+        self.pipelines.quant(&self.gpu, qi)?;
+        let (rows, k) = (shape.dims()[0], shape.dims()[1]);
+        let row_bytes = dtype
+            .storage_bytes(k)
+            .expect("checked: whole blocks per row");
+        let limit = self.gpu.split_bytes.saturating_sub(16);
+        let plan = storage::plan_rows(&shape, rows, row_bytes as u64, limit)?;
+        let parts = plan
+            .into_iter()
+            .map(|(first_row, rows)| {
+                let chunk = &bytes[first_row * row_bytes..(first_row + rows) * row_bytes];
+                Ok(storage::Part {
+                    buffer: self.gpu.upload(&blocks::repack(dtype, chunk), "blocks")?,
+                    first_row,
+                    rows,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let storage = WgpuStorage {
+            parts,
+            home: self.gpu.clone(),
+        };
+        Ok(Tensor::from_parts(storage, shape, dtype))
+    }
+
     fn zeros(&self, shape: Shape, dtype: DType) -> Result<T> {
         let plan = storage::plan(&shape, dtype, self.gpu.split_bytes)?;
         let per_row = storage::rows_of(&shape).1 * dtype.size_in_bytes();
@@ -440,6 +481,8 @@ impl Backend for WgpuBackend {
     ) -> Result<()> {
         f32_only(Op::MoeExperts, &[x])?;
         kernels::moe::experts_add(self, &self.pipelines, x, routes, experts, shared, residual)
+    }
+
     fn mask_logits_impl(&self, logits: &T, mask: &T) -> Result<T> {
         f32_only(Op::MaskLogits, &[logits])?;
         kernels::mask::mask_logits(self, &self.pipelines, logits, mask)

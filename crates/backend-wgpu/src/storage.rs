@@ -3,7 +3,8 @@
 //! 151,936 x 896 f16 embedding is 272 MB). Only the weight-reading verbs (matmul's W,
 //! embedding's table) and data movement accept split tensors; they dispatch once per part.
 //! Elements are packed little-endian, 16-bit dtypes two per 32-bit word; each part starts
-//! at a word boundary because it is its own buffer, and is padded to a whole word.
+//! at a word boundary because it is its own buffer, and is padded to a whole word. A matrix
+//! of GGUF blocks is split the same way, by whole rows, each part in `blocks.rs`'s layout.
 
 use std::sync::Arc;
 
@@ -51,6 +52,11 @@ impl WgpuStorage {
         self.parts.len()
     }
 
+    /// Device bytes of the tensor's buffers.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buffer.size()).sum()
+    }
+
     /// The one buffer of an unsplit tensor, or an error naming `what`.
     pub(crate) fn buffer(&self, what: &str) -> Result<&wgpu::Buffer> {
         match self.parts.as_slice() {
@@ -76,7 +82,22 @@ pub(crate) fn rows_of(shape: &Shape) -> (usize, usize) {
 /// Row ranges of the parts for a tensor of `shape` and `dtype` under `max_bytes` per part.
 pub(crate) fn plan(shape: &Shape, dtype: DType, max_bytes: u64) -> Result<Vec<(usize, usize)>> {
     let (rows, per_row) = rows_of(shape);
-    let row_bytes = (per_row * dtype.size_in_bytes()) as u64;
+    plan_rows(
+        shape,
+        rows,
+        (per_row * dtype.size_in_bytes()) as u64,
+        max_bytes,
+    )
+}
+
+/// [`plan`] for `rows` rows of `row_bytes` each (a matrix of GGUF blocks: `blocks.rs`
+/// stores a part in as many bytes as its blocks take, padded to 16).
+pub(crate) fn plan_rows(
+    shape: &Shape,
+    rows: usize,
+    row_bytes: u64,
+    max_bytes: u64,
+) -> Result<Vec<(usize, usize)>> {
     let total = rows as u64 * row_bytes;
     // A buffer's size is rounded up to a word.
     let padded = total.div_ceil(4) * 4;

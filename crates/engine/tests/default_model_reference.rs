@@ -9,6 +9,12 @@
 //! token must be one of the reference's top 5 at that step (a near tie, not a bug). The
 //! 8-bit mode's count is printed (7 of 16 measured; the floor is 5), with the same near-tie
 //! check on its divergences.
+//!
+//! The GPU backend with the weights kept in their blocks (decoded in registers by
+//! `gemv_q` and the block GEMMs) and an f32 KV cache is held to the exact mode's bar: 15 of
+//! 16, near ties only (lavapipe here and in CI, a real GPU where one is present).
+
+mod common;
 
 use std::sync::Arc;
 
@@ -17,7 +23,7 @@ use ingot_engine::{EngineConfig, EngineCore, offline};
 use ingot_models::{ModelFiles, WeightFormat};
 use ingot_runner::ModelRunner;
 use ingot_scheduler::SamplingParams;
-use ingot_tensor::DType;
+use ingot_tensor::{Backend, DType};
 use serde_json::Value;
 
 struct Prompt {
@@ -63,10 +69,17 @@ fn reference() -> Vec<Prompt> {
 /// Runs every prompt (all at once, batched) in `mode`; returns how many continuations equal
 /// the reference, checking that each divergence is a near tie.
 fn agreement(mode: Activations) -> usize {
+    agreement_on(
+        CpuBackend::new().with_activations(mode),
+        &format!("{mode:?}"),
+    )
+}
+
+/// [`agreement`] on `backend`, weights in their blocks where it reads them.
+fn agreement_on<B: Backend>(backend: B, mode: &str) -> usize {
     let prompts = reference();
     let source = ingot_models::spec::resolve(None).unwrap();
     let files = ModelFiles::open(source).expect("default model opens");
-    let backend = CpuBackend::new().with_activations(mode);
     let format = WeightFormat {
         dense: DType::F16,
         keep_blocks: true,
@@ -102,12 +115,12 @@ fn agreement(mode: Activations) -> usize {
             None => same += 1,
             Some(s) => {
                 eprintln!(
-                    "{mode:?}: prompt {i} diverges at step {s}: {} vs reference {} (top 5 {:?})",
+                    "{mode}: prompt {i} diverges at step {s}: {} vs reference {} (top 5 {:?})",
                     got[s], p.greedy[s], p.top5[s]
                 );
                 assert!(
                     p.top5[s].contains(&got[s]),
-                    "{mode:?}: prompt {i} step {s}: token {} is not in the reference's top 5 {:?}",
+                    "{mode}: prompt {i} step {s}: token {} is not in the reference's top 5 {:?}",
                     got[s],
                     p.top5[s]
                 );
@@ -115,7 +128,7 @@ fn agreement(mode: Activations) -> usize {
         }
     }
     eprintln!(
-        "{mode:?}: {same} of {} prompts equal token for token",
+        "{mode}: {same} of {} prompts equal token for token",
         prompts.len()
     );
     same
@@ -138,4 +151,11 @@ fn int8_mode_agreement() {
         same >= 5,
         "8-bit mode: {same} of 16 prompts equal the reference"
     );
+}
+
+#[test]
+fn gpu_with_blocks_matches_float32_on_15_of_16_prompts() {
+    let Some(gpu) = common::gpu() else { return };
+    let same = agreement_on(gpu, "GPU, blocks");
+    assert!(same >= 15, "GPU: {same} of 16 prompts equal the reference");
 }

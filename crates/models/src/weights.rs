@@ -121,6 +121,8 @@ pub struct WeightLoader<'a, B: Backend> {
     specs: HashMap<String, WeightSpec>,
     format: WeightFormat,
     on_tensor: &'a mut dyn FnMut(),
+    /// Bytes uploaded so far: (GGUF blocks, dense copies and vectors).
+    stored: (u64, u64),
 }
 
 /// Matrices read as GGUF blocks: the block type, the bytes (rows stacked) and [n, k].
@@ -151,7 +153,20 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             specs,
             format,
             on_tensor,
+            stored: (0, 0),
         }
+    }
+
+    /// Bytes of weights uploaded so far, as (GGUF blocks, dense copies and vectors): what
+    /// the model takes on the device (before any backend padding).
+    pub fn bytes_stored(&self) -> (u64, u64) {
+        self.stored
+    }
+
+    /// A dense upload, counted.
+    fn dense(&mut self, data: &[f32], shape: Shape, dtype: DType) -> Result<Tensor<B>> {
+        self.stored.1 += (shape.numel() * dtype.size_in_bytes()) as u64;
+        Ok(self.backend.from_f32(data, shape, dtype)?)
     }
 
     pub fn backend(&self) -> &'a B {
@@ -235,16 +250,20 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         }))
     }
 
-    fn upload_blocks(&self, bytes: &[u8], shape: [usize; 2], dtype: DType) -> Result<Tensor<B>> {
+    fn upload_blocks(
+        &mut self,
+        bytes: &[u8],
+        shape: [usize; 2],
+        dtype: DType,
+    ) -> Result<Tensor<B>> {
+        self.stored.0 += bytes.len() as u64;
         Ok(self.backend.from_blocks(bytes, Shape::new(shape), dtype)?)
     }
 
     /// A 1-D weight (norm, bias), uploaded in f32.
     pub fn vector(&mut self, hf: &str) -> Result<Tensor<B>> {
         let (data, shape) = self.read(hf)?;
-        Ok(self
-            .backend
-            .from_f32(&data, Shape::new(shape), DType::F32)?)
+        self.dense(&data, Shape::new(shape), DType::F32)
     }
 
     /// A weight that only matmul reads (or a vector): see [`Self::tensor_for`].
@@ -264,7 +283,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         } else {
             self.format.dense
         };
-        Ok(self.backend.from_f32(&data, Shape::new(shape), dtype)?)
+        self.dense(&data, Shape::new(shape), dtype)
     }
 
     /// A matrix as a dense f32 copy whatever the format asks (MoE routers: which experts a
@@ -300,9 +319,8 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             n += shape[0];
             k = shape[1];
         }
-        Ok(self
-            .backend
-            .from_f32(&data, Shape::new([n, k]), self.format.dense)?)
+        let dtype = self.format.dense;
+        self.dense(&data, Shape::new([n, k]), dtype)
     }
 
     /// [`Self::stacked`] when the parts would be stored alike (all dense, or all blocks of
@@ -448,6 +466,6 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             data.extend(self.read(name)?.0);
         }
         let n = data.len();
-        Ok(self.backend.from_f32(&data, Shape::new([n]), DType::F32)?)
+        self.dense(&data, Shape::new([n]), DType::F32)
     }
 }

@@ -1,10 +1,10 @@
 //! Launcher of `embedding.wgsl`: one dispatch per part of the table, 256 elements of the
-//! output per workgroup.
+//! output per workgroup; the table dense or in GGUF blocks (a variant per format).
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{BackendError, Op, Shape};
 
-use super::{Pipelines, u32_of, weight_index};
+use super::{Pipelines, quant_index, u32_of, weight_index};
 use crate::device::Gpu;
 use crate::params::EmbeddingParams;
 use crate::{T, WgpuBackend};
@@ -13,11 +13,17 @@ pub(crate) fn embedding(be: &WgpuBackend, p: &Pipelines, table: &T, ids: &T) -> 
     let gpu: &Gpu = &be.gpu;
     let (v, h) = (table.dims()[0], table.dims()[1]);
     let t = ids.dims()[0];
-    let wi = weight_index(table.dtype()).ok_or(BackendError::Unsupported {
-        op: Op::Embedding,
-        dtype: table.dtype(),
-        backend: "wgpu",
-    })?;
+    let pipeline = match (weight_index(table.dtype()), quant_index(table.dtype())) {
+        (Some(wi), _) => &p.embedding[wi],
+        (None, Some(qi)) => &p.quant(gpu, qi)?.embedding,
+        (None, None) => {
+            return Err(BackendError::Unsupported {
+                op: Op::Embedding,
+                dtype: table.dtype(),
+                backend: "wgpu",
+            });
+        }
+    };
     let out = be.output(Shape::new([t, h]), "embedding out")?;
     if t * h == 0 {
         return Ok(out);
@@ -37,7 +43,7 @@ pub(crate) fn embedding(be: &WgpuBackend, p: &Pipelines, table: &T, ids: &T) -> 
         });
         gpu.dispatch(
             "embedding",
-            &p.embedding[wi],
+            pipeline,
             &[
                 (0, &params),
                 (1, &part.buffer),

@@ -9,11 +9,15 @@
 //! The fused verbs share these kernels through their epilogue: `matmul_add` updates the
 //! residual in place (every kernel), `matmul_silu_mul` runs `gemv_wide2` in its gate/up mode
 //! up to [`GEMV_WIDE_MAX_ROWS`] rows and the plain matmul + `silu_mul` above.
+//!
+//! Weights kept in GGUF blocks (`blocks.rs`) take `gemv_q` up to [`GEMV_WIDE_MAX_ROWS`] rows
+//! (its gate/up mode for `matmul_silu_mul`) and the same two GEMMs above, compiled with the
+//! format's decoding: the same order again, so the bits do not depend on T either.
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::{BackendError, Op, Shape};
 
-use super::{Pipelines, u32_of, weight_index};
+use super::{Pipelines, QuantPipelines, quant_index, u32_of, weight_index};
 use crate::params::MatmulParams;
 use crate::{T, WgpuBackend};
 
@@ -91,12 +95,16 @@ pub(crate) fn matmul_add(
 pub(crate) fn matmul_silu_mul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T) -> Result<T> {
     let gpu = &be.gpu;
     let (t, k, inner) = (x.dims()[0], x.dims()[1], w.dims()[0] / 2);
-    let wi = weight_index(w.dtype());
     let fused = !coop_serves(p, w)
         && t <= GEMV_WIDE_MAX_ROWS
         && gemv_wide_fits(k)
         && w.storage().parts.len() == 1;
-    let (true, Some(wi)) = (fused, wi) else {
+    let kernel = match (weight_index(w.dtype()), quant_index(w.dtype())) {
+        (Some(wi), _) => Some(("gemv_wide2 silu_mul", &p.gemv_wide2[wi], 5, 6)),
+        (None, Some(qi)) => Some(("gemv_q silu_mul", &p.quant(gpu, qi)?.gemv_q, 1, 6)),
+        (None, None) => None,
+    };
+    let (true, Some((label, pipeline, wslot, xslot))) = (fused, kernel) else {
         let gate_up = matmul(be, p, x, w, None)?;
         return super::pointwise::silu_mul(be, p, &gate_up);
     };
@@ -116,12 +124,12 @@ pub(crate) fn matmul_silu_mul(be: &WgpuBackend, p: &Pipelines, x: &T, w: &T) -> 
     });
     let groups = (inner.div_ceil(gemv_wide_cols(k)), t.div_ceil(16));
     gpu.dispatch(
-        "gemv_wide2 silu_mul",
-        &p.gemv_wide2[wi],
+        label,
+        pipeline,
         &[
             (0, &params),
-            (5, &w.storage().parts[0].buffer),
-            (6, x.storage().buffer("matmul_silu_mul x")?),
+            (wslot, &w.storage().parts[0].buffer),
+            (xslot, x.storage().buffer("matmul_silu_mul x")?),
             (3, &gpu.dummy),
             (4, out.storage().buffer("matmul_silu_mul out")?),
         ],
@@ -143,11 +151,18 @@ fn record(
 ) -> Result<()> {
     let gpu = &be.gpu;
     let (t, k, n) = (x.dims()[0], x.dims()[1], w.dims()[0]);
-    let wi = weight_index(w.dtype()).ok_or(BackendError::Unsupported {
-        op: Op::Matmul,
-        dtype: w.dtype(),
-        backend: "wgpu",
-    })?;
+    let quant = match quant_index(w.dtype()) {
+        Some(qi) => Some(p.quant(gpu, qi)?),
+        None => None,
+    };
+    let wi = weight_index(w.dtype());
+    if wi.is_none() && quant.is_none() {
+        return Err(BackendError::Unsupported {
+            op: Op::Matmul,
+            dtype: w.dtype(),
+            backend: "wgpu",
+        });
+    }
     if t * n == 0 {
         return Ok(());
     }
@@ -160,6 +175,19 @@ fn record(
     let wide = t <= GEMV_WIDE_MAX_ROWS && gemv_wide_fits(k);
     let gemv = t <= GEMV_MAX_ROWS;
     for part in &w.storage().parts {
+        if let Some(q) = quant {
+            record_quant(
+                be,
+                q,
+                (t, k, n),
+                part,
+                bias.is_some(),
+                accumulate,
+                [xb, bb, ob],
+            )?;
+            continue;
+        }
+        let wi = wi.expect("a dense weight dtype (checked above)");
         let params = gpu.uniform(&MatmulParams {
             rows: u32_of("rows", t)?,
             k: u32_of("k", k)?,
@@ -207,4 +235,50 @@ fn record(
         )?;
     }
     Ok(())
+}
+
+/// One part of a weight in GGUF blocks: `gemv_q` up to [`GEMV_WIDE_MAX_ROWS`] rows, the
+/// format's `gemm_big` / `gemm` above (their choice as for dense weights). `[x, bias, out]`.
+fn record_quant(
+    be: &WgpuBackend,
+    q: &QuantPipelines,
+    (t, k, n): (usize, usize, usize),
+    part: &crate::storage::Part,
+    has_bias: bool,
+    accumulate: bool,
+    [xb, bb, ob]: [&wgpu::Buffer; 3],
+) -> Result<()> {
+    let gpu = &be.gpu;
+    let params = gpu.uniform(&MatmulParams {
+        rows: u32_of("rows", t)?,
+        k: u32_of("k", k)?,
+        n_total: u32_of("n", n)?,
+        n_start: u32_of("n", part.first_row)?,
+        n_count: u32_of("n", part.rows)?,
+        has_bias: has_bias as u32,
+        accumulate: accumulate as u32,
+        silu_inner: 0,
+    });
+    let (label, pipeline, xslot, groups) = if t <= GEMV_WIDE_MAX_ROWS {
+        let g = (part.rows.div_ceil(gemv_wide_cols(k)), t.div_ceil(16));
+        ("gemv_q", &q.gemv_q, 6, g)
+    } else if gemm_big_pays(t, part.rows) {
+        let g = (part.rows.div_ceil(128), t.div_ceil(128));
+        ("gemm_big blocks", &q.gemm_big, 2, g)
+    } else {
+        let g = (part.rows.div_ceil(64), t.div_ceil(64));
+        ("gemm blocks", &q.gemm, 2, g)
+    };
+    gpu.dispatch(
+        label,
+        pipeline,
+        &[
+            (0, &params),
+            (1, &part.buffer),
+            (xslot, xb),
+            (3, bb),
+            (4, ob),
+        ],
+        (u32_of("groups", groups.0)?, u32_of("groups", groups.1)?, 1),
+    )
 }

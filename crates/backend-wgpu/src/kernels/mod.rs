@@ -4,15 +4,20 @@
 //!
 //! Families that read weights (embedding, matmul) are compiled once per weight dtype: the
 //! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
-//! type `WData` and `load_w(i) -> f32`; the KV-cache families likewise get a `kv_*.wgsl`
-//! snippet per cache dtype (rope_kv also `rope_angle.wgsl`, the cos/sin it shares with
-//! rope), and the token-choosing families (argmax, sample, top_logprobs)
-//! share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). The families that
+//! type `WData` and `load_w(i) -> f32` (dense matmul also gets `matmul_wide.wgsl`, its
+//! 16-byte-load GEMVs), or, for a GGUF block format the backend keeps (`blocks.rs`), with
+//! `quant_<format>.wgsl` + `quant.wgsl` (the same `load_w`, and the sub-block decoding
+//! that `matmul_q.wgsl`'s `gemv_q`, appended in place of the wide GEMVs, uses); the
+//! KV-cache families likewise get a `kv_*.wgsl` snippet per cache dtype (rope_kv also
+//! `rope_angle.wgsl`, the cos/sin it shares with rope), and the token-choosing families
+//! (argmax, sample, top_logprobs) share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). The families that
 //! reduce across a workgroup (rms_norm, attention, sample, top_logprobs) share
 //! `reduce.wgsl` (`tree_sum`, `tree_max`: one fixed tree, sized by the family's
 //! `REDUCE_LANES`). Every pipeline is created up front, inside an error scope, because a
 //! shader the driver rejects can lose the whole device (GPU-NOTES): better to fail when the
-//! backend opens, with the module's name, than in the middle of a step.
+//! backend opens, with the module's name, than in the middle of a step. The block formats'
+//! pipelines are the exception: each format's are built when its first weight is uploaded
+//! (still at load, before any step; [`Pipelines::quant`]).
 
 pub(crate) mod attention;
 pub(crate) mod embedding;
@@ -26,6 +31,9 @@ pub(crate) mod rope;
 pub(crate) mod rope_kv;
 pub(crate) mod sample;
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use ingot_tensor::backend::Result;
 use ingot_tensor::{BackendError, DType};
 
@@ -37,6 +45,9 @@ const DTYPE_BF16: &str = include_str!("../shaders/dtype_bf16.wgsl");
 const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 const RMS_NORM: &str = include_str!("../shaders/rms_norm.wgsl");
 const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
+const MATMUL_WIDE: &str = include_str!("../shaders/matmul_wide.wgsl");
+const MATMUL_Q: &str = include_str!("../shaders/matmul_q.wgsl");
+const QUANT: &str = include_str!("../shaders/quant.wgsl");
 const ROPE: &str = include_str!("../shaders/rope.wgsl");
 const ROPE_ANGLE: &str = include_str!("../shaders/rope_angle.wgsl");
 const ROPE_KV: &str = include_str!("../shaders/rope_kv.wgsl");
@@ -70,6 +81,18 @@ const WEIGHT_DTYPES: [(DType, &str); 3] = [
     (DType::BF16, DTYPE_BF16),
 ];
 
+/// The GGUF block formats the backend keeps as blocks (`Backend::reads_blocks`; Q5_1 and
+/// Q5_K are still widened to a dense copy at load), each with its own embedding and matmul
+/// variants and its snippet (`Sub`, `load_sub`, `sub_quad`).
+pub(crate) const QUANT_DTYPES: [(DType, &str); 6] = [
+    (DType::Q8_0, include_str!("../shaders/quant_q8_0.wgsl")),
+    (DType::Q4_0, include_str!("../shaders/quant_q4_0.wgsl")),
+    (DType::Q4_1, include_str!("../shaders/quant_q4_1.wgsl")),
+    (DType::Q5_0, include_str!("../shaders/quant_q5_0.wgsl")),
+    (DType::Q4_K, include_str!("../shaders/quant_q4_k.wgsl")),
+    (DType::Q6_K, include_str!("../shaders/quant_q6_k.wgsl")),
+];
+
 /// The KV cache dtypes with their own kv_write and attention variants, and their snippet
 /// (`KvWord`, `kv_pack`, `kv_unpack`).
 const KV_DTYPES: [(DType, &str); 2] = [(DType::F32, KV_F32), (DType::F16, KV_F16)];
@@ -86,7 +109,7 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         });
         v.push(ShaderModuleSource {
             name: format!("matmul_{dtype}"),
-            source: format!("{snippet}\n{MATMUL}"),
+            source: format!("{snippet}\n{MATMUL}\n{MATMUL_WIDE}"),
             entry_points: vec!["gemv", "gemv_wide", "gemv_wide2", "gemm", "gemm_big"],
         });
         // Routing, grouping and the weighted sum read no weights: built from the f32
@@ -101,6 +124,9 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
             source: format!("{snippet}\n{MOE}"),
             entry_points: moe_entries,
         });
+    }
+    for qi in 0..QUANT_DTYPES.len() {
+        v.extend(quant_modules(qi));
     }
     for (dtype, snippet) in KV_DTYPES {
         v.push(ShaderModuleSource {
@@ -164,14 +190,88 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
     v
 }
 
+/// The embedding and matmul modules of block format `qi` (`QUANT_DTYPES` order).
+fn quant_modules(qi: usize) -> [ShaderModuleSource; 2] {
+    let (dtype, snippet) = QUANT_DTYPES[qi];
+    [
+        ShaderModuleSource {
+            name: format!("embedding_{dtype}"),
+            source: format!("{snippet}\n{QUANT}\n{EMBEDDING}"),
+            entry_points: vec!["embedding"],
+        },
+        ShaderModuleSource {
+            name: format!("matmul_{dtype}"),
+            source: format!("{snippet}\n{QUANT}\n{MATMUL}\n{MATMUL_Q}"),
+            entry_points: vec!["gemv_q", "gemm", "gemm_big"],
+        },
+    ]
+}
+
+/// Compiles `m` and each of its entry points inside error scopes, into `built` under
+/// `module::entry`.
+fn compile(
+    gpu: &Gpu,
+    m: &ShaderModuleSource,
+    built: &mut HashMap<String, wgpu::ComputePipeline>,
+) -> Result<()> {
+    let label = format!("shader module {}", m.name);
+    let module = gpu.scoped(&label, 0, || {
+        gpu.device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&m.name),
+                source: wgpu::ShaderSource::Wgsl(m.source.as_str().into()),
+            })
+    })?;
+    for entry in &m.entry_points {
+        let label = format!("pipeline {}::{entry}", m.name);
+        let p = gpu.scoped(&label, 0, || {
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        gpu.check()?;
+        built.insert(format!("{}::{entry}", m.name), p);
+    }
+    Ok(())
+}
+
+/// Takes pipeline `key` out of `built`.
+fn take(
+    built: &mut HashMap<String, wgpu::ComputePipeline>,
+    key: &str,
+) -> Result<wgpu::ComputePipeline> {
+    built
+        .remove(key)
+        .ok_or_else(|| BackendError::Device(format!("pipeline {key} was not built")))
+}
+
 /// Index of a weight dtype in the per-dtype pipeline arrays.
 pub(crate) fn weight_index(dtype: DType) -> Option<usize> {
     WEIGHT_DTYPES.iter().position(|(d, _)| *d == dtype)
 }
 
+/// Index of a GGUF block format in `Pipelines::quant`, if the backend keeps it as blocks.
+pub(crate) fn quant_index(dtype: DType) -> Option<usize> {
+    QUANT_DTYPES.iter().position(|(d, _)| *d == dtype)
+}
+
 /// Index of a KV cache dtype in the per-cache-dtype pipeline arrays.
 pub(crate) fn kv_index(dtype: DType) -> Option<usize> {
     KV_DTYPES.iter().position(|(d, _)| *d == dtype)
+}
+
+/// The pipelines of one GGUF block format.
+pub(crate) struct QuantPipelines {
+    pub embedding: wgpu::ComputePipeline,
+    pub gemv_q: wgpu::ComputePipeline,
+    pub gemm: wgpu::ComputePipeline,
+    pub gemm_big: wgpu::ComputePipeline,
 }
 
 /// Every compute pipeline, created once.
@@ -182,6 +282,9 @@ pub(crate) struct Pipelines {
     pub gemv_wide2: [wgpu::ComputePipeline; 3],
     pub gemm: [wgpu::ComputePipeline; 3],
     pub gemm_big: [wgpu::ComputePipeline; 3],
+    /// Per GGUF block format, in `QUANT_DTYPES` order, built by [`Pipelines::quant`] when
+    /// a first weight of the format is uploaded.
+    quant: [OnceLock<QuantPipelines>; 6],
     pub rms_norm: wgpu::ComputePipeline,
     pub rms_norm_residual: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
@@ -208,44 +311,23 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
+    /// Every pipeline but the block formats' (see [`Pipelines::quant`]) and the
+    /// cooperative-matrix ones (`matmul_coop::build`, only for the adapter's fragment size).
     pub fn build(gpu: &Gpu) -> Result<Pipelines> {
-        let mut built = std::collections::HashMap::new();
+        let mut built = HashMap::new();
+        let lazy: Vec<String> = (0..QUANT_DTYPES.len())
+            .flat_map(quant_modules)
+            .map(|m| m.name)
+            .collect();
         for m in shader_modules() {
-            // Built by `matmul_coop::build`, and only for the adapter's fragment size.
-            if matmul_coop::is_coop_module(&m.name) {
+            if matmul_coop::is_coop_module(&m.name) || lazy.contains(&m.name) {
                 continue;
             }
-            let label = format!("shader module {}", m.name);
-            let module = gpu.scoped(&label, 0, || {
-                gpu.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&m.name),
-                        source: wgpu::ShaderSource::Wgsl(m.source.as_str().into()),
-                    })
-            })?;
-            for entry in &m.entry_points {
-                let label = format!("pipeline {}::{entry}", m.name);
-                let p = gpu.scoped(&label, 0, || {
-                    gpu.device
-                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(&label),
-                            layout: None,
-                            module: &module,
-                            entry_point: Some(entry),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        })
-                })?;
-                gpu.check()?;
-                built.insert(format!("{}::{entry}", m.name), p);
-            }
+            compile(gpu, &m, &mut built)?;
         }
-        let mut take = |key: &str| {
-            built
-                .remove(key)
-                .ok_or_else(|| BackendError::Device(format!("pipeline {key} was not built")))
-        };
+        let mut take = |key: &str| take(&mut built, key);
         Ok(Pipelines {
+            quant: std::array::from_fn(|_| OnceLock::new()),
             embedding: [
                 take("embedding_f32::embedding")?,
                 take("embedding_f16::embedding")?,
@@ -328,4 +410,29 @@ pub(crate) fn u32_of(what: &str, n: usize) -> Result<u32> {
             "{what} = {n} does not fit the kernels' 32-bit indices"
         ))
     })
+}
+
+impl Pipelines {
+    /// The pipelines of block format `qi` (`QUANT_DTYPES` order), built the first time a
+    /// weight of that format is uploaded (`from_blocks` calls this): a dense model does not
+    /// pay for 24 pipelines it never runs (pipeline creation takes 100-450 ms per matmul
+    /// pipeline on NVIDIA, GPU-NOTES), and a shader the driver rejects still fails at load,
+    /// naming its module, never in the middle of a step.
+    pub fn quant(&self, gpu: &Gpu, qi: usize) -> Result<&QuantPipelines> {
+        if let Some(q) = self.quant[qi].get() {
+            return Ok(q);
+        }
+        let mut built = HashMap::new();
+        for m in quant_modules(qi) {
+            compile(gpu, &m, &mut built)?;
+        }
+        let dtype = QUANT_DTYPES[qi].0;
+        let q = QuantPipelines {
+            embedding: take(&mut built, &format!("embedding_{dtype}::embedding"))?,
+            gemv_q: take(&mut built, &format!("matmul_{dtype}::gemv_q"))?,
+            gemm: take(&mut built, &format!("matmul_{dtype}::gemm"))?,
+            gemm_big: take(&mut built, &format!("matmul_{dtype}::gemm_big"))?,
+        };
+        Ok(self.quant[qi].get_or_init(|| q))
+    }
 }

@@ -4,7 +4,9 @@
 // rows (see `storage.rs`); the launcher dispatches once per part and each invocation writes
 // its element only when the id falls in the bound part. The last part writes NaN rows for
 // ids past the vocabulary, so a bad id is visible rather than a stale row. The table's
-// element type comes from the `dtype_*.wgsl` snippet prepended to this file (`load_w`).
+// element type comes from the `dtype_*.wgsl` snippet prepended to this file (`load_w`), or
+// for a table in GGUF blocks from `quant_*.wgsl` + `quant.wgsl`: each element decoded to
+// exactly the CPU dequantizer's value.
 
 struct EmbeddingParams {
     tokens: u32,
@@ -21,6 +23,12 @@ struct EmbeddingParams {
 @group(0) @binding(1) var<storage, read> w_data: array<WData>; // [rows, H] of this part
 @group(0) @binding(2) var<storage, read> ids: array<u32>; // [T]
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>; // [T, H]
+
+// Weights in the bound part of the table: where the GGUF block snippets (quant.wgsl) find
+// their scale planes.
+fn weight_elems() -> u32 {
+    return params.rows * params.hidden;
+}
 
 @compute @workgroup_size(256)
 fn embedding(

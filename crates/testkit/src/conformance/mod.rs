@@ -12,11 +12,13 @@
 //! the unrounded reference.
 //!
 //! Modules: `verbs` (data movement, `supports`, the dense verbs, argmax), `attention`
-//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]), `moe`
-//! (routing and the expert verb; its f64 reference allows 1e-4), `mask` (`mask_logits`,
-//! structured output's token masks).
+//! (kv_write and paged_attention on [`crate::paged`] scenes, through [`Paged`]), `blocks`
+//! (embedding and the matmul verbs over weights kept in GGUF blocks, for each format the
+//! backend reads), `moe` (routing and the expert verb; its f64 reference allows 1e-4),
+//! `mask` (`mask_logits`, structured output's token masks).
 
 mod attention;
+mod blocks;
 mod mask;
 mod moe;
 mod verbs;
@@ -30,6 +32,7 @@ pub use moe::{
     moe_experts_add_matches_reference, moe_is_batch_invariant, moe_route_matches_its_definition,
 };
 pub use mask::mask_logits_matches_its_definition;
+pub use blocks::{block_embedding_decodes_exactly, block_matmul_matches_reference, random_blocks};
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
     embedding_gathers_rows, gather_rows_and_add_are_exact, gelu_tanh_mul_matches_reference,
@@ -102,6 +105,8 @@ macro_rules! backend_conformance {
                 moe_experts_add_matches_reference,
                 moe_is_batch_invariant,
                 mask_logits_matches_its_definition,
+                block_embedding_decodes_exactly,
+                block_matmul_matches_reference,
             );
 
             /// The trait runs `ingot_tensor::check` before the backend's implementation.
