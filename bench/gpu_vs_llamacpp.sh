@@ -166,7 +166,7 @@ run() {
   echo "### Greedy tokens from the Q4_0 file: blocks on the GPU vs its exact f32 copy"
   echo
   local gen=(generate --backend gpu --raw --temperature 0 --max-tokens 48 --model "$work/q4.gguf")
-  "${side[@]}" "$work/bin/ingot" "${gen[@]}" --dtype auto "Hello world, the answer is" \
+  "${side[@]}" "$work/bin/ingot" "${gen[@]}" --dtype blocks "Hello world, the answer is" \
     >"$work/gen_blocks.txt" 2>"$work/gen_blocks.log" || true
   "${side[@]}" "$work/bin/ingot" "${gen[@]}" --dtype f32 "Hello world, the answer is" \
     >"$work/gen_f32.txt" 2>"$work/gen_f32.log" || true
@@ -197,8 +197,8 @@ run() {
   }
   echo "### Ingot (\`ingot bench batched ${engine[*]} --npp 128 --ntg 128 --npl 1,16,64\`, then \`--npp 512 --ntg 1 --npl 16\`)"
   echo
-  bench ingot "Q4_0 file, blocks kept on the GPU" "$work/q4.gguf" auto
-  # Without blocks on the GPU (before this branch, --dtype auto did exactly this).
+  bench ingot "Q4_0 file, blocks kept on the GPU" "$work/q4.gguf" blocks
+  # Without blocks on the GPU (what --dtype auto gives a GPU).
   bench ingot "Q4_0 file, dequantized to f16 at load" "$work/q4.gguf" f16
   bench ingot "F16 file" "$work/q.gguf" f16
   bench ingot-base "Q4_0 file" "$work/q4.gguf" auto

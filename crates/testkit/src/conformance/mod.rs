@@ -28,11 +28,11 @@ pub use attention::{
     f16_cache_is_the_f32_cache_of_rounded_values, f16_kv_write_rounds_to_nearest_even,
     kv_write_fills_exactly_the_mapped_slots,
 };
+pub use blocks::{block_embedding_decodes_exactly, block_matmul_matches_reference, random_blocks};
+pub use mask::mask_logits_matches_its_definition;
 pub use moe::{
     moe_experts_add_matches_reference, moe_is_batch_invariant, moe_route_matches_its_definition,
 };
-pub use mask::mask_logits_matches_its_definition;
-pub use blocks::{block_embedding_decodes_exactly, block_matmul_matches_reference, random_blocks};
 pub use verbs::{
     argmax_matches_its_definition, checks_run_before_the_backend, data_movement_round_trips,
     embedding_gathers_rows, gather_rows_and_add_are_exact, gelu_tanh_mul_matches_reference,
