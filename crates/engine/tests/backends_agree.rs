@@ -11,29 +11,15 @@
 
 mod common;
 
-use common::Knobs;
 use ingot_engine::offline;
 use ingot_scheduler::SamplingParams;
-use ingot_tensor::{Backend, DType};
+use ingot_tensor::Backend;
 
 #[test]
 fn seeded_sampling_is_the_same_on_cpu_and_gpu() {
-    let Some(gpu) = common::gpu() else {
+    let Some((mut cpu, mut gpu)) = common::default_model_on_cpu_and_gpu() else {
         return;
     };
-    let source = ingot_models::spec::resolve(None).expect("default model");
-    let knobs = || Knobs {
-        num_blocks: 64,
-        ..Knobs::default()
-    };
-    let mut cpu = common::core_on(
-        ingot_backend_cpu::CpuBackend::new(),
-        source.clone(),
-        knobs(),
-        DType::F16,
-        DType::F32,
-    );
-    let mut gpu = common::core_on(gpu, source, knobs(), DType::F16, DType::F32);
     let tok = cpu.tokenizer().clone();
     let text = tok
         .chat_template()

@@ -10,7 +10,7 @@ mod common;
 use common::Knobs;
 use ingot_engine::{EngineCore, FinishReason, StructuredOutput, SubmitError, offline};
 use ingot_scheduler::SamplingParams;
-use ingot_tensor::{Backend, DType};
+use ingot_tensor::Backend;
 
 const SCHEMA: &str = r#"{"type": "object", "properties": {
     "name": {"type": "string", "maxLength": 16},
@@ -227,22 +227,9 @@ fn length_and_invalid_grammars() {
 
 #[test]
 fn constrained_requests_agree_on_cpu_and_gpu() {
-    let Some(gpu) = common::gpu() else {
+    let Some((mut cpu, mut gpu)) = common::default_model_on_cpu_and_gpu() else {
         return;
     };
-    let source = ingot_models::spec::resolve(None).expect("default model");
-    let knobs = || Knobs {
-        num_blocks: 64,
-        ..Knobs::default()
-    };
-    let mut cpu = common::core_on(
-        ingot_backend_cpu::CpuBackend::new(),
-        source.clone(),
-        knobs(),
-        DType::F16,
-        DType::F32,
-    );
-    let mut gpu = common::core_on(gpu, source, knobs(), DType::F16, DType::F32);
     let (cpu_reqs, gpu_reqs) = (mixed(&cpu), mixed(&gpu));
     let on_cpu = run(&mut cpu, cpu_reqs);
     let on_gpu = run(&mut gpu, gpu_reqs);

@@ -67,6 +67,26 @@ pub fn core_on<B: Backend>(
     EngineCore::new(runner, Arc::new(files.tokenizer), cfg)
 }
 
+/// The default model on the CPU and on the GPU with the same settings (f16 weights, f32 KV
+/// cache, 64 blocks), for tests that compare the two backends; `None` as [`gpu`] says.
+pub fn default_model_on_cpu_and_gpu() -> Option<(EngineCore<CpuBackend>, EngineCore<WgpuBackend>)> {
+    let gpu = gpu()?;
+    let source = ingot_models::spec::resolve(None).expect("default model");
+    let knobs = || Knobs {
+        num_blocks: 64,
+        ..Knobs::default()
+    };
+    let cpu = core_on(
+        CpuBackend::new(),
+        source.clone(),
+        knobs(),
+        DType::F16,
+        DType::F32,
+    );
+    let gpu = core_on(gpu, source, knobs(), DType::F16, DType::F32);
+    Some((cpu, gpu))
+}
+
 /// The GPU backend for engine tests (software adapters accepted), or `None` with a
 /// SKIPPED line when there is none and `INGOT_REQUIRE_GPU` is not `1`.
 pub fn gpu() -> Option<WgpuBackend> {
