@@ -191,3 +191,6 @@ def test_prefix_cache_reports_cached_tokens(client):
     client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, temperature=0)
     again = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, temperature=0)
     assert again.usage.prompt_tokens_details.cached_tokens >= 16
+    # A request that ends on its first token still reports its hit.
+    once = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1, temperature=0)
+    assert once.usage.prompt_tokens_details.cached_tokens >= 16

@@ -71,7 +71,7 @@ fn stream_one<B: ingot_tensor::Backend>(
     args: &GenerateArgs,
 ) -> Result<()> {
     let ids = setup::encode_prompt(core.tokenizer(), prompt, args.raw)?;
-    let (engine, _thread) = EngineHandle::start(core, None);
+    let (engine, thread) = EngineHandle::start(core, None);
     let start = Instant::now();
     let mut stream = engine.submit(ids.clone(), args.params(), 0)?;
     let mut stdout = std::io::stdout().lock();
@@ -100,6 +100,8 @@ fn stream_one<B: ingot_tensor::Backend>(
         usage.completion_tokens.saturating_sub(1) as f64 / decode.max(1e-9),
         finish.map_or("none", |f| f.as_str()),
     );
+    drop(stream);
+    setup::stop_engine(engine, thread, std::time::Duration::from_secs(10));
     Ok(())
 }
 

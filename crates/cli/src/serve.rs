@@ -88,7 +88,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         })?),
         None => None,
     };
-    let (engine, _thread) = backend::with_backend!(args.engine, |be| {
+    let (engine, thread) = backend::with_backend!(args.engine, |be| {
         let mut core = setup::build_core(&args.engine, be)?;
         if let Some((tx, _)) = &kv_events {
             core.publish_kv_events(tx.clone());
@@ -118,12 +118,13 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(model = %cfg.model_name, "serving on http://{local}");
-        ingot_server::serve(listener, engine, cfg)
+        ingot_server::serve(listener, engine.clone(), cfg)
             .await
             .context("serving HTTP")
     })?;
     // Requests still running after the drain timeout are not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    setup::stop_engine(engine, thread, Duration::from_secs(10));
     Ok(())
 }
 

@@ -211,3 +211,27 @@ pub fn encode_prompt(tok: &Tokenizer, prompt: &str, raw: bool) -> Result<Vec<u32
     let text = template.render(&messages, true)?;
     Ok(tok.encode(&text, false)?)
 }
+
+/// Stops the engine thread before the process exits: drops the last handle (the thread then
+/// ends its loop) and waits up to `patience` for it. A device still being dropped on another
+/// thread while `exit` runs the driver's static destructors crashes some Vulkan drivers
+/// (seen as a segfault after the output on NVIDIA; gfx-rs/wgpu#8365), so the backend is
+/// always released on the engine thread before `main` returns.
+pub fn stop_engine(
+    engine: ingot_engine::EngineHandle,
+    thread: std::thread::JoinHandle<()>,
+    patience: std::time::Duration,
+) {
+    drop(engine);
+    let deadline = std::time::Instant::now() + patience;
+    while !thread.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!("the engine thread did not stop in time; exiting without it");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if thread.join().is_err() {
+        tracing::warn!("the engine thread panicked while stopping");
+    }
+}

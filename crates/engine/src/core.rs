@@ -353,6 +353,15 @@ impl<B: Backend> EngineCore<B> {
             tracing::warn!(error, "structured output failed; failing its request");
             self.fail_choice(id, &format!("structured output failed: {error}"));
         }
+        // A request's prefix-cache hit is read while the scheduler still holds it: `update`
+        // drops the requests that finish in this step (e.g. on their first token).
+        for r in &out.scheduled {
+            if let Some(choice) = self.choices.get_mut(&r.id)
+                && choice.cached_tokens.is_none()
+            {
+                choice.cached_tokens = self.scheduler.request(r.id).map(|q| q.num_cached_tokens);
+            }
+        }
         let tokens: HashMap<RequestId, u32> =
             sampled.iter().map(|(&id, s)| (id, s.token)).collect();
         for r in self.scheduler.update(&out, &tokens) {
@@ -421,14 +430,10 @@ impl<B: Backend> EngineCore<B> {
             logprobs,
             prompt_logprobs,
         } = sampled;
-        let cached = self.scheduler.request(id).map(|r| r.num_cached_tokens);
         let Some(choice) = self.choices.get_mut(&id) else {
             return;
         };
         choice.completion_tokens += 1;
-        if choice.cached_tokens.is_none() {
-            choice.cached_tokens = cached;
-        }
         let tok = &self.tokenizer;
         let skip = choice.skip_special;
         let mut text = String::new();
