@@ -154,8 +154,10 @@ pub struct GatherParams {
 pub struct ArgmaxParams {
     pub rows: u32,
     pub vocab: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Spans per row of the two-pass form (1 for the one-pass `argmax`).
+    pub parts: u32,
+    /// Columns per span, a multiple of the 256-wide workgroup.
+    pub span: u32,
 }
 
 /// `sample.wgsl`: temperature / top-k / top-p / min-p sampling of each row of logits (the

@@ -187,7 +187,7 @@ fn moe_params_match_wgsl() {
 
 #[test]
 fn argmax_params_match_wgsl() {
-    check_struct!(ArgmaxParams, [rows, vocab, _pad0, _pad1]);
+    check_struct!(ArgmaxParams, [rows, vocab, parts, span]);
 }
 
 #[test]

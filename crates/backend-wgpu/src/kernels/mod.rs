@@ -167,7 +167,7 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
     v.push(ShaderModuleSource {
         name: "argmax".into(),
         source: format!("{RANK}\n{ARGMAX}"),
-        entry_points: vec!["argmax"],
+        entry_points: vec!["argmax", "argmax_partial", "argmax_merge"],
     });
     v.push(ShaderModuleSource {
         name: "sample".into(),
@@ -299,6 +299,8 @@ pub(crate) struct Pipelines {
     pub add: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
+    pub argmax_partial: wgpu::ComputePipeline,
+    pub argmax_merge: wgpu::ComputePipeline,
     pub sample: wgpu::ComputePipeline,
     pub top_logprobs: wgpu::ComputePipeline,
     pub moe_route: wgpu::ComputePipeline,
@@ -387,6 +389,8 @@ impl Pipelines {
             add: take("pointwise::add")?,
             gather_rows: take("gather::gather_rows")?,
             argmax: take("argmax::argmax")?,
+            argmax_partial: take("argmax::argmax_partial")?,
+            argmax_merge: take("argmax::argmax_merge")?,
             sample: take("sample::sample")?,
             top_logprobs: take("top_logprobs::top_logprobs")?,
             moe_route: take("moe_f32::moe_route")?,

@@ -1,6 +1,8 @@
 //! Launcher of `argmax.wgsl`: the greedy token of each row of logits [rows, vocab] -> [rows]
-//! u32, one workgroup per row (a fixed 256-way reduction tree; see the shader for why the
-//! answer is the CPU scan's, bit for bit). It lets a decode step read back 4 bytes per row
+//! u32, one workgroup per row for short rows, and for long ones (past [`ARGMAX_SPAN`]
+//! columns) one workgroup per span of a row and then one per row over the spans' bests
+//! (fixed 256-way trees; see the shader for why either answer is the CPU scan's, bit for
+//! bit). It lets a decode step read back 4 bytes per row
 //! instead of 4 x vocab. Also the launcher of `sample.wgsl`: temperature sampling with
 //! top-k, top-p and min-p filters ([`ingot_tensor::Backend::sample`]), one workgroup per
 //! row, so sampled rows read back ids too; penalties, bias and log-probabilities stay on
@@ -16,6 +18,10 @@ use super::{Pipelines, u32_of};
 use crate::params::{ArgmaxParams, SampleParams, TopLogprobsParams};
 use crate::{T, WgpuBackend};
 
+/// Columns per workgroup of the two-pass argmax: four loads per invocation, so a
+/// 151,936-token row spreads over 149 workgroups instead of one.
+pub(crate) const ARGMAX_SPAN: usize = 1024;
+
 pub(crate) fn argmax(be: &WgpuBackend, p: &Pipelines, logits: &T) -> Result<T> {
     let gpu = &be.gpu;
     let (rows, vocab) = (logits.dims()[0], logits.dims()[1]);
@@ -24,19 +30,44 @@ pub(crate) fn argmax(be: &WgpuBackend, p: &Pipelines, logits: &T) -> Result<T> {
         return Ok(out);
     }
     u32_of("logits elements", rows * vocab)?;
+    // At most 256 spans (the merge's lanes), each a whole number of 256-wide sweeps.
+    let span = ARGMAX_SPAN.max(vocab.div_ceil(256).next_multiple_of(256));
+    let parts = vocab.div_ceil(span);
     let params = gpu.uniform(&ArgmaxParams {
         rows: u32_of("rows", rows)?,
         vocab: u32_of("vocab", vocab)?,
-        ..Default::default()
+        parts: u32_of("argmax parts", parts)?,
+        span: u32_of("argmax span", span)?,
     });
+    let logits_buf = logits.storage().buffer("argmax logits")?;
+    let out_buf = out.storage().buffer("argmax out")?;
     let (gx, gy) = gpu.grid(rows as u64)?;
+    if parts == 1 {
+        gpu.dispatch(
+            "argmax",
+            &p.argmax,
+            &[(0, &params), (1, logits_buf), (2, out_buf)],
+            (gx, gy, 1),
+        )?;
+        return Ok(out);
+    }
+    let partial = be.output_typed(Shape::new([rows, parts, 2]), DType::U32, "argmax parts")?;
+    let partial_buf = partial.storage().buffer("argmax parts")?;
+    let (px, py) = gpu.grid((rows * parts) as u64)?;
     gpu.dispatch(
-        "argmax",
-        &p.argmax,
+        "argmax_partial",
+        &p.argmax_partial,
+        &[(0, &params), (1, logits_buf), (3, partial_buf)],
+        (px, py, 1),
+    )?;
+    gpu.dispatch(
+        "argmax_merge",
+        &p.argmax_merge,
         &[
             (0, &params),
-            (1, logits.storage().buffer("argmax logits")?),
-            (2, out.storage().buffer("argmax out")?),
+            (1, logits_buf),
+            (2, out_buf),
+            (3, partial_buf),
         ],
         (gx, gy, 1),
     )?;

@@ -348,7 +348,8 @@ fn argmax_rows(rng: &mut Rng, t: usize, v: usize) -> Vec<f32> {
 
 /// argmax index for index (a choice, no tolerance) against its definition and against
 /// `sampling::argmax_row`: tie-heavy rows with NaN and -inf, plain random rows, vocabulary
-/// sizes below, at and above a 256-wide workgroup and Qwen's 151936; a maximum in every
+/// sizes below, at and above a 256-wide workgroup, one past whole 1024-column spans, Qwen's
+/// 151936 and one past 256 spans of 1024 (the GPU's two-pass form); a maximum in every
 /// column of a 300-wide row with a later tie that must lose; zero rows.
 pub fn argmax_matches_its_definition<B: Backend>(be: &B) {
     let mut rng = Rng::new(40);
@@ -361,7 +362,9 @@ pub fn argmax_matches_its_definition<B: Backend>(be: &B) {
         (8, 257),
         (21, 1000),
         (5, 4099),
+        (4, 2049),
         (2, 151_936),
+        (2, 300_001),
     ] {
         for (kind, x) in [
             ("tricky", argmax_rows(&mut rng, t, v)),
