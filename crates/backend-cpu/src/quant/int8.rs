@@ -107,6 +107,9 @@ pub(crate) trait IntBlocks: Blocks {
     const HAS_MIN: bool;
     /// Whether the two halves of a chunk have their own scales (Q6_K).
     const SPLIT: bool = false;
+    /// How a 32-element block lays out its integers, where a panel can gather them
+    /// straight from the blocks (`int8_vnni.rs`); `None` for the other formats.
+    const LAYOUT: Option<Layout> = None;
     /// The integers of chunk `c` of block `b`, and its scales (each as the reference
     /// dequantizer computes it, e.g. Q4_K's `d * sc` and `-(dmin * m)`).
     fn ints(b: &[u8], c: usize, q: &mut [u8; CHUNK]) -> Scales;
@@ -118,6 +121,15 @@ pub(crate) trait IntBlocks: Blocks {
     unsafe fn ints_avx2(b: &[u8], c: usize, q: &mut [u8; CHUNK]) -> Scales {
         Self::ints(b, c, q)
     }
+}
+
+/// The integers of a 32-element block whose f16 scale is at byte 0 (and min at byte 2).
+#[derive(Clone, Copy)]
+pub(crate) enum Layout {
+    /// 16 bytes of nibbles at this offset: low nibbles are elements 0..16, high 16..32.
+    Nibbles(usize),
+    /// 32 signed bytes at this offset, stored with 128 added.
+    Bytes(usize),
 }
 
 /// The one float step of a chunk (module header) for one element, `fma` being `madd` on
@@ -220,6 +232,7 @@ fn high_bits_into(qh: &[u8], q: &mut [u8; CHUNK]) {
 impl IntBlocks for blocks::Q8_0 {
     const OFFSET: i32 = 128;
     const HAS_MIN: bool = false;
+    const LAYOUT: Option<Layout> = Some(Layout::Bytes(2));
     #[inline(always)]
     fn ints(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
         for (q, &w) in q.iter_mut().zip(&b[2..34]) {
@@ -245,6 +258,7 @@ impl IntBlocks for blocks::Q8_0 {
 impl IntBlocks for blocks::Q4_0 {
     const OFFSET: i32 = 8;
     const HAS_MIN: bool = false;
+    const LAYOUT: Option<Layout> = Some(Layout::Nibbles(2));
     #[inline(always)]
     fn ints(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
         nibbles_into(&b[2..18], q);
@@ -266,6 +280,7 @@ impl IntBlocks for blocks::Q4_0 {
 impl IntBlocks for blocks::Q4_1 {
     const OFFSET: i32 = 0;
     const HAS_MIN: bool = true;
+    const LAYOUT: Option<Layout> = Some(Layout::Nibbles(4));
     #[inline(always)]
     fn ints(b: &[u8], _: usize, q: &mut [u8; CHUNK]) -> Scales {
         nibbles_into(&b[4..20], q);

@@ -17,7 +17,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::blocks::CHUNK;
-use super::int8::{IGemm, IntBlocks, Q8Rows, Scales, ints_of_avx2, tile_avx2};
+use super::int8::{IGemm, IntBlocks, Layout, Q8Rows, Scales, ints_of_avx2, tile_avx2};
 use super::prefetch::Prefetch;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -228,6 +228,17 @@ impl<'a, F: IntBlocks> Panel<'a, F> {
         if buf.len() < len {
             buf.resize(len, 0);
         }
+        if let Some(layout) = F::LAYOUT {
+            // SAFETY: forwarded.
+            unsafe { Self::gather(g, cols.clone(), layout, &mut buf[..len]) };
+            return Panel {
+                bytes: &buf[..len],
+                col0: cols.start,
+                ncols: cols.len(),
+                chunks,
+                _f: std::marker::PhantomData,
+            };
+        }
         let mut q = [[0u8; CHUNK]; GROUP];
         let mut sc = [Scales::default(); GROUP];
         // Dword t of column j sits at dword 8j + t of `q`.
@@ -277,6 +288,75 @@ impl<'a, F: IntBlocks> Panel<'a, F> {
             ncols: cols.len(),
             chunks,
             _f: std::marker::PhantomData,
+        }
+    }
+
+    /// [`Panel::build`] for 32-element blocks of a simple [`Layout`]: each register of the
+    /// panel is gathered from the 16 columns' blocks (four bytes each) and masked, with no
+    /// unpacked copy in between; the scales are gathered and converted 16 at a time.
+    /// Safety: AVX-512 F/BW and F16C; `out` is the panel's length.
+    #[inline(always)]
+    unsafe fn gather(g: &IGemm<'_>, cols: Range<usize>, layout: Layout, out: &mut [u8]) {
+        let chunks = g.k / CHUNK;
+        let row_bytes = chunks * F::BYTES;
+        // SAFETY (whole body): gathers read inside the group's W rows (masked columns
+        // read nothing); stores stay inside `out`.
+        unsafe {
+            let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let rows = _mm512_mullo_epi32(lane, _mm512_set1_epi32(row_bytes as i32));
+            let low = _mm512_set1_epi8(0x0F);
+            for gi in 0..cols.len().div_ceil(GROUP) {
+                let first = cols.start + gi * GROUP;
+                let n = GROUP.min(cols.end - first);
+                let mask: __mmask16 = if n == GROUP { !0 } else { (1u16 << n) - 1 };
+                let w0 = g.w.as_ptr().add(first * row_bytes);
+                for ch in 0..chunks {
+                    let blk = w0.add(ch * F::BYTES);
+                    let dst = out.as_mut_ptr().add((gi * chunks + ch) * Self::STRIDE);
+                    let zero = _mm512_setzero_si512();
+                    let reg = |t: usize| dst.add(64 * t) as *mut __m512i;
+                    match layout {
+                        Layout::Nibbles(at) => {
+                            for t in 0..4 {
+                                let v = _mm512_mask_i32gather_epi32::<1>(
+                                    zero,
+                                    mask,
+                                    rows,
+                                    blk.add(at + 4 * t) as *const i32,
+                                );
+                                _mm512_storeu_si512(reg(t), _mm512_and_si512(v, low));
+                                let hi = _mm512_and_si512(_mm512_srli_epi32::<4>(v), low);
+                                _mm512_storeu_si512(reg(t + 4), hi);
+                            }
+                        }
+                        Layout::Bytes(at) => {
+                            for t in 0..8 {
+                                let v = _mm512_mask_i32gather_epi32::<1>(
+                                    zero,
+                                    mask,
+                                    rows,
+                                    blk.add(at + 4 * t) as *const i32,
+                                );
+                                // Masked-off columns stay zero (their scale is zero too).
+                                let v = _mm512_maskz_xor_epi32(mask, v, _mm512_set1_epi8(-128));
+                                _mm512_storeu_si512(reg(t), v);
+                            }
+                        }
+                    }
+                    // The f16 scale at byte 0 and (formats with a min) the min at byte 2.
+                    let sm = _mm512_mask_i32gather_epi32::<1>(zero, mask, rows, blk as *const i32);
+                    let f = dst as *mut f32;
+                    let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sm));
+                    _mm512_storeu_ps(f.add(Self::S0 / 4), d);
+                    if F::SPLIT {
+                        _mm512_storeu_ps(f.add(Self::S1 / 4), d);
+                    }
+                    if F::HAS_MIN {
+                        let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(sm)));
+                        _mm512_storeu_ps(f.add(Self::M / 4), m);
+                    }
+                }
+            }
         }
     }
 
