@@ -270,13 +270,13 @@ impl<'a, F: IntBlocks> Panel<'a, F> {
                         _mm512_storeu_si512(dst.add(64 * t) as *mut __m512i, v);
                     }
                     let f = dst as *mut f32;
-                    for j in 0..GROUP {
-                        *f.add(Self::S0 / 4 + j) = sc[j].s[0];
+                    for (j, s) in sc.iter().enumerate() {
+                        *f.add(Self::S0 / 4 + j) = s.s[0];
                         if F::SPLIT {
-                            *f.add(Self::S1 / 4 + j) = sc[j].s[1];
+                            *f.add(Self::S1 / 4 + j) = s.s[1];
                         }
                         if F::HAS_MIN {
-                            *f.add(Self::M / 4 + j) = sc[j].m;
+                            *f.add(Self::M / 4 + j) = s.m;
                         }
                     }
                 }
