@@ -8,6 +8,7 @@
 //! meaningful on a shared, loaded machine.
 //!
 //! `cargo run --release -p ingot-backend-cpu --example kernels_bench [threads [matmul|quant|attention]]`
+//! (`DTYPE=Q4_1` and `ISA=Avx512` narrow the quant part to one block type and one path)
 
 use ingot_backend_cpu::{Activations, CpuBackend};
 use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape};
@@ -115,6 +116,7 @@ fn bench_quant(base: &CpuBackend) {
     ];
     for be in ingot_backend_cpu::Isa::available()
         .into_iter()
+        .filter(|isa| std::env::var("ISA").map_or(true, |v| v == format!("{isa:?}")))
         .map(|isa| base.clone().with_isa(isa).unwrap())
     {
         for mode in [Activations::Exact, Activations::Int8] {

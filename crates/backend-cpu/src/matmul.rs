@@ -560,6 +560,8 @@ pub(crate) fn matmul(
     let per_col = match (int8, w.panel(isa, m), isa) {
         (false, true, Isa::Avx512) if m >= AVX512_PANEL_ROWS => 8 * k,
         (false, true, _) => 4 * k,
+        // The 8-bit VNNI panel: a byte per weight and three scales per chunk.
+        (true, _, Isa::Avx512) if m >= 8 => w.row_bytes(k) + k + 12 * (k / 32),
         _ => w.row_bytes(k),
     };
     let nc = cols_per_task(t, n, per_col);

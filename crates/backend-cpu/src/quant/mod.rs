@@ -18,6 +18,8 @@ pub(crate) mod blocks;
 pub(crate) mod direct;
 pub(crate) mod int8;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod int8_vnni;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod pair512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod prefetch;
@@ -133,7 +135,8 @@ pub(crate) unsafe fn int8(
     rows: Range<usize>,
     cols: Range<usize>,
 ) {
-    // SAFETY: forwarded; the ISA's features were detected (VNNI here).
+    // SAFETY: forwarded; the ISA's features were detected (VNNI here; AVX-512 and AVX2
+    // imply F16C in `Isa::available`).
     unsafe {
         with_format!(fmt, F => match isa {
             #[cfg(target_arch = "x86_64")]
