@@ -9,7 +9,7 @@
 //!   then the GEMV kernels of `matmul.wgsl` (the scalar `gemv`, `gemv_wide`, `gemv_wide2`) on
 //!   every Qwen2-0.5B weight shape at T = 1, 4, 8, 16, each dispatch in its own pass (median of
 //!   `REPS`), and `gemv_q` on the same shapes with the weights in Q4_0, Q8_0 and Q4_K blocks
-//!   (T = 1, 16). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
+//!   (T = 1, 4, 16). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
 //!   (`gemm` and `gemm_big`) on the prefill shapes at T = 512 and 8192, in
 //!   TFLOP/s.
 //! - Verb time: wall time per `Backend` call, averaged over `REPS` calls recorded back to
@@ -26,10 +26,11 @@ use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor
 
 const REPS: usize = 20;
 
-/// Qwen2-0.5B weight shapes [N, K]: q/o projection, k/v projection, gate+up, down, lm_head.
+/// Qwen2-0.5B weight shapes [N, K]: o projection, stacked QKV, stacked gate+up, down,
+/// lm_head.
 const SHAPES: [(usize, usize); 5] = [
     (896, 896),
-    (128, 896),
+    (1152, 896),
     (9728, 896),
     (896, 4864),
     (151_936, 896),
@@ -254,7 +255,7 @@ fn desc_backends() -> wgpu::Backends {
 
 /// Output columns per `gemv_wide` workgroup (mirrors the launcher in `kernels/matmul.rs`).
 fn wide_cols(k: usize) -> usize {
-    256 / k.div_ceil(128).next_power_of_two().clamp(8, 32)
+    256 / k.div_ceil(128).next_power_of_two().clamp(8, 64)
 }
 
 /// Copy bandwidth, then both GEMV kernels (f16 weights) on every shape, as kernel time.
@@ -364,7 +365,7 @@ fn kernel_figures(rig: &Rig) {
     block_gemv_figures(rig, copy_gbs);
 }
 
-/// `gemv_q` (weights in GGUF blocks, `matmul_q.wgsl`) on the same shapes at T = 1 and 16,
+/// `gemv_q` (weights in GGUF blocks, `matmul_q.wgsl`) on the same shapes at T = 1, 4, 16,
 /// for Q4_0, Q8_0 and Q4_K: kernel time and GB/s of the blocks' bytes against the copy.
 /// The bytes are arbitrary (timing does not depend on the values).
 fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
@@ -386,7 +387,7 @@ fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
                 .take(wbytes.div_ceil(4) * 4)
                 .collect();
             let w = rig.buffer(&raw, wgpu::BufferUsages::STORAGE);
-            for t in [1, 16] {
+            for t in [1, 4, 16] {
                 let (x, y, u) = matmul_io(rig, t, n, k);
                 let s = rig.time(
                     &gemv_q,
