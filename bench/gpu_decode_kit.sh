@@ -45,7 +45,7 @@ run() {
   local kit=$HERE work=/tmp/kit out=/tmp/kit/out
   mkdir -p "$work/bin" "$out"
   # Every log, in one archive ($OUT takes few files).
-  trap 'tar czf "${OUT:-/tmp}/kit_logs.tgz" -C "$out" . 2>/dev/null' EXIT
+  trap 'tar czf "${OUT:-/tmp}/kit_logs.tgz" -C /tmp/kit/out . 2>/dev/null' EXIT
   export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
   [ -f "$VK_DRIVER_FILES" ] || VK_DRIVER_FILES=$(ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json 2>/dev/null | head -1)
   log "VK_DRIVER_FILES=$VK_DRIVER_FILES"
@@ -67,14 +67,14 @@ run() {
       echo "test $t: FAILED"; grep -E 'panicked|FAILED|failed|error' "$out/test_$t.log" | head -20
     fi
   done
-  for b in kernels_bench-base kernels_bench; do
+  for b in ${KIT_KB:-kernels_bench-base kernels_bench}; do
     log "$b"
     "${gpu[@]}" timeout 150 "$work/bin/$b" >"$out/$b.log" 2>&1 || echo "$b: exit $?"
-    echo "== $b"; grep -E '^kernel (copy|floor|gemv f16 W\[(151936|9728|896, 4864|1152)|gemv f16 W\[896, 896\] T=1 |gemv_q Q4_0)' "$out/$b.log"
+    echo "== $b"; grep -E '^(pipeline|kernel (copy|floor|gemv f16 W\[(151936|9728|896, 4864|1152)|gemv f16 W\[896, 896\] T=1 |gemv_q Q4_0))' "$out/$b.log"
   done
   wait $f16 $q4; log "files made"; ls -la "$work"/*.gguf
   local engine=(--backend gpu --max-num-seqs 64 --max-num-batched-tokens 8192 --kv-cache-memory 8GiB --npp 128 --ntg 128)
-  for spec in "ingot q4 blocks" "ingot-base q4 blocks" "ingot q f16" "ingot-base q f16"; do
+  for spec in "ingot q4 blocks" "ingot-base q4 blocks" "ingot q f16" "ingot-base q f16" "ingot q4 f16"; do
     set -- $spec
     log "bench $spec"
     echo "== bench $spec"
@@ -86,7 +86,7 @@ run() {
     log "profile $spec"
     INGOT_WGPU_PROFILE=$out/profile_$1.txt "${gpu[@]}" timeout 100 "$work/bin/ingot" bench batched "${engine[@]}" \
       --model "$work/$1.gguf" --dtype "$2" --npl 1 >/dev/null 2>"$out/profile_$1.log" || echo "profile exit $?"
-    echo "== profile $spec"; sed -n '/# per kernel/,$p' "$out/profile_$1.txt" | head -16
+    echo "== profile $spec"; head -40 "$out/profile_$1.txt"
   done
   log "done"
 }

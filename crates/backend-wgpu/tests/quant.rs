@@ -38,7 +38,7 @@ fn dequantized(dtype: DType, blocks: &[u8], n: usize, k: usize) -> Vec<f32> {
 }
 
 /// (T, K, N) for a block size: every GEMV row count class (1, 2-4, 5-16, 17-64: one and
-/// several 16-row groups, ragged), lanes 8 / 16 / 64 (K up to 66 chunks: two rounds of 64
+/// several 16-row groups, ragged), lanes 8 / 16 / 32 (K up to 66 chunks: three rounds of 32
 /// lanes), N across row tiles (a short last tile), and both GEMMs.
 fn shapes(block: usize) -> Vec<(usize, usize, usize)> {
     let mut v = vec![

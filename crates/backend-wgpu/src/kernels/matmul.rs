@@ -30,10 +30,10 @@ pub const GEMV_MAX_ROWS: usize = 16;
 pub const GEMV_WIDE_MAX_ROWS: usize = 64;
 
 /// Output columns per `gemv_wide` workgroup for rows of `k` elements: 256 invocations split
-/// into chunk lanes (the chunk count's next power of two, clamped to 8..=64) and columns.
+/// into chunk lanes (the chunk count's next power of two, clamped to 8..=32) and columns.
 /// Mirrors `wide_lanes` in `matmul.wgsl`.
 pub(crate) fn gemv_wide_cols(k: usize) -> usize {
-    let lanes = k.div_ceil(128).next_power_of_two().clamp(8, 64);
+    let lanes = k.div_ceil(128).next_power_of_two().clamp(8, 32);
     256 / lanes
 }
 

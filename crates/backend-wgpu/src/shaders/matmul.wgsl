@@ -16,9 +16,9 @@
 //   spans 32 (or 16, 8) columns of one chunk, so its x loads are (nearly) uniform; the
 //   workgroup's lanes take consecutive chunks, and the chunk sums go through workgroup memory,
 //   where each lane adds those of its rows in chunk order. Lanes per workgroup follow from K
-//   only: 8 up to 8 chunks, then 16, 32, 64, so long rows (the MLP down projection, 38
-//   chunks in Qwen2-0.5B) take one round and more workgroups (with 32 lanes, its 896
-//   columns made 112 workgroups, fewer than the H200's 132 SMs, and two rounds).
+//   only: 8 up to 8 chunks, then 16, then 32, so long rows (the MLP down projection) take
+//   fewer rounds and more workgroups. (64 lanes, one round for Qwen2-0.5B's down projection,
+//   measured no faster at T = 1 and 6% slower at batch 64 on the H200, 2026-12-02.)
 // - `gemv_wide2` (T > 4): the same with two output columns per invocation and batches of 8
 //   packs per column, so each x quad loaded serves both columns (x loads, not weight bytes,
 //   limit `gemv_wide` when there are many rows).
@@ -198,11 +198,11 @@ fn gemv(
 }
 
 // Chunk lanes of a gemv_wide workgroup for rows of K elements: the next power of two of the
-// chunk count, clamped to 8..64 (mirrored by the launcher, which sizes the grid with it).
+// chunk count, clamped to 8..32 (mirrored by the launcher, which sizes the grid with it).
 fn wide_lanes(k: u32) -> u32 {
     let nchunks = (k + KC - 1u) / KC;
     var lanes = 8u;
-    while lanes < nchunks && lanes < 64u {
+    while lanes < nchunks && lanes < 32u {
         lanes = lanes * 2u;
     }
     return lanes;
