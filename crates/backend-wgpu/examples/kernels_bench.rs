@@ -9,7 +9,10 @@
 //!   then the GEMV kernels of `matmul.wgsl` (the scalar `gemv`, `gemv_wide`, `gemv_wide2`) on
 //!   every Qwen2-0.5B weight shape at T = 1, 4, 8, 16, each dispatch in its own pass (median of
 //!   `REPS`), and `gemv_q` on the same shapes with the weights in Q4_0, Q8_0 and Q4_K blocks
-//!   (T = 1, 16). GB/s count the weight bytes only; copy counts read + write. Then the tiled GEMM
+//!   (T = 1, 4, 16), with timing experiments at T = 1 (`alone`: the module's unused
+//!   workgroup arrays shrunk; Q4_0 variants without x loads, without decoding, with four
+//!   chains: wrong results on purpose, to see where a chunk's time goes). GB/s count the
+//!   weight bytes only; copy counts read + write. Then the tiled GEMM
 //!   (`gemm` and `gemm_big`) on the prefill shapes at T = 512 and 8192, in
 //!   TFLOP/s.
 //! - Verb time: wall time per `Backend` call, averaged over `REPS` calls recorded back to
@@ -26,10 +29,11 @@ use ingot_tensor::{AttentionMeta, AttentionParams, Backend, DType, Shape, Tensor
 
 const REPS: usize = 20;
 
-/// Qwen2-0.5B weight shapes [N, K]: q/o projection, k/v projection, gate+up, down, lm_head.
+/// Qwen2-0.5B weight shapes [N, K]: o projection, stacked QKV, stacked gate+up, down,
+/// lm_head.
 const SHAPES: [(usize, usize); 5] = [
     (896, 896),
-    (128, 896),
+    (1152, 896),
     (9728, 896),
     (896, 4864),
     (151_936, 896),
@@ -155,6 +159,19 @@ impl Rig {
         });
         self.queue.write_buffer(&b, 0, bytes);
         b
+    }
+
+    /// `pipeline` inside a validation error scope: `None` where it fails.
+    fn try_pipeline(&self, source: &str, entry: &str) -> Option<wgpu::ComputePipeline> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let p = self.pipeline(source, entry);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => {
+                println!("pipeline {entry} (variant) rejected: {e}");
+                None
+            }
+            None => Some(p),
+        }
     }
 
     fn pipeline(&self, source: &str, entry: &str) -> wgpu::ComputePipeline {
@@ -314,6 +331,7 @@ fn kernel_figures(rig: &Rig) {
         .expect("matmul_f16 module");
     let gemv = rig.pipeline(&module.source, "gemv");
     let wide = rig.pipeline(&module.source, "gemv_wide");
+    let wide_alone = rig.try_pipeline(&alone(&module.source, &["wide_part"]), "gemv_wide");
     let wide2 = rig.pipeline(&module.source, "gemv_wide2");
     let dummy = rig.buffer(&[0; 16], wgpu::BufferUsages::STORAGE);
     for (n, k) in SHAPES {
@@ -359,12 +377,50 @@ fn kernel_figures(rig: &Rig) {
                 cell("gemv_wide", new),
                 cell("gemv_wide2", new2),
             );
+            if let (1, Some(wide_alone)) = (t, &wide_alone) {
+                let s = rig.time(
+                    wide_alone,
+                    &[(0, &u), (5, &w), (6, &x), (3, &dummy), (4, &y)],
+                    (n.div_ceil(wide_cols(k)) as u32, t.div_ceil(16) as u32),
+                );
+                println!(
+                    "kernel gemv f16 W[{n}, {k}] T={t:<2} {} (other workgroup arrays shrunk)",
+                    cell("gemv_wide", s)
+                );
+            }
         }
     }
     block_gemv_figures(rig, copy_gbs);
 }
 
-/// `gemv_q` (weights in GGUF blocks, `matmul_q.wgsl`) on the same shapes at T = 1 and 16,
+/// `source` with every workgroup array but those named in `keep` shrunk to one element:
+/// an experiment on whether a driver reserves the workgroup memory of a module's other
+/// entry points (the kernel timed must use only the arrays kept).
+fn alone(source: &str, keep: &[&str]) -> String {
+    source
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            match t.strip_prefix("var<workgroup> ") {
+                Some(rest) if !keep.iter().any(|k| rest.starts_with(&format!("{k}:"))) => {
+                    let name = rest.split(':').next().unwrap_or("");
+                    let ty = rest
+                        .split("array<")
+                        .nth(1)
+                        .and_then(|r| r.split(',').next());
+                    match ty {
+                        Some(ty) => format!("var<workgroup> {name}: array<{ty}, 1>;"),
+                        None => l.to_string(),
+                    }
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `gemv_q` (weights in GGUF blocks, `matmul_q.wgsl`) on the same shapes at T = 1, 4, 16,
 /// for Q4_0, Q8_0 and Q4_K: kernel time and GB/s of the blocks' bytes against the copy.
 /// The bytes are arbitrary (timing does not depend on the values).
 fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
@@ -375,6 +431,48 @@ fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
             .find(|m| m.name == format!("matmul_{format}"))
             .expect("block matmul module");
         let gemv_q = rig.pipeline(&module.source, "gemv_q");
+        let gemv_q_alone = rig.try_pipeline(&alone(&module.source, &["q_part"]), "gemv_q");
+        // Timing experiments on where a T = 1 chunk's time goes (wrong results, on purpose):
+        // without x loads, without decoding, with four independent fma chains.
+        let src = &module.source;
+        let chains = src.replacen(
+            "    var a = acc;\n    for (var j = 0u; j < 8u; j++) {\n        let w = sub_quad(b, j);\n        let xv = x4[i + j];\n        a = fma(xv.x, w.x, a);\n        a = fma(xv.y, w.y, a);\n        a = fma(xv.z, w.z, a);\n        a = fma(xv.w, w.w, a);\n    }\n    return a;",
+            "    var a = vec4<f32>(acc, 0.0, 0.0, 0.0);\n    for (var j = 0u; j < 8u; j++) {\n        a = fma(x4[i + j], sub_quad(b, j), a);\n    }\n    return a.x + a.y + a.z + a.w;",
+            1,
+        );
+        let experiments = [
+            (
+                "no x loads",
+                src.replacen("let xv = x4[i + j];", "let xv = vec4<f32>(f32(i + j));", 1),
+            ),
+            (
+                "no decode",
+                src.replacen(
+                    "let w = sub_quad(b, j);",
+                    "let w = bitcast<vec4<f32>>(b.qs);",
+                    1,
+                ),
+            ),
+            ("four chains", chains),
+            (
+                "no x loads, no decode",
+                src.replacen("let xv = x4[i + j];", "let xv = vec4<f32>(f32(i + j));", 1)
+                    .replacen(
+                        "let w = sub_quad(b, j);",
+                        "let w = bitcast<vec4<f32>>(b.qs);",
+                        1,
+                    ),
+            ),
+        ];
+        let gemv_q_variants: Vec<(&str, wgpu::ComputePipeline)> = if format == "Q4_0" {
+            experiments
+                .iter()
+                .filter(|(_, v)| v != src)
+                .filter_map(|(name, v)| Some((*name, rig.try_pipeline(v, "gemv_q")?)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (n, k) in SHAPES {
             let wbytes = n * k / block * block_bytes;
             if wbytes as u64 > rig.max_binding {
@@ -386,7 +484,7 @@ fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
                 .take(wbytes.div_ceil(4) * 4)
                 .collect();
             let w = rig.buffer(&raw, wgpu::BufferUsages::STORAGE);
-            for t in [1, 16] {
+            for t in [1, 4, 16] {
                 let (x, y, u) = matmul_io(rig, t, n, k);
                 let s = rig.time(
                     &gemv_q,
@@ -400,6 +498,31 @@ fn block_gemv_figures(rig: &Rig, copy_gbs: f64) {
                     gbs,
                     100.0 * gbs / copy_gbs
                 );
+                if t == 1 && format == "Q4_0" && (n == 151_936 || n == 9728) {
+                    for (name, variant) in &gemv_q_variants {
+                        let s = rig.time(
+                            variant,
+                            &[(0, &u), (1, &w), (6, &x), (3, &dummy), (4, &y)],
+                            (n.div_ceil(wide_cols(k)) as u32, 1),
+                        );
+                        println!(
+                            "kernel gemv_q {format} W[{n}, {k}] T=1  experiment {name:<28} {:>7.1} us",
+                            s * 1e6
+                        );
+                    }
+                }
+                if let (1, Some(gemv_q_alone)) = (t, &gemv_q_alone) {
+                    let s = rig.time(
+                        gemv_q_alone,
+                        &[(0, &u), (1, &w), (6, &x), (3, &dummy), (4, &y)],
+                        (n.div_ceil(wide_cols(k)) as u32, t.div_ceil(16) as u32),
+                    );
+                    println!(
+                        "kernel gemv_q {format} W[{n}, {k}] T={t:<2} other workgroup arrays shrunk {:>7.1} us {:>5.1}% of copy",
+                        s * 1e6,
+                        100.0 * wbytes as f64 / s / 1e9 / copy_gbs
+                    );
+                }
             }
         }
     }

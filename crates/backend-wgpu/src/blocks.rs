@@ -10,7 +10,15 @@
 //! nibbles; 32 bytes of Q8_0 integers), then the format's scales and other fields, each in a
 //! plane of its own. The planes take the same bytes as the blocks, the part padded to a
 //! multiple of 16 bytes (it is bound as `array<vec4<u32>>`, so that a sub-block's nibbles are
-//! one 16-byte load), and a sub-block's fields sit at fixed offsets wherever its row starts.
+//! one 16-byte load), and a sub-block's fields sit at fixed offsets from its slot.
+//!
+//! Blocks are stored in row tiles, not row by row: the rows of a part are taken
+//! [`ROW_TILE`] at a time (the last tile may be shorter), and inside a tile block b of every
+//! row comes before block b + 1 of any (`[tile][block of the row][row of the tile]`). The
+//! decode GEMV (`gemv_q`) runs one output column (one row of W) per invocation, 32
+//! neighbouring rows in a warp, on the same chunk of K: in this order the 32 lanes' 16-byte
+//! loads of one sub-block are 512 contiguous bytes, and their scales 64, where row by row
+//! they were 32 cache lines apart. `sub_slot` in `shaders/quant.wgsl` is the same map.
 //! Every 4-bit plane keeps Q4_0's nibble order (byte j of a sub-block: element j low,
 //! element j + 16 high); Q4_K's and Q6_K's nibbles are reordered into it. `shaders/quant.wgsl`
 //! and the `quant_*.wgsl` snippets read exactly this; the decoded values are the CPU
@@ -19,11 +27,15 @@
 
 use ingot_tensor::DType;
 
-/// The planes of `bytes`, whole blocks of `dtype` (one part of a matrix), padded to 16 bytes.
-/// Panics on a format outside `kernels::QUANT_DTYPES` (the backend reports those
-/// unsupported first).
-pub(crate) fn repack(dtype: DType, bytes: &[u8]) -> Vec<u8> {
-    let blocks = bytes.chunks_exact(dtype.block_bytes());
+/// Rows per tile of the block order (see the module header); `ROW_TILE` in `quant.wgsl`.
+pub(crate) const ROW_TILE: usize = 32;
+
+/// The planes of `bytes`, whole rows of `row_blocks` blocks of `dtype` (one part of a
+/// matrix) in row-tile order, padded to 16 bytes. Panics on a format outside
+/// `kernels::QUANT_DTYPES` (the backend reports those unsupported first).
+pub(crate) fn repack(dtype: DType, bytes: &[u8], row_blocks: usize) -> Vec<u8> {
+    let all: Vec<&[u8]> = bytes.chunks_exact(dtype.block_bytes()).collect();
+    let blocks = tile_order(all.len(), row_blocks).map(|i| all[i]);
     let mut out = match dtype {
         // [d: f16, q: 32 x i8] -> q [S, 32 bytes], d [S] f16.
         DType::Q8_0 => planes(blocks, |b, p| {
@@ -75,6 +87,16 @@ pub(crate) fn repack(dtype: DType, bytes: &[u8]) -> Vec<u8> {
     };
     out.resize(out.len().div_ceil(16) * 16, 0);
     out
+}
+
+/// Indices of the `count` blocks of rows of `row_blocks` blocks in row-tile order: for each
+/// tile of up to [`ROW_TILE`] rows, block 0 of each of its rows, then block 1, and so on.
+fn tile_order(count: usize, row_blocks: usize) -> impl Iterator<Item = usize> {
+    let rows = count / row_blocks.max(1);
+    (0..rows).step_by(ROW_TILE).flat_map(move |t0| {
+        let rt = ROW_TILE.min(rows - t0);
+        (0..row_blocks).flat_map(move |b| (t0..t0 + rt).map(move |r| r * row_blocks + b))
+    })
 }
 
 /// Fills up to four planes block by block with `fill`, then concatenates them.
@@ -134,11 +156,11 @@ mod tests {
     #[test]
     fn planes_are_as_large_as_the_blocks() {
         for (dtype, _) in crate::kernels::QUANT_DTYPES {
-            for nblocks in [1, 3, 8] {
+            for (nblocks, row_blocks) in [(1, 1), (3, 1), (8, 2), (66, 2)] {
                 let bytes: Vec<u8> = (0..nblocks * dtype.block_bytes())
                     .map(|i| (i * 37 % 251) as u8)
                     .collect();
-                let out = repack(dtype, &bytes);
+                let out = repack(dtype, &bytes, row_blocks);
                 assert_eq!(
                     out.len(),
                     bytes.len().div_ceil(16) * 16,
@@ -146,6 +168,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Row tiles: every block once; inside a tile block-major; a short last tile.
+    #[test]
+    fn tile_order_is_a_permutation_in_tiles() {
+        let (rows, row_blocks) = (ROW_TILE + 5, 3);
+        let order: Vec<usize> = tile_order(rows * row_blocks, row_blocks).collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..rows * row_blocks).collect::<Vec<_>>());
+        // Slot b * 32 + r of the first tile holds block b of row r.
+        assert_eq!(order[ROW_TILE + 1], row_blocks + 1);
+        // The last tile (5 rows) starts after the first's 32 * 3 blocks.
+        let t1 = ROW_TILE * row_blocks;
+        assert_eq!(order[t1 + 5 + 2], (ROW_TILE + 2) * row_blocks + 1);
+    }
+
+    /// The WGSL map (`sub_slot` in quant.wgsl) uses the same tile height.
+    #[test]
+    fn shader_tile_matches() {
+        let want = format!("const ROW_TILE: u32 = {ROW_TILE}u;");
+        assert!(include_str!("shaders/quant.wgsl").contains(&want));
     }
 
     /// Q4_K's and Q6_K's reordered values are those the reference dequantizer reads: a

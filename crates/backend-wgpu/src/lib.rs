@@ -296,7 +296,10 @@ impl Backend for WgpuBackend {
             .map(|(first_row, rows)| {
                 let chunk = &bytes[first_row * row_bytes..(first_row + rows) * row_bytes];
                 Ok(storage::Part {
-                    buffer: self.gpu.upload(&blocks::repack(dtype, chunk), "blocks")?,
+                    buffer: self.gpu.upload(
+                        &blocks::repack(dtype, chunk, k / dtype.block_size()),
+                        "blocks",
+                    )?,
                     first_row,
                     rows,
                 })

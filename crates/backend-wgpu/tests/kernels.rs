@@ -45,15 +45,17 @@ fn matmul_matches_cpu() {
     let mut rng = Rng::new(1);
     // GEMV (T <= 16) and GEMM shapes, odd sizes, K below and above one 128-element chunk.
     // K % 8 == 0 takes the wide GEMV (one column per invocation up to T = 4, two above):
-    // 7 chunks (8 lanes), a 72-element tail chunk, 10 chunks (16 lanes), 38 chunks (32 lanes,
-    // two rounds), K = 8 (one short pack run); rows 1..16 cover the 4-row and single-row
-    // chains, odd N a second column past the end. Other K take the scalar GEMV.
+    // 7 chunks (8 lanes), a 72-element tail chunk, 10 chunks (16 lanes), 38 and 66 chunks
+    // (32 lanes, two and three rounds), K = 8 (one short pack run); rows 1..16 cover
+    // the 4-row and single-row chains, odd N a second column past the end. Other K take the
+    // scalar GEMV.
     for (t, k, n) in [
         (1, 896, 67),
         (3, 129, 250),
         (16, 200, 131),
         (5, 1280, 40),
         (2, 4864, 33),
+        (6, 8448, 9),
         (4, 1032, 50),
         (13, 8, 3),
         (7, 264, 300),
@@ -113,11 +115,11 @@ fn big_tile_gemm_matches_cpu_and_other_kernels() {
 fn matmul_rows_are_batch_invariant() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(2);
-    // K = 333: scalar GEMV vs GEMM; K = 1032 (9 chunks, the last of 8) and 4864 (38
-    // chunks): wide GEMV vs GEMM.
+    // K = 333: scalar GEMV vs GEMM; K = 1032 (9 chunks, the last of 8), 4864 (38 chunks)
+    // and 8256 (65 chunks, three rounds of 32 lanes): wide GEMV vs GEMM.
     for (dtype, k) in DTYPES
         .into_iter()
-        .flat_map(|d| [(d, 333), (d, 1032), (d, 4864)])
+        .flat_map(|d| [(d, 333), (d, 1032), (d, 4864), (d, 8256)])
     {
         let (t, n) = (100, 77);
         let (x, w, b) = (rng.vec(t * k), rng.vec(n * k), rng.vec(n));

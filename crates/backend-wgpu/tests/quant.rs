@@ -38,7 +38,8 @@ fn dequantized(dtype: DType, blocks: &[u8], n: usize, k: usize) -> Vec<f32> {
 }
 
 /// (T, K, N) for a block size: every GEMV row count class (1, 2-4, 5-16, 17-64: one and
-/// several 16-row groups, ragged), lanes 8 / 16 / 32 (K up to 38 chunks), and both GEMMs.
+/// several 16-row groups, ragged), lanes 8 / 16 / 32 (K up to 66 chunks: three rounds of 32
+/// lanes), N across row tiles (a short last tile), and both GEMMs.
 fn shapes(block: usize) -> Vec<(usize, usize, usize)> {
     let mut v = vec![
         (1, block, 37),
@@ -51,6 +52,7 @@ fn shapes(block: usize) -> Vec<(usize, usize, usize)> {
         (65, 2 * block, 70),
         (130, 5 * block, 200),
         (129, 256, 16390),
+        (2, 8448, 70),
     ];
     if block == 32 {
         v.push((3, 32 * 38, 9));

@@ -19,6 +19,7 @@ mod adapter;
 mod buffers;
 mod caches;
 mod errors;
+mod profile;
 mod readback;
 mod submit;
 
@@ -92,6 +93,10 @@ impl Gpu {
         coop_matmul: std::result::Result<u32, String>,
     ) -> Result<Gpu> {
         let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let profile_path = std::env::var_os(profile::ENV).filter(|p| !p.is_empty());
+        if profile_path.is_some() {
+            wanted |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let coop = coop_matmul.is_ok();
         if coop {
             wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
@@ -133,7 +138,21 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let mut pending = submit::Pending::default();
+        match profile_path {
+            Some(path) if features.contains(wgpu::Features::TIMESTAMP_QUERY) => {
+                tracing::info!(
+                    "{}: per-kernel GPU times to {}",
+                    profile::ENV,
+                    path.to_string_lossy()
+                );
+                pending.profile = Some(profile::Profiler::new(&device, &queue, path.into()));
+            }
+            Some(_) => tracing::warn!("{}: the adapter has no timestamp queries", profile::ENV),
+            None => {}
+        }
         Ok(Gpu {
+            pending: Mutex::new(pending),
             device,
             queue,
             summary,
@@ -145,7 +164,6 @@ impl Gpu {
             failure,
             caches: caches::Caches::default(),
             pool: Mutex::default(),
-            pending: Mutex::default(),
             tally: submit::Tally::default(),
         })
     }

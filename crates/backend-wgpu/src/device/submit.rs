@@ -16,7 +16,7 @@ use ingot_tensor::backend::Result;
 use super::{Gpu, lock};
 
 /// Dispatches recorded before the pending encoder is submitted.
-const FLUSH_EVERY: usize = 32;
+pub(super) const FLUSH_EVERY: usize = 32;
 
 /// Commands recorded but not yet submitted: one encoder with one open compute pass that
 /// every dispatch joins (wgpu orders the dispatches of a pass and puts barriers between
@@ -27,6 +27,8 @@ pub(super) struct Pending {
     /// Recording into `encoder`; ended before the encoder is finished.
     pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
+    /// Per-kernel timestamps (`INGOT_WGPU_PROFILE`): each dispatch in a pass of its own.
+    pub profile: Option<super::profile::Profiler>,
 }
 
 /// Running totals since the device opened.
@@ -75,6 +77,43 @@ impl Gpu {
         }
         let bind_group = self.bind_group(label, pipeline, buffers);
         let mut pending = lock(&self.pending);
+        if pending.profile.is_some() {
+            drop(pending.pass.take());
+            let p = &mut *pending;
+            let encoder = p.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("step"),
+                    })
+            });
+            let profile = p.profile.as_mut().expect("checked above");
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: Some(profile.next(label, groups)),
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        } else {
+            self.record(&mut pending, pipeline, &bind_group, groups);
+        }
+        pending.dispatches += 1;
+        self.tally.dispatched.fetch_add(1, Ordering::Relaxed);
+        if pending.dispatches >= FLUSH_EVERY {
+            self.submit(&mut pending, None);
+        }
+        drop(pending);
+        self.check()
+    }
+
+    /// Records one dispatch into the pending encoder's open compute pass.
+    fn record(
+        &self,
+        pending: &mut Pending,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    ) {
         if pending.pass.is_none() {
             let encoder = pending.encoder.get_or_insert_with(|| {
                 self.device
@@ -92,22 +131,18 @@ impl Gpu {
         }
         let pass = pending.pass.as_mut().expect("opened above");
         pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        pending.dispatches += 1;
-        self.tally.dispatched.fetch_add(1, Ordering::Relaxed);
-        if pending.dispatches >= FLUSH_EVERY {
-            self.submit(&mut pending, None);
-        }
-        drop(pending);
-        self.check()
     }
 
     /// Submits the pending encoder, then `extra` (a copy that must run after it).
     pub(super) fn submit(&self, pending: &mut Pending, extra: Option<wgpu::CommandEncoder>) {
         let mut buffers = Vec::with_capacity(2);
         drop(pending.pass.take()); // ends the pass, releasing the encoder
-        if let Some(e) = pending.encoder.take() {
+        if let Some(mut e) = pending.encoder.take() {
+            if let Some(p) = &pending.profile {
+                p.resolve(&mut e);
+            }
             buffers.push(e.finish());
         }
         if let Some(e) = extra {
@@ -116,6 +151,9 @@ impl Gpu {
         pending.dispatches = 0;
         if !buffers.is_empty() {
             self.queue.submit(buffers);
+        }
+        if let Some(p) = pending.profile.as_mut() {
+            p.collect(&self.device);
         }
     }
 

@@ -24,10 +24,14 @@ struct EmbeddingParams {
 @group(0) @binding(2) var<storage, read> ids: array<u32>; // [T]
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>; // [T, H]
 
-// Weights in the bound part of the table: where the GGUF block snippets (quant.wgsl) find
-// their scale planes.
-fn weight_elems() -> u32 {
-    return params.rows * params.hidden;
+// Rows and row length of the bound part of the table: how the GGUF block snippets
+// (quant.wgsl) find a row's blocks and their scale planes.
+fn weight_rows() -> u32 {
+    return params.rows;
+}
+
+fn weight_k() -> u32 {
+    return params.hidden;
 }
 
 @compute @workgroup_size(256)

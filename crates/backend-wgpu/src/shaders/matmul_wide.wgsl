@@ -5,6 +5,11 @@
 
 const PACKS: u32 = 16u; // 16-byte weight loads held in registers at once
 
+// Element k of row n of W (the GEMMs' staging; the block formats' twin is in quant.wgsl).
+fn load_w_nk(n: u32, k: u32) -> f32 {
+    return load_w(n * params.k + k);
+}
+
 var<workgroup> wide_part: array<f32, 4096>; // [WIDE_ROWS, lanes, cols]
 
 // The 16 packs (16-byte loads) of one batch, as named values: they stay in registers,

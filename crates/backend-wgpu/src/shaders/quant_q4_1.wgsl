@@ -2,6 +2,8 @@
 // Planes of a part of S sub-blocks: nibbles [S, 4 words], (d, m) [S words] (d in the low
 // half, as in the block).
 
+const BLOCK_SUBS: u32 = 1u;
+
 struct Sub {
     qs: vec4<u32>,
     d: f32,

@@ -5,6 +5,8 @@
 // upload: sub-block t's 32 nibbles in Q4_0 order), headers [S / 8, 4 words] (the block's
 // first 16 bytes as they are: d, dmin and the packed scales).
 
+const BLOCK_SUBS: u32 = 8u;
+
 struct Sub {
     qs: vec4<u32>,
     d: f32, // d * scale_t

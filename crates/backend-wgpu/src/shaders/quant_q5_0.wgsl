@@ -2,6 +2,8 @@
 // bit 4 of element i; x = d * (q - 16)).
 // Planes of a part of S sub-blocks: nibbles [S, 4 words], qh [S words], d [S] f16.
 
+const BLOCK_SUBS: u32 = 1u;
+
 struct Sub {
     qs: vec4<u32>,
     qh: u32,

@@ -4,6 +4,8 @@
 // [S, 4 words] (Q4_0 order), tops [S, 2 words] (element e of a sub-block in bits
 // 2(e % 16) .. of word e / 16), scales [S / 8, 4 words] (as in the block), d [S / 8] f16.
 
+const BLOCK_SUBS: u32 = 8u;
+
 struct Sub {
     ql: vec4<u32>,
     qh: vec2<u32>,

@@ -2,6 +2,8 @@
 // Planes of a part of S sub-blocks: integers [S, 8 words] (element 4w + b in byte b of word
 // w), d [S] f16.
 
+const BLOCK_SUBS: u32 = 1u;
+
 struct Sub {
     lo: vec4<u32>,
     hi: vec4<u32>,
