@@ -240,32 +240,105 @@ def test_tool_choice_none_and_auto(client):
             assert c.message.content is not None
 
 
-def test_streamed_tool_calls_carry_indices(client):
+def stream_calls(client, **args):
+    """Streams a chat completion; per choice: its content, its calls as {index: {id, name,
+    fragments}} checked against the streaming contract (the first delta of a call carries
+    its id, type, name and empty arguments; later ones only its index and argument text),
+    and its finish reason."""
+    out = {}
+    for ch in client.chat.completions.create(stream=True, **args):
+        for c in ch.choices:
+            o = out.setdefault(c.index, {"content": "", "calls": {}, "finish": None})
+            o["content"] += c.delta.content or ""
+            for tc in c.delta.tool_calls or []:
+                if tc.index not in o["calls"]:
+                    assert tc.id and tc.id.startswith("call") and tc.type == "function", tc
+                    assert tc.function.name and tc.function.arguments == "", tc
+                    assert tc.index == len(o["calls"]), "calls begin in index order"
+                    o["calls"][tc.index] = {"id": tc.id, "name": tc.function.name, "fragments": []}
+                else:
+                    assert tc.id is None and tc.function.name is None, tc
+                    o["calls"][tc.index]["fragments"].append(tc.function.arguments)
+            if c.finish_reason:
+                o["finish"] = c.finish_reason
+    return out
+
+
+def check_streamed(streamed, whole):
+    """The streamed choice has the non-streamed choice's calls: names, and fragments that
+    concatenate to exactly its arguments (which parse); a long argument came in pieces."""
+    assert streamed["finish"] == whole.finish_reason
+    calls = whole.message.tool_calls or []
+    assert sorted(streamed["calls"]) == list(range(len(calls)))
+    for i, call in enumerate(calls):
+        s = streamed["calls"][i]
+        assert s["name"] == call.function.name
+        assert "".join(s["fragments"]) == call.function.arguments
+        json.loads(call.function.arguments)
+        assert len(s["fragments"]) > 1, s["fragments"]
+        check_call(call)
+    # Markup never reaches the content.
+    for marker in ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>"):
+        assert marker not in streamed["content"]
+
+
+def test_streamed_tool_arguments_required_and_named(client):
+    # required, n = 2 choices with their own indices.
     args = dict(model=MODEL, messages=WEATHER_Q, tools=WEATHER, tool_choice="required",
                 parallel_tool_calls=False, max_tokens=160, temperature=0.9, seed=2, n=2)
     whole = client.chat.completions.create(**args)
-    calls = {0: {}, 1: {}}
-    finishes = {}
-    for ch in client.chat.completions.create(stream=True, **args):
-        for c in ch.choices:
-            for tc in c.delta.tool_calls or []:
-                slot = calls[c.index].setdefault(tc.index, {"name": "", "args": "", "id": None})
-                if tc.id:
-                    slot["id"] = tc.id
-                if tc.function and tc.function.name:
-                    slot["name"] += tc.function.name
-                if tc.function and tc.function.arguments:
-                    slot["args"] += tc.function.arguments
-            if c.finish_reason:
-                finishes[c.index] = c.finish_reason
-    assert finishes == {0: "tool_calls", 1: "tool_calls"}
+    streamed = stream_calls(client, **args)
     for choice in whole.choices:
-        streamed = calls[choice.index]
-        assert sorted(streamed) == list(range(len(choice.message.tool_calls)))
-        for i, call in enumerate(choice.message.tool_calls):
-            assert streamed[i]["name"] == call.function.name
-            assert json.loads(streamed[i]["args"]) == json.loads(call.function.arguments)
-            assert streamed[i]["id"].startswith("call")
+        assert choice.finish_reason == "tool_calls"
+        check_streamed(streamed[choice.index], choice)
+    # A named function.
+    args = dict(model=MODEL, messages=WEATHER_Q, tools=WEATHER, max_tokens=80, temperature=0,
+                tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    whole = client.chat.completions.create(**args).choices[0]
+    check_streamed(stream_calls(client, **args)[0], whole)
+
+
+def test_two_parallel_calls_stream_with_their_indices(client):
+    """`required` with parallel calls: seeds until one answer holds two calls (seeded
+    sampling is deterministic, so this is the same seed every run)."""
+    ask = [{"role": "user", "content": "What is the weather in Paris and the time in Tokyo?"}]
+    found = 0
+    for seed in range(12):
+        args = dict(model=MODEL, messages=ask, tools=WEATHER, tool_choice="required",
+                    max_tokens=200, temperature=1.0, seed=seed)
+        whole = client.chat.completions.create(**args).choices[0]
+        if whole.finish_reason != "tool_calls" or len(whole.message.tool_calls) < 2:
+            continue
+        check_streamed(stream_calls(client, **args)[0], whole)
+        found += 1
+        if found == 2:
+            break
+    assert found >= 1, "no seed gave two parallel calls"
+
+
+@pytest.mark.parametrize("parser", ["hermes", "llama3_json", "mistral"])
+def test_streamed_tool_arguments_in_every_format(start_server, parser):
+    """Each `--tool-call-parser`: required and named calls stream their arguments; `auto`
+    streams content or calls, and what it streams matches the non-streamed answer."""
+    import openai
+    s = start_server("--tool-call-parser", parser)
+    c = openai.OpenAI(base_url=s.url + "/v1", api_key="none", max_retries=0, timeout=120)
+    for choice in ("required", {"type": "function", "function": {"name": "get_time"}}):
+        args = dict(model=MODEL, messages=WEATHER_Q, tools=WEATHER, tool_choice=choice,
+                    max_tokens=120, temperature=0.8, seed=4)
+        whole = c.chat.completions.create(**args).choices[0]
+        assert whole.finish_reason == "tool_calls", whole.message
+        check_streamed(stream_calls(c, **args)[0], whole)
+    for seed in range(3):
+        args = dict(model=MODEL, messages=WEATHER_Q, tools=WEATHER, max_tokens=60,
+                    temperature=0.8, seed=seed)
+        whole = c.chat.completions.create(**args).choices[0]
+        streamed = stream_calls(c, **args)[0]
+        assert streamed["finish"] == whole.finish_reason
+        if whole.message.tool_calls:
+            check_streamed(streamed, whole)
+        else:
+            assert streamed["content"] == whole.message.content
 
 
 def test_tool_results_render_back(client, http):

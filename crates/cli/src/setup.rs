@@ -60,6 +60,11 @@ pub struct EngineArgs {
     /// uses integer dot products (faster, slightly less accurate; as llama.cpp does).
     #[arg(long, value_enum, default_value_t)]
     pub cpu_activations: CpuActivations,
+    /// Structured output: take each token the grammar forces in a step of its own, instead
+    /// of appending a run of forced tokens at once and computing it as one chunk
+    /// (jump-forward). The tokens are the same either way.
+    #[arg(long)]
+    pub no_jump_forward: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -196,7 +201,9 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         num_blocks,
         enable_prefix_caching: !args.no_prefix_caching,
     };
-    Ok(EngineCore::new(runner, tokenizer, cfg))
+    let mut core = EngineCore::new(runner, tokenizer, cfg);
+    core.set_jump_forward(!args.no_jump_forward);
+    Ok(core)
 }
 
 /// Token ids of `prompt`: through the chat template unless `raw`.

@@ -84,6 +84,9 @@ pub struct EngineStats {
     pub structured_steps_total: u64,
     pub structured_rows_total: u64,
     pub structured_mask_seconds_total: f64,
+    /// Structured output: tokens taken because the grammar allowed only them (forced rows
+    /// and jump-forward runs).
+    pub structured_forced_tokens_total: u64,
     /// KV event batches made (one per step that cached or evicted blocks), and those of
     /// them dropped because the publisher's queue was full or gone.
     pub kv_event_batches_total: u64,
@@ -184,6 +187,7 @@ impl<B: Backend> EngineCore<B> {
             structured_steps_total: self.runner.mask_stats().steps,
             structured_rows_total: self.runner.mask_stats().rows,
             structured_mask_seconds_total: self.runner.mask_stats().seconds,
+            structured_forced_tokens_total: self.runner.mask_stats().forced_tokens,
             ..self.stats
         }
     }
@@ -219,6 +223,13 @@ impl<B: Backend> EngineCore<B> {
     /// Number of requests the runner still tracks (0 once everything finished).
     pub fn runner_tracked(&self) -> usize {
         self.runner.num_tracked()
+    }
+
+    /// Turns structured output's jump-forward on or off (on by default): a run of tokens
+    /// the grammar forces is appended in one step and computed as one chunk in the next,
+    /// instead of one step per token. The tokens are the same either way.
+    pub fn set_jump_forward(&mut self, on: bool) {
+        self.runner.set_jump_forward(on);
     }
 
     /// The structured-output compiler (handles compile on their own thread with it).
@@ -362,17 +373,19 @@ impl<B: Backend> EngineCore<B> {
                 choice.cached_tokens = self.scheduler.request(r.id).map(|q| q.num_cached_tokens);
             }
         }
-        let tokens: HashMap<RequestId, u32> =
-            sampled.iter().map(|(&id, s)| (id, s.token)).collect();
+        // Each request's sampled token, then the run its grammar forced (jump-forward).
+        let tokens: HashMap<RequestId, Vec<u32>> = sampled
+            .iter()
+            .map(|(&id, s)| (id, [&[s.token][..], &s.forced[..]].concat()))
+            .collect();
         for r in self.scheduler.update(&out, &tokens) {
-            if r.token.is_none() {
+            if r.tokens.is_empty() {
                 continue;
             }
-            self.stats.generation_tokens_total += 1;
             let s = sampled
                 .remove(&r.id)
                 .expect("the runner sampled every reported token");
-            self.emit(r.id, s, r.finished);
+            self.emit(r.id, s, &r.tokens, r.finished);
         }
         worked
     }
@@ -419,37 +432,48 @@ impl<B: Backend> EngineCore<B> {
         self.parents.clear();
     }
 
+    /// Sends the output of the step's `tokens` for choice `id`: the sampled token, then any
+    /// tokens its grammar forced, each through the detokenizer and the stop strings in
+    /// turn (a stop string ends the choice at the token that completed it; later ones are
+    /// dropped).
     fn emit(
         &mut self,
         id: RequestId,
         sampled: ingot_runner::Sampled,
+        tokens: &[u32],
         mut finished: Option<FinishReason>,
     ) {
         let ingot_runner::Sampled {
-            token,
             logprobs,
             prompt_logprobs,
+            ..
         } = sampled;
         let Some(choice) = self.choices.get_mut(&id) else {
             return;
         };
-        choice.completion_tokens += 1;
         let tok = &self.tokenizer;
         let skip = choice.skip_special;
         let mut text = String::new();
         let mut stop_string = false;
-        match choice
-            .detok
-            .push(token, |ids| tok.decode(ids, skip), finished.is_some())
-        {
-            Ok(Some(delta)) => {
-                let released = choice.stop.push(&delta);
-                text = released.text;
-                stop_string = released.stopped;
+        let mut taken = 0;
+        for (k, &token) in tokens.iter().enumerate() {
+            taken += 1;
+            let last = k + 1 == tokens.len() && finished.is_some();
+            match choice.detok.push(token, |ids| tok.decode(ids, skip), last) {
+                Ok(Some(delta)) => {
+                    let released = choice.stop.push(&delta);
+                    text.push_str(&released.text);
+                    stop_string = released.stopped;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "detokenization failed"),
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "detokenization failed"),
+            if stop_string {
+                break;
+            }
         }
+        choice.completion_tokens += taken;
+        self.stats.generation_tokens_total += taken as u64;
         if stop_string {
             // Text past the stop string is dropped, whatever else ended the request.
             if finished.is_none() {
@@ -462,7 +486,7 @@ impl<B: Backend> EngineCore<B> {
         let out = RequestOutput {
             request_id: choice.parent,
             index: choice.index,
-            token_ids: vec![token],
+            token_ids: tokens[..taken].to_vec(),
             text,
             logprobs: logprobs.into_iter().collect(),
             prompt_logprobs,

@@ -12,6 +12,15 @@
 //! go to the device as bits and `mask_logits` applies them before any token is chosen, so
 //! the sample plan routes constrained rows like any other. A grammar that fails is reported
 //! through [`ModelRunner::take_failures`] and the request gets no token.
+//!
+//! Jump-forward (on unless [`ModelRunner::set_jump_forward`] turns it off): after a
+//! constrained row's token is committed, the tokens its grammar then forces (where it
+//! allows exactly one) are taken at once, up to `max_tokens` and through the first stop
+//! token, and returned in [`Sampled::forced`]; the scheduler appends them all and the next
+//! step computes them as one chunk, like a piece of prompt. The tokens are the ones a step
+//! per forced token would give: each is the only one its mask allows, and the chunk's
+//! logits are those of one token at a time (batch invariance). Requests asking for
+//! log-probabilities take forced tokens one per step, each reporting its own row's.
 
 use std::collections::HashMap;
 
@@ -40,6 +49,8 @@ pub struct ModelRunner<B: Backend> {
     /// Requests whose grammar failed this step, with why.
     failures: Vec<(RequestId, String)>,
     mask_stats: MaskStats,
+    /// Whether forced runs are taken in one step (see the module header).
+    jump_forward: bool,
 }
 
 /// A step's logits after the constrained rows' masks, with what the masks decided.
@@ -58,9 +69,12 @@ pub struct MaskStats {
     pub steps: u64,
     /// Constrained rows masked (forced rows included).
     pub rows: u64,
-    /// Seconds spent in the matchers computing masks (commits are not counted: they are
-    /// a few microseconds).
+    /// Seconds spent in the matchers computing masks, jump-forward's look-ahead included
+    /// (commits are not counted: they are a few microseconds).
     pub seconds: f64,
+    /// Tokens taken because the grammar allowed only them (no choice from logits): forced
+    /// rows, and the runs jump-forward appended.
+    pub forced_tokens: u64,
 }
 
 impl<B: Backend> ModelRunner<B> {
@@ -105,6 +119,7 @@ impl<B: Backend> ModelRunner<B> {
             pending: HashMap::new(),
             failures: Vec::new(),
             mask_stats: MaskStats::default(),
+            jump_forward: true,
         })
     }
 
@@ -125,6 +140,12 @@ impl<B: Backend> ModelRunner<B> {
                 self.pending.insert(id, constraint);
             }
         }
+    }
+
+    /// Turns jump-forward (forced runs in one step) on or off; on by default. Either way
+    /// gives the same tokens; off takes one step per forced token.
+    pub fn set_jump_forward(&mut self, on: bool) {
+        self.jump_forward = on;
     }
 
     /// Structured-output mask counters, for metrics and benchmarks.
@@ -298,9 +319,12 @@ impl<B: Backend> ModelRunner<B> {
                 .states
                 .get_mut(&id)
                 .expect("a scheduled request was announced");
-            let s = match back.row(i) {
+            let mut s = match back.row(i) {
                 RowResult::Token(t) => state.accept(t),
-                RowResult::Forced(t) => state.accept_forced(t),
+                RowResult::Forced(t) => {
+                    self.mask_stats.forced_tokens += 1;
+                    state.accept_forced(t)
+                }
                 RowResult::TokenWithLogprobs(lps) => state.accept_with_logprobs(lps.token, lps),
                 RowResult::Logits(l) if row.sample => self.sampler.sample(l, state),
                 RowResult::Logits(l) => {
@@ -314,8 +338,44 @@ impl<B: Backend> ModelRunner<B> {
                 self.failures.push((id, e));
                 continue;
             }
+            if self.jump_forward {
+                s.forced = forced_run(state, s.token, &mut self.mask_stats);
+            }
             sampled.insert(id, s);
         }
         Ok(sampled)
     }
+}
+
+/// Takes the run of tokens `state`'s grammar forces after `token` (jump-forward),
+/// recording each as a forced token: until the grammar allows a choice, `max_tokens` is
+/// reached, or a stop token is taken. Empty without a grammar, after a stop token, and for
+/// requests asking for log-probabilities. A matcher error ends the run; the next step's
+/// mask reports it.
+fn forced_run(state: &mut SamplingState, token: u32, stats: &mut MaskStats) -> Vec<u32> {
+    let mut run = Vec::new();
+    if state.params.logprobs.is_some() || state.stop_ids.contains(&token) {
+        return run;
+    }
+    let Some(mut c) = state.constraint.take() else {
+        return run;
+    };
+    let started = std::time::Instant::now();
+    while state.num_output() < state.params.max_tokens {
+        let Ok(Some(t)) = c.forced_next() else {
+            break;
+        };
+        if c.commit(t).is_err() {
+            break;
+        }
+        state.accept_forced(t);
+        run.push(t);
+        if state.stop_ids.contains(&t) {
+            break;
+        }
+    }
+    stats.seconds += started.elapsed().as_secs_f64();
+    stats.forced_tokens += run.len() as u64;
+    state.constraint = Some(c);
+    run
 }

@@ -175,6 +175,11 @@ impl SamplingState {
         self.record(token, None)
     }
 
+    /// Tokens the request produced so far (forced ones included).
+    pub fn num_output(&self) -> usize {
+        self.num_output
+    }
+
     /// Records the step's token: hands over the prompt log-probabilities with the first
     /// output token, and updates the penalty counts.
     fn record(&mut self, token: u32, logprobs: Option<TokenLogprobs>) -> Sampled {
@@ -183,6 +188,7 @@ impl SamplingState {
         self.push(token);
         Sampled {
             token,
+            forced: Vec::new(),
             logprobs,
             prompt_logprobs,
         }
@@ -201,6 +207,9 @@ impl SamplingState {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampled {
     pub token: u32,
+    /// Tokens the request's grammar forced right after `token` (jump-forward), in order:
+    /// appended with it, computed together in the next step. Empty without a grammar.
+    pub forced: Vec<u32>,
     pub logprobs: Option<TokenLogprobs>,
     /// With the request's first token, when asked: prompt tokens 1.. with their
     /// log-probabilities (the first prompt token has none).

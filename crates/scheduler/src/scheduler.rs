@@ -33,8 +33,9 @@ pub struct SchedulerConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepResult {
     pub id: RequestId,
-    /// The token sampled for it, if the step sampled it.
-    pub token: Option<u32>,
+    /// The tokens appended to it: the sampled one, then any its grammar forced, cut where
+    /// the request finished; empty when the step did not sample it.
+    pub tokens: Vec<u32>,
     pub finished: Option<FinishReason>,
 }
 
@@ -276,12 +277,16 @@ impl Scheduler {
     }
 
     /// Applies a step's results: advances computed counts, caches newly full blocks, appends
-    /// the sampled tokens and applies stop conditions. `sampled` holds one token for each
-    /// scheduled request with `sample` set.
+    /// the sampled tokens and applies stop conditions. `sampled` holds, for each scheduled
+    /// request with `sample` set, its sampled token followed by the tokens its grammar
+    /// forced (jump-forward). They are appended one at a time with the stop checks after
+    /// each, so EOS, a stop token, `max_tokens` or `max_model_len` cut a forced run exactly
+    /// where a step per token would have stopped; the appended tokens not yet computed are
+    /// scheduled as one chunk in the next step.
     pub fn update(
         &mut self,
         out: &SchedulerOutput,
-        sampled: &HashMap<RequestId, u32>,
+        sampled: &HashMap<RequestId, Vec<u32>>,
     ) -> Vec<StepResult> {
         let mut results = Vec::with_capacity(out.scheduled.len());
         for s in &out.scheduled {
@@ -296,17 +301,26 @@ impl Scheduler {
             if !s.sample {
                 continue;
             }
-            let token = *sampled
+            let run = sampled
                 .get(&s.id)
                 .expect("a sampled token for every sampled request");
-            req.tokens.push(token);
-            let finished = req.check_stop(self.cfg.max_model_len);
+            assert!(!run.is_empty(), "a sampled request got no token");
+            let mut tokens = Vec::with_capacity(run.len());
+            let mut finished = None;
+            for &token in run {
+                req.tokens.push(token);
+                tokens.push(token);
+                finished = req.check_stop(self.cfg.max_model_len);
+                if finished.is_some() {
+                    break;
+                }
+            }
             if let Some(reason) = finished {
                 self.finish_request(s.id, reason);
             }
             results.push(StepResult {
                 id: s.id,
-                token: Some(token),
+                tokens,
                 finished,
             });
         }

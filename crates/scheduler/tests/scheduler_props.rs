@@ -2,6 +2,8 @@
 //! samples a token derived from the request and its length. Random mixes of arrivals,
 //! prompt lengths (with shared prefixes, so the prefix cache is exercised), output lengths,
 //! aborts, tight KV budgets (forcing preemption) and token budgets (forcing chunking).
+//! The fake runner also returns runs of forced tokens after some samples (structured
+//! output's jump-forward), which the next steps compute as chunks.
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,6 +40,13 @@ fn fake_token(id: u64, len: usize) -> u32 {
     ((id * 31 + len as u64 * 7) % 1000) as u32 + 10
 }
 
+/// The fake runner's tokens for a request of `len` tokens: the sampled one, then up to four
+/// "forced" ones, as a grammar's jump-forward would append.
+fn fake_run(id: u64, len: usize) -> Vec<u32> {
+    let forced = (fake_token(id, len) % 5) as usize;
+    (0..=forced).map(|k| fake_token(id, len + k)).collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -61,6 +70,7 @@ proptest! {
         let mut accepted = HashSet::new();
         let mut finished: HashMap<u64, FinishReason> = HashMap::new();
         let mut aborts: HashMap<usize, Vec<u64>> = HashMap::new();
+        let mut outputs: HashMap<u64, usize> = HashMap::new();
         let mut step = 0;
         loop {
             for (i, a) in arrivals.iter().enumerate().filter(|(_, a)| a.step == step) {
@@ -88,24 +98,45 @@ proptest! {
             let total: usize = out.scheduled.iter().map(|r| r.new_token_ids.len()).sum();
             prop_assert_eq!(total, out.num_batched_tokens);
             s.check_invariants();
-            // No block in two requests' tables unless it is a shared (prefix-cached) block.
+            // No block in two requests' tables unless it is a shared (prefix-cached) block:
+            // each block's refcount is the number of live requests holding it (a running
+            // request may sit out a step whose budget went to others' chunks).
             let mut owners: HashMap<u32, usize> = HashMap::new();
-            for r in &out.scheduled {
-                for &b in &r.block_ids {
-                    *owners.entry(b).or_default() += 1;
+            for id in &accepted {
+                if let Some(blocks) = s.request(*id).and_then(|r| r.blocks.as_ref()) {
+                    for b in blocks.ids() {
+                        *owners.entry(b).or_default() += 1;
+                    }
                 }
+            }
+            for r in &out.scheduled {
                 prop_assert!(r.block_ids.len() * block_size >= r.num_computed_tokens + r.new_token_ids.len());
+                for &b in &r.block_ids {
+                    prop_assert_eq!(owners[&b] as u32, s.kv().pool().ref_cnt(ingot_kv_cache::BlockId(b)));
+                }
             }
-            for (b, n) in owners {
-                prop_assert_eq!(n as u32, s.kv().pool().ref_cnt(ingot_kv_cache::BlockId(b)));
-            }
-            let sampled: HashMap<u64, u32> = out
+            let sampled: HashMap<u64, Vec<u32>> = out
                 .scheduled
                 .iter()
                 .filter(|r| r.sample)
-                .map(|r| (r.id, fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len())))
+                .map(|r| (r.id, fake_run(r.id, r.num_computed_tokens + r.new_token_ids.len())))
                 .collect();
             for r in s.update(&out, &sampled) {
+                let run = &sampled[&r.id];
+                prop_assert!(!r.tokens.is_empty() && r.tokens.len() <= run.len());
+                prop_assert_eq!(&r.tokens[..], &run[..r.tokens.len()]);
+                let n = outputs.entry(r.id).or_insert(0);
+                *n += r.tokens.len();
+                let max_tokens = arrivals[r.id as usize].max_tokens;
+                prop_assert!(*n <= max_tokens, "request {} got {} tokens, max {}", r.id, n, max_tokens);
+                if r.tokens.len() < run.len() {
+                    // A forced run is cut only where the request ends.
+                    prop_assert!(r.finished.is_some());
+                }
+                if r.finished == Some(FinishReason::Length) {
+                    let prompt_len = arrivals[r.id as usize].prompt_len;
+                    prop_assert!(*n == max_tokens || prompt_len + *n == 256);
+                }
                 if let Some(reason) = r.finished {
                     prop_assert!(finished.insert(r.id, reason).is_none(), "request {} finished twice", r.id);
                 }
@@ -148,7 +179,7 @@ fn second_request_computes_only_past_the_cached_prefix() {
                 .scheduled
                 .iter()
                 .filter(|r| r.sample)
-                .map(|r| (r.id, 7))
+                .map(|r| (r.id, vec![7]))
                 .collect();
             s.update(&out, &sampled);
         }
@@ -184,19 +215,22 @@ fn preemption_recomputes_and_loses_nothing() {
     while s.has_unfinished() {
         let out = s.schedule();
         preempted += out.preempted.len();
-        let sampled: HashMap<u64, u32> = out
+        let sampled: HashMap<u64, Vec<u32>> = out
             .scheduled
             .iter()
             .filter(|r| r.sample)
             .map(|r| {
                 (
                     r.id,
-                    fake_token(r.id, r.num_computed_tokens + r.new_token_ids.len()),
+                    vec![fake_token(
+                        r.id,
+                        r.num_computed_tokens + r.new_token_ids.len(),
+                    )],
                 )
             })
             .collect();
         for r in s.update(&out, &sampled) {
-            outputs.entry(r.id).or_default().push(r.token.unwrap());
+            outputs.entry(r.id).or_default().extend(r.tokens);
         }
         s.check_invariants();
     }
@@ -230,9 +264,59 @@ fn waiting_requests_run_by_priority_then_arrival() {
     let mut order = Vec::new();
     while s.has_unfinished() {
         let out = s.schedule();
-        let sampled: HashMap<u64, u32> = out.scheduled.iter().map(|r| (r.id, 9)).collect();
+        let sampled: HashMap<u64, Vec<u32>> =
+            out.scheduled.iter().map(|r| (r.id, vec![9])).collect();
         order.extend(out.scheduled.iter().map(|r| r.id));
         s.update(&out, &sampled);
     }
     assert_eq!(order, [2, 0, 3, 1]);
+}
+
+#[test]
+fn forced_runs_are_computed_as_one_chunk_and_cut_by_stop_conditions() {
+    let cfg = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 64,
+        max_model_len: 64,
+        num_blocks: 16,
+        block_size: 4,
+        enable_prefix_caching: false,
+    };
+    let mut s = Scheduler::new(cfg);
+    // Request 0: max 5 tokens; request 1: EOS (1) inside its forced run.
+    s.add_request(Request::new(
+        0,
+        vec![5, 6, 7],
+        SamplingParams::greedy(5),
+        vec![1],
+    ))
+    .unwrap();
+    s.add_request(Request::new(
+        1,
+        vec![8, 9],
+        SamplingParams::greedy(20),
+        vec![1],
+    ))
+    .unwrap();
+    let out = s.schedule();
+    let sampled = HashMap::from([(0, vec![20, 21, 22]), (1, vec![30, 31, 1, 32])]);
+    let res = s.update(&out, &sampled);
+    assert_eq!(res[0].tokens, [20, 21, 22]);
+    assert_eq!(res[0].finished, None);
+    // Everything up to and including EOS is appended; what followed it is dropped.
+    assert_eq!(res[1].tokens, [30, 31, 1]);
+    assert_eq!(res[1].finished, Some(FinishReason::Stop));
+    // The next step computes request 0's three new tokens together and samples once.
+    let out = s.schedule();
+    assert_eq!(out.scheduled.len(), 1);
+    assert_eq!(out.scheduled[0].new_token_ids, [20, 21, 22]);
+    assert_eq!(out.scheduled[0].num_computed_tokens, 3);
+    assert!(out.scheduled[0].sample);
+    // A run past max_tokens is cut at it, with `length`.
+    let res = s.update(&out, &HashMap::from([(0, vec![23, 24, 25, 26])]));
+    assert_eq!(res[0].tokens, [23, 24]);
+    assert_eq!(res[0].finished, Some(FinishReason::Length));
+    assert!(!s.has_unfinished());
+    s.check_invariants();
+    assert_eq!(s.kv().num_free_blocks(), 16);
 }

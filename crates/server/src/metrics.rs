@@ -262,6 +262,12 @@ impl Metrics {
             stats.structured_mask_seconds_total.to_string(),
         );
         sample(
+            "structured_output_forced_tokens_total",
+            c,
+            "Tokens the grammar forced (taken without a choice from logits; jump-forward runs included).",
+            stats.structured_forced_tokens_total.to_string(),
+        );
+        sample(
             "kv_event_batches_total",
             c,
             "KV cache event batches made (--kv-events-endpoint; one per step that cached or evicted blocks).",

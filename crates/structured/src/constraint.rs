@@ -5,6 +5,13 @@
 //! complete the mask allows only the end-of-sequence tokens, so the request ends with
 //! `stop`; if `max_tokens` comes first it ends with `length`, its output a prefix of a
 //! sentence of the grammar.
+//!
+//! Jump-forward: [`Constraint::forced_next`] asks, right after a commit, whether the
+//! grammar now allows exactly one token, so the engine can append a run of forced tokens
+//! in one step. It only computes a mask where llguidance already knows the next bytes are
+//! forced (its fast-forward tokens) or the grammar is complete; the mask it computes is
+//! kept for the next [`Constraint::mask`], so no mask is computed twice. A forced token is
+//! by definition the one the mask allows, so the tokens are those of one token per step.
 
 use llguidance::Matcher;
 
@@ -22,6 +29,9 @@ pub enum Next {
 pub struct Constraint {
     matcher: Matcher,
     vocab_size: usize,
+    /// The mask of the current position, when computed ahead by `forced_next` (words
+    /// `mask_words(V)`, and what they decide); cleared by every commit.
+    ready: Option<(Vec<u32>, Next)>,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -38,6 +48,7 @@ impl Constraint {
         Self {
             matcher,
             vocab_size,
+            ready: None,
         }
     }
 
@@ -47,6 +58,10 @@ impl Constraint {
     /// cannot go on.
     pub fn mask(&mut self, words: &mut [u32]) -> Result<Next, String> {
         debug_assert_eq!(words.len(), self.vocab_size.div_ceil(32));
+        if let Some((ready, next)) = self.ready.take() {
+            words.copy_from_slice(&ready);
+            return Ok(next);
+        }
         let set = self
             .matcher
             .compute_mask_or_eos()
@@ -75,8 +90,28 @@ impl Constraint {
         }
     }
 
+    /// The one token the grammar allows next, if it is known cheaply: where llguidance's
+    /// fast-forward tokens say the next bytes are forced, or the grammar is complete (then
+    /// only EOS may follow, which is forced when the model has one EOS token). `None`
+    /// means "choose as usual" (the mask is then computed during the next step, while its
+    /// forward pass runs). Never computes a full mask over the vocabulary except where that
+    /// mask is the one the next step needs.
+    pub fn forced_next(&mut self) -> Result<Option<u32>, String> {
+        if !self.matcher.is_stopped() && self.matcher.compute_ff_tokens().is_empty() {
+            return Ok(None);
+        }
+        let mut words = vec![0u32; self.vocab_size.div_ceil(32)];
+        let next = self.mask(&mut words)?;
+        self.ready = Some((words, next));
+        Ok(match next {
+            Next::Forced(t) => Some(t),
+            Next::Masked => None,
+        })
+    }
+
     /// Advances the matcher by the step's token (one the last mask allowed).
     pub fn commit(&mut self, token: u32) -> Result<(), String> {
+        self.ready = None;
         if self.matcher.is_stopped() {
             // The grammar was complete and its mask allowed only EOS: nothing to follow.
             return Ok(());

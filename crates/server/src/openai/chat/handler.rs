@@ -4,11 +4,12 @@
 //! reason on each choice's last chunk, and with `include_usage` a last chunk with empty
 //! `choices` and the usage.
 //!
-//! With tools, each choice's text is read for calls (`tools.rs`): a response with calls
+//! With tools, each choice's text is read for calls (`tool_scan.rs`): a response with calls
 //! carries them in `tool_calls` with `finish_reason: "tool_calls"`. Streaming, text that
-//! may begin a call is held back; when the choice ends its calls go out in one delta, each
-//! with its `index` among the choice's calls, and any held text that was no call goes out
-//! as content.
+//! may begin a call is held back; each call goes out as it is written: a first delta with
+//! its `index` among the choice's calls, `id`, `type`, `function.name` and empty
+//! `arguments`, then deltas with its `index` and the next piece of its arguments text.
+//! Held text that turns out to be no call goes out as content.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +20,7 @@ use serde_json::Value;
 use super::protocol::{
     AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta,
 };
+use super::tool_scan::{Piece, ToolStream};
 use super::tools::{ToolCall, ToolPlan};
 use crate::errors::ApiError;
 use crate::openai::common::{GenerationBody, StreamOptions};
@@ -58,7 +60,7 @@ pub async fn create(
             top_logprobs: plan.top_logprobs,
             options: plan.stream_options,
             texts: vec![String::new(); n],
-            sent: vec![0; n],
+            streams: vec![ToolStream::default(); n],
             tools: plan.tools.clone().filter(|t| t.active()),
         };
         return Ok(sse::response(generation::pump(events, writer, tracker)));
@@ -123,9 +125,9 @@ struct ChatChunks {
     n: usize,
     top_logprobs: Option<usize>,
     options: StreamOptions,
-    /// With tools: each choice's text so far, and how much of it went out as content.
+    /// With tools: each choice's text so far, and what of it went out.
     texts: Vec<String>, // [n]
-    sent: Vec<usize>, // [n]
+    streams: Vec<ToolStream>, // [n]
     tools: Option<ToolPlan>,
 }
 
@@ -155,68 +157,44 @@ impl ChatChunks {
 }
 
 impl ChatChunks {
-    /// The chunks of one output of a choice whose text is read for tool calls.
+    /// The chunks of one output of a choice whose text is read for tool calls: content
+    /// and call deltas as the choice's text now allows, then its finish reason if it ended.
     fn tool_output(
         &mut self,
-        tools: ToolPlan,
         choice: usize,
         out: &RequestOutput,
         tracker: &Tracker,
     ) -> Vec<String> {
-        let Some(text) = self.texts.get_mut(choice) else {
+        let (Some(tools), Some(text), Some(stream)) = (
+            self.tools.as_ref(),
+            self.texts.get_mut(choice),
+            self.streams.get_mut(choice),
+        ) else {
             return Vec::new();
         };
         text.push_str(&out.text);
-        let text = text.clone();
-        let sent = self.sent[choice];
-        let mut deltas: Vec<(Delta, Option<&'static str>)> = Vec::new();
-        match out.finish_reason {
-            None => {
-                let safe = tools.content_prefix(&text).max(sent);
-                if safe > sent {
-                    self.sent[choice] = safe;
-                    let content = Some(text[sent..safe].to_string());
-                    deltas.push((
-                        Delta {
-                            content,
-                            ..Delta::default()
-                        },
-                        None,
-                    ));
-                }
-            }
-            Some(finish) => {
-                let (_, calls) = tools.parse(&text);
-                if calls.is_empty() {
-                    if text.len() > sent {
-                        let content = Some(text[sent..].to_string());
-                        deltas.push((
-                            Delta {
-                                content,
-                                ..Delta::default()
-                            },
-                            None,
-                        ));
-                    }
-                } else {
-                    let list = calls
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| c.to_delta(i))
-                        .collect();
-                    let tool_calls = Some(list);
-                    deltas.push((
-                        Delta {
-                            tool_calls,
-                            ..Delta::default()
-                        },
-                        None,
-                    ));
-                }
-                self.sent[choice] = text.len();
-                let reason = finish_reason(Some(finish), !calls.is_empty());
-                deltas.push((Delta::default(), reason));
-            }
+        let pieces = stream.advance(tools, text, out.finish_reason.is_some());
+        let mut deltas: Vec<(Delta, Option<&'static str>)> = pieces
+            .into_iter()
+            .map(|piece| {
+                let delta = match piece {
+                    Piece::Content(c) => Delta {
+                        content: Some(c),
+                        ..Delta::default()
+                    },
+                    Piece::Call(entry) => Delta {
+                        tool_calls: Some(vec![entry]),
+                        ..Delta::default()
+                    },
+                };
+                (delta, None)
+            })
+            .collect();
+        if let Some(finish) = out.finish_reason {
+            deltas.push((
+                Delta::default(),
+                finish_reason(Some(finish), stream.has_calls()),
+            ));
         }
         let usage = self.running_usage(tracker, choice);
         deltas
@@ -267,8 +245,8 @@ impl ChunkWriter for ChatChunks {
             .map(|k| ChatLogprobs {
                 content: chat_entries(self.state.tokenizer(), &out.logprobs, k),
             });
-        if let Some(tools) = &self.tools {
-            return Ok(self.tool_output(tools.clone(), choice, out, tracker));
+        if self.tools.is_some() {
+            return Ok(self.tool_output(choice, out, tracker));
         }
         if out.text.is_empty() && logprobs.is_none() && out.finish_reason.is_none() {
             return Ok(Vec::new()); // held back: half a character or a possible stop string

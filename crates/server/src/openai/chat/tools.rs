@@ -21,13 +21,14 @@
 //! - a named function: the output is constrained to that function's arguments schema.
 //!
 //! A response with calls has `finish_reason: "tool_calls"`; call ids are `call-` and 32
-//! random hex digits.
+//! random hex digits; a call's `arguments` is the JSON object as the model wrote it. Where
+//! the calls are in the text, and how they stream, is `tool_scan.rs`.
 
 use ingot_engine::api::StructuredOutput;
 use serde_json::{Map, Value, json};
 
+use super::tool_scan::finished_calls;
 use crate::errors::ApiError;
-use crate::state::response_id;
 
 /// How a model writes tool calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,12 +100,6 @@ impl ToolCall {
     /// The OpenAI `tool_calls` entry.
     pub fn to_json(&self) -> Value {
         json!({"id": self.id, "type": "function",
-               "function": {"name": self.name, "arguments": self.arguments}})
-    }
-
-    /// The entry of a streamed delta (`index` is the call's place in the choice).
-    pub fn to_delta(&self, index: usize) -> Value {
-        json!({"index": index, "id": self.id, "type": "function",
                "function": {"name": self.name, "arguments": self.arguments}})
     }
 }
@@ -269,122 +264,14 @@ impl ToolPlan {
         Some(StructuredOutput::JsonSchema(schema.to_string()))
     }
 
-    /// The calls of a finished output and the content left around them.
+    /// The calls of a finished output and the content left around them (all of it
+    /// content when it holds no valid call). Reading is `tool_scan.rs`'s, shared with
+    /// streaming.
     pub fn parse(&self, text: &str) -> (Option<String>, Vec<ToolCall>) {
-        match &self.choice {
-            ToolChoice::None => (Some(text.to_string()), Vec::new()),
-            ToolChoice::Named(name) => match serde_json::from_str::<Value>(text) {
-                Ok(args) if args.is_object() => (None, vec![call(name, &args)]),
-                _ => (Some(text.to_string()), Vec::new()),
-            },
-            ToolChoice::Required => match serde_json::from_str::<Value>(text) {
-                Ok(Value::Array(items)) => {
-                    let calls: Option<Vec<ToolCall>> = items.iter().map(object_call).collect();
-                    match calls {
-                        Some(c) if !c.is_empty() => (None, c),
-                        _ => (Some(text.to_string()), Vec::new()),
-                    }
-                }
-                _ => (Some(text.to_string()), Vec::new()),
-            },
-            ToolChoice::Auto => self.parse_auto(text),
+        if self.choice == ToolChoice::None {
+            return (Some(text.to_string()), Vec::new());
         }
-    }
-
-    fn parse_auto(&self, text: &str) -> (Option<String>, Vec<ToolCall>) {
-        let keep = |t: &str| Some(t.trim()).filter(|t| !t.is_empty()).map(str::to_string);
-        match self.format {
-            ToolFormat::Hermes => {
-                const OPEN: &str = "<tool_call>";
-                const CLOSE: &str = "</tool_call>";
-                let Some(first) = text.find(OPEN) else {
-                    return (Some(text.to_string()), Vec::new());
-                };
-                let mut calls = Vec::new();
-                let mut rest = &text[first..];
-                let mut trailing = String::new();
-                while let Some(start) = rest.find(OPEN) {
-                    trailing.push_str(&rest[..start]);
-                    let body = &rest[start + OPEN.len()..];
-                    let (inner, next) = match body.find(CLOSE) {
-                        Some(end) => (&body[..end], &body[end + CLOSE.len()..]),
-                        None => (body, ""),
-                    };
-                    match serde_json::from_str::<Value>(inner.trim())
-                        .ok()
-                        .as_ref()
-                        .and_then(object_call)
-                    {
-                        Some(c) => calls.push(c),
-                        None => return (Some(text.to_string()), Vec::new()),
-                    }
-                    rest = next;
-                }
-                trailing.push_str(rest);
-                let content = format!("{}{}", &text[..first], trailing.trim());
-                (keep(&content), calls)
-            }
-            ToolFormat::Llama3Json => {
-                let body = text.trim_start();
-                let body = body.strip_prefix("<|python_tag|>").unwrap_or(body).trim();
-                if !body.starts_with('{') {
-                    return (Some(text.to_string()), Vec::new());
-                }
-                let calls: Option<Vec<ToolCall>> = body
-                    .split(';')
-                    .map(|part| {
-                        serde_json::from_str::<Value>(part.trim())
-                            .ok()
-                            .as_ref()
-                            .and_then(object_call)
-                    })
-                    .collect();
-                match calls {
-                    Some(c) if !c.is_empty() => (None, c),
-                    _ => (Some(text.to_string()), Vec::new()),
-                }
-            }
-            ToolFormat::Mistral => {
-                let Some(at) = text.find("[TOOL_CALLS]") else {
-                    return (Some(text.to_string()), Vec::new());
-                };
-                let body = text[at + "[TOOL_CALLS]".len()..].trim();
-                match serde_json::from_str::<Value>(body) {
-                    Ok(Value::Array(items)) => {
-                        let calls: Option<Vec<ToolCall>> = items.iter().map(object_call).collect();
-                        match calls {
-                            Some(c) if !c.is_empty() => (keep(&text[..at]), c),
-                            _ => (Some(text.to_string()), Vec::new()),
-                        }
-                    }
-                    _ => (Some(text.to_string()), Vec::new()),
-                }
-            }
-        }
-    }
-
-    /// While streaming an `auto` choice: how much of `text` (the choice's output so far)
-    /// is surely content, so may be sent now; the rest may be the start of a call and is
-    /// held until the choice ends. Forced calls hold everything.
-    pub fn content_prefix(&self, text: &str) -> usize {
-        match (&self.choice, self.format) {
-            (ToolChoice::None, _) => text.len(),
-            (ToolChoice::Required | ToolChoice::Named(_), _) => 0,
-            (ToolChoice::Auto, ToolFormat::Hermes) => safe_prefix(text, "<tool_call>"),
-            (ToolChoice::Auto, ToolFormat::Mistral) => safe_prefix(text, "[TOOL_CALLS]"),
-            (ToolChoice::Auto, ToolFormat::Llama3Json) => {
-                let t = text.trim_start();
-                if t.is_empty()
-                    || t.starts_with('{')
-                    || "<|python_tag|>".starts_with(t)
-                    || t.starts_with("<|python_tag|>")
-                {
-                    0
-                } else {
-                    text.len()
-                }
-            }
-        }
+        finished_calls(self, text).unwrap_or_else(|| (Some(text.to_string()), Vec::new()))
     }
 
     /// The template variables for the prompt: `tools` for templates that read it.
@@ -464,43 +351,6 @@ impl ToolPlan {
             ToolFormat::Mistral => ("user", format!("[TOOL_RESULTS] {content}[/TOOL_RESULTS]")),
         }
     }
-}
-
-/// The length of `text` that cannot be part of `marker` starting later: everything before
-/// the marker if it is there, else all but a trailing partial marker.
-fn safe_prefix(text: &str, marker: &str) -> usize {
-    if let Some(at) = text.find(marker) {
-        return at;
-    }
-    for k in (1..marker.len()).rev() {
-        if text.len() >= k
-            && text.is_char_boundary(text.len() - k)
-            && marker.starts_with(&text[text.len() - k..])
-        {
-            return text.len() - k;
-        }
-    }
-    text.len()
-}
-
-fn call(name: &str, args: &Value) -> ToolCall {
-    ToolCall {
-        id: response_id("call"),
-        name: name.to_string(),
-        arguments: args.to_string(),
-    }
-}
-
-/// `{"name": .., "arguments" | "parameters": {..} or its JSON text}` as a call.
-fn object_call(v: &Value) -> Option<ToolCall> {
-    let name = v.get("name")?.as_str()?;
-    let args = match v.get("arguments").or_else(|| v.get("parameters")) {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::String(s)) => serde_json::from_str(s).ok()?,
-        Some(a @ Value::Object(_)) => a.clone(),
-        Some(_) => return None,
-    };
-    Some(call(name, &args))
 }
 
 /// Whether a chat template renders tools, tool messages and assistant `tool_calls` itself.
@@ -631,7 +481,7 @@ mod tests {
         );
         assert_eq!(content.as_deref(), Some("Let me look."));
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[1].arguments, "{\"city\":\"Oslo\"}");
+        assert_eq!(calls[1].arguments, "{\"city\": \"Oslo\"}");
         assert!(calls[0].id.starts_with("call-") && calls[0].id != calls[1].id);
         let (content, calls) = p.parse("No tools needed.");
         assert_eq!(
@@ -657,7 +507,7 @@ mod tests {
         let (_, calls) = p.parse(
             "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]",
         );
-        assert_eq!(calls[0].arguments, "{\"city\":\"Rome\"}");
+        assert_eq!(calls[0].arguments, "{\"city\": \"Rome\"}");
     }
 
     #[test]
@@ -722,18 +572,6 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.to_json()["error"]["param"], param);
         }
-    }
-
-    #[test]
-    fn streaming_holds_back_a_possible_call() {
-        let p = plan_of(json!("auto"), ToolFormat::Hermes);
-        assert_eq!(p.content_prefix("Hello"), 5);
-        assert_eq!(p.content_prefix("Hello <tool"), 6);
-        assert_eq!(p.content_prefix("Hi <tool_call>{"), 3);
-        assert_eq!(
-            plan_of(json!("required"), ToolFormat::Hermes).content_prefix("[{"),
-            0
-        );
     }
 
     #[test]
