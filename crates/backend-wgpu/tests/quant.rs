@@ -270,7 +270,7 @@ fn block_experts_match_dequantized_f32_experts() {
         // The verb on backend `be` over stacks `gu` [E, 2I, H] and `down` [E, H, I].
         fn run<B: Backend>(
             be: &B,
-            (x, logits, residual, so, sg): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+            [x, logits, residual, so, sg]: [&[f32]; 5],
             (t, h, e): (usize, usize, usize),
             routing: MoeRouting,
             gu: &ingot_tensor::Tensor<B>,
@@ -294,13 +294,13 @@ fn block_experts_match_dequantized_f32_experts() {
             .unwrap();
             be.to_f32(&res).unwrap()
         }
-        let inputs = (
+        let inputs = [
             &x[..],
             &logits[..],
             &residual[..],
             &shared_out[..],
             &shared_gate[..],
-        );
+        ];
         let dims = (t, h, e);
         let (gu_shape, down_shape) = (Shape::new([e, 2 * i, h]), Shape::new([e, h, i]));
         let what = format!("{dtype} T={t} H={h} I={i} E={e}");
