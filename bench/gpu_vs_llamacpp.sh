@@ -12,7 +12,8 @@
 # timings of examples/kernels_bench.rs; test binaries, run before anything is timed); lib/
 # (Debian's Vulkan loader and the glvnd libraries the NVIDIA ICD loads); llama.cpp.tar.xz (the
 # llama-cpp-python 0.3.36 sdist's vendored llama.cpp, trimmed as ../shared/peers/README.md
-# says: no docs, tests or unused ggml backends, the Qwen2 vocabulary alone under models/);
+# says: no docs, tests or unused ggml backends, only the Qwen2 and GPT-NeoX vocabularies
+# under models/, the second for bench/gpu_moe_vs_peers.sh, run after this in one call);
 # mkqwen_gguf.py (../shared/peers), mkqwen_q4_0.py and this script.
 #
 # `run`, in one call: llama.cpp is built with CUDA for sm_90 (llama-bench, llama-batched-bench)
@@ -68,7 +69,8 @@ prep() {
   tar xzf "$src"/llama_cpp_python-0.3.36.tar.gz -C "$src"
   local l=$src/llama_cpp_python-0.3.36/vendor/llama.cpp
   rm -rf "$l"/docs "$l"/tests "$l"/benches "$l"/tools/ui "$l"/.git*
-  find "$l/models" -type f ! -name ggml-vocab-qwen2.gguf -delete
+  # Qwen2's vocabulary (mkqwen_gguf.py) and GPT-NeoX's (gpu_moe_vs_peers.sh, OLMoE shapes).
+  find "$l/models" -type f ! -name ggml-vocab-qwen2.gguf ! -name ggml-vocab-gpt-neox.gguf -delete
   for b in sycl opencl hexagon et metal cann musa vulkan webgpu zdnn openvino; do
     rm -rf "$l/ggml/src/ggml-$b"
   done

@@ -11,10 +11,10 @@
 //! per kernel family; `shaders/` the WGSL, one file per family; `params.rs` the uniform
 //! structs mirrored in WGSL.
 //!
-//! Numerics: activations are f32; matmul and embedding weights may be f32, f16 or bf16
-//! (widened exactly in the shader, accumulated in f32) or GGUF blocks (Q8_0, Q4_0, Q4_1,
-//! Q5_0, Q4_K, Q6_K, repacked word-aligned at upload by `blocks.rs` and decoded in registers
-//! to exactly the CPU dequantizer's values); KV caches f32 or f16 (rounded to
+//! Numerics: activations are f32; matmul, embedding and MoE expert weights may be f32, f16
+//! or bf16 (widened exactly in the shader, accumulated in f32) or GGUF blocks (Q8_0, Q4_0,
+//! Q4_1, Q5_0, Q4_K, Q6_K, repacked word-aligned at upload by `blocks.rs` and decoded in
+//! registers to exactly the CPU dequantizer's values); KV caches f32 or f16 (rounded to
 //! nearest even when written, widened exactly when read). Every reduction has one order that
 //! depends only on its length (matmul: fixed K chunks, whichever kernel runs; rms_norm: a
 //! fixed tree over 256 invocations; attention: fixed 64-position chunks and 256-position
@@ -276,18 +276,23 @@ impl Backend for WgpuBackend {
         kernels::quant_index(dtype).is_some()
     }
 
-    /// Each part (whole rows, split as dense weights are) repacked into `blocks.rs`'s
-    /// word-aligned planes, which take the blocks' own bytes plus up to 15 of padding (kept
-    /// below the split size).
+    /// `moe_experts_add` reads expert stacks in the same formats as matmul.
+    fn reads_expert_blocks(&self, dtype: DType) -> bool {
+        kernels::quant_index(dtype).is_some()
+    }
+
+    /// Each part (whole rows of a matrix, whole experts of a stack [E, N, K], split as dense
+    /// weights are) repacked into `blocks.rs`'s word-aligned planes, which take the blocks'
+    /// own bytes plus up to 15 of padding (kept below the split size).
     fn from_blocks_impl(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<T> {
         let Some(qi) = kernels::quant_index(dtype) else {
             return Err(unsupported(Op::Matmul, dtype));
         };
         // The format's pipelines, built on its first upload (a rejected shader fails here).
         self.pipelines.quant(&self.gpu, qi)?;
-        let (rows, k) = (shape.dims()[0], shape.dims()[1]);
+        let (rows, per_row) = storage::rows_of(&shape);
         let row_bytes = dtype
-            .storage_bytes(k)
+            .storage_bytes(per_row)
             .expect("checked: whole blocks per row");
         let limit = self.gpu.split_bytes.saturating_sub(16);
         let plan = storage::plan_rows(&shape, rows, row_bytes as u64, limit)?;

@@ -14,12 +14,17 @@
 //! - Batch invariance: a row alone, and rows in batches of 3 to 300 (every kernel), give
 //!   the same bits; `matmul_add` and `matmul_silu_mul` over blocks are bitwise the unfused
 //!   verbs; a weight split into parts (4 KiB bindings) gives the same bits as one part.
+//! - Expert stacks in blocks under `moe_experts_add` (`moe_blocks.wgsl`): the bits of the
+//!   same stacks dequantized and stored as f32, whole or split into parts (the formats whose
+//!   expert fits a 4 KiB part), and within the conformance bound of the CPU backend over
+//!   the same blocks.
 
 mod common;
 
 use common::*;
 use ingot_backend_cpu::CpuBackend;
-use ingot_tensor::{Backend, DType, Op, Shape, quant};
+use ingot_tensor::moe::{MoeRouting, MoeScoring};
+use ingot_tensor::{Backend, DType, MoeExperts, MoeShared, Op, Shape, quant};
 use ingot_testkit::conformance::random_blocks;
 
 const FORMATS: [DType; 6] = [
@@ -67,6 +72,7 @@ fn gpu_reads_the_formats_it_claims() {
         let kept = FORMATS.contains(dtype);
         assert_eq!(gpu.supports(Op::Matmul, *dtype), kept, "{dtype}");
         assert_eq!(gpu.supports(Op::Embedding, *dtype), kept, "{dtype}");
+        assert_eq!(gpu.supports(Op::MoeExperts, *dtype), kept, "{dtype}");
     }
 }
 
@@ -226,5 +232,133 @@ fn block_weights_take_their_blocks_bytes() {
             "{dtype}"
         );
         assert!(bytes < n * k * 2, "{dtype}");
+    }
+}
+
+/// `moe_experts_add` over expert stacks [E, N, K] kept in blocks, for every format: routes
+/// from random router logits (some experts get no tokens, some several), a gated shared
+/// expert, 8 tokens (their rows stay below the split backend's 4 KiB). The GPU result is
+/// bitwise the GPU's own verb over the dequantized stacks stored as f32 (each weight
+/// decoded to its exact value, the same fma chain), and the same bits with the stacks split
+/// into parts of whole experts (4 KiB bindings, where an expert fits one); the CPU over the
+/// same blocks agrees within 1e-4 of the largest |value| in the token's row (both
+/// accumulate in f32, in other orders; the random blocks' weights reach ±6, so rows reach
+/// thousands and cancel, and the bound follows the row).
+#[test]
+fn block_experts_match_dequantized_f32_experts() {
+    let (Some(gpu), Some(split)) = (gpu(), gpu_split()) else {
+        return;
+    };
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(74);
+    for dtype in FORMATS {
+        assert!(gpu.supports(Op::MoeExperts, dtype), "{dtype}");
+        let b = dtype.block_size();
+        // H = 96 or 512: gate/up chains cross the kernel's 64-weight staging steps.
+        let (t, h, i, e, k) = (8, if b == 32 { 96 } else { 2 * b }, b, 6, 2);
+        let gu_blocks = random_blocks(&mut rng, dtype, e * 2 * i, h);
+        let down_blocks = random_blocks(&mut rng, dtype, e * h, i);
+        let gu_f32 = dequantized(dtype, &gu_blocks, e * 2 * i, h);
+        let down_f32 = dequantized(dtype, &down_blocks, e * h, i);
+        let x = rng.vec(t * h);
+        let logits = rng.vec(t * e);
+        let residual = rng.vec(t * h);
+        let (shared_out, shared_gate) = (rng.vec(t * h), rng.vec(t));
+        let routing = MoeRouting {
+            top_k: k,
+            scoring: MoeScoring::Softmax,
+            renormalize: true,
+        };
+        // The verb on backend `be` over stacks `gu` [E, 2I, H] and `down` [E, H, I].
+        fn run<B: Backend>(
+            be: &B,
+            [x, logits, residual, so, sg]: [&[f32]; 5],
+            (t, h, e): (usize, usize, usize),
+            routing: MoeRouting,
+            gu: &ingot_tensor::Tensor<B>,
+            down: &ingot_tensor::Tensor<B>,
+        ) -> Vec<f32> {
+            let up = |v: &[f32], d: &[usize]| be.from_f32(v, Shape::new(d), DType::F32).unwrap();
+            let routes = be.moe_route(&up(logits, &[t, e]), routing).unwrap();
+            let (so, sg) = (up(so, &[t, h]), up(sg, &[t, 1]));
+            let mut res = up(residual, &[t, h]);
+            let shared = MoeShared {
+                out: &so,
+                gate: Some(&sg),
+            };
+            be.moe_experts_add(
+                &up(x, &[t, h]),
+                &routes,
+                MoeExperts { gate_up: gu, down },
+                Some(shared),
+                &mut res,
+            )
+            .unwrap();
+            be.to_f32(&res).unwrap()
+        }
+        let inputs = [
+            &x[..],
+            &logits[..],
+            &residual[..],
+            &shared_out[..],
+            &shared_gate[..],
+        ];
+        let dims = (t, h, e);
+        let (gu_shape, down_shape) = (Shape::new([e, 2 * i, h]), Shape::new([e, h, i]));
+        let what = format!("{dtype} T={t} H={h} I={i} E={e}");
+        let blocks = run(
+            &gpu,
+            inputs,
+            dims,
+            routing,
+            &gpu.from_blocks(&gu_blocks, gu_shape.clone(), dtype)
+                .unwrap(),
+            &gpu.from_blocks(&down_blocks, down_shape.clone(), dtype)
+                .unwrap(),
+        );
+        let dense = run(
+            &gpu,
+            inputs,
+            dims,
+            routing,
+            &g32(&gpu, &gu_f32, gu_shape.dims()),
+            &g32(&gpu, &down_f32, down_shape.dims()),
+        );
+        assert_bits(
+            &blocks,
+            &dense,
+            &format!("{what}: blocks vs dequantized f32"),
+        );
+        // Split at whole experts where one expert fits a 4 KiB part (Q4_0, Q4_1, Q5_0).
+        if dtype.storage_bytes(2 * i * h).unwrap() + 16 <= 4096 {
+            let (sgu, sdown) = (
+                split
+                    .from_blocks(&gu_blocks, gu_shape.clone(), dtype)
+                    .unwrap(),
+                split
+                    .from_blocks(&down_blocks, down_shape.clone(), dtype)
+                    .unwrap(),
+            );
+            assert!(sgu.storage().num_parts() > 1, "{what}: not split");
+            let parts = run(&split, inputs, dims, routing, &sgu, &sdown);
+            assert_bits(&parts, &blocks, &format!("{what}: split vs one part"));
+        }
+        let on_cpu = run(
+            &cpu,
+            inputs,
+            dims,
+            routing,
+            &cpu.from_blocks(&gu_blocks, gu_shape, dtype).unwrap(),
+            &cpu.from_blocks(&down_blocks, down_shape, dtype).unwrap(),
+        );
+        for (r, (g_row, c_row)) in blocks.chunks(h).zip(on_cpu.chunks(h)).enumerate() {
+            let scale = c_row.iter().fold(1f32, |m, v| m.max(v.abs()));
+            for (j, (&g, &c)) in g_row.iter().zip(c_row).enumerate() {
+                assert!(
+                    (g - c).abs() <= 1e-4 * scale,
+                    "{what}: token {r}, column {j}: gpu {g}, cpu {c} (row scale {scale})"
+                );
+            }
+        }
     }
 }

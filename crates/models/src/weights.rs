@@ -250,14 +250,9 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         }))
     }
 
-    fn upload_blocks(
-        &mut self,
-        bytes: &[u8],
-        shape: [usize; 2],
-        dtype: DType,
-    ) -> Result<Tensor<B>> {
+    fn upload_blocks(&mut self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<Tensor<B>> {
         self.stored.0 += bytes.len() as u64;
-        Ok(self.backend.from_blocks(bytes, Shape::new(shape), dtype)?)
+        Ok(self.backend.from_blocks(bytes, shape, dtype)?)
     }
 
     /// A 1-D weight (norm, bias), uploaded in f32.
@@ -275,7 +270,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// blocks where [`Self::blocks`] allows, else a dense copy in the weight dtype.
     pub fn tensor_for(&mut self, hf: &str, uses: &[Op]) -> Result<Tensor<B>> {
         if let Some(b) = self.blocks(&[hf], uses)? {
-            return self.upload_blocks(&b.bytes, b.shape, b.dtype);
+            return self.upload_blocks(&b.bytes, Shape::new(b.shape), b.dtype);
         }
         let (data, shape) = self.read(hf)?;
         let dtype = if shape.len() == 1 {
@@ -309,7 +304,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// read by matmul.
     pub fn stacked(&mut self, hf: &[&str]) -> Result<Tensor<B>> {
         if let Some(b) = self.blocks(hf, &[Op::Matmul])? {
-            return self.upload_blocks(&b.bytes, b.shape, b.dtype);
+            return self.upload_blocks(&b.bytes, Shape::new(b.shape), b.dtype);
         }
         let mut data = Vec::new();
         let (mut n, mut k) = (0, 0);
@@ -371,8 +366,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             for _ in hf {
                 (self.on_tensor)();
             }
-            let t = self.upload_blocks(&bytes, [e * n, k], dtype)?;
-            return Ok(t.reshape([e, n, k]));
+            return self.upload_blocks(&bytes, Shape::new([e, n, k]), dtype);
         }
         let mut data = Vec::with_capacity(e * n * k);
         let mut values = Vec::with_capacity(parts.len());

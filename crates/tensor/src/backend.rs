@@ -212,7 +212,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A new matrix `[N, K]` of GGUF blocks (`dtype` a block format, `K` a multiple of its
     /// block size) from exactly its bytes, laid out as ggml lays them out
     /// ([`crate::quant`]): weights kept quantized. `supports(Op::Matmul, dtype)` says
-    /// whether a backend can use such a tensor.
+    /// whether a backend can use such a tensor. A stack of experts `[E, N, K]` (a GGUF
+    /// `ffn_*_exps` tensor) is uploaded with its three dimensions, so that a backend that
+    /// splits large weights splits it at whole experts; `supports(Op::MoeExperts, dtype)`
+    /// says whether `moe_experts_add` reads it.
     #[allow(clippy::wrong_self_convention)]
     #[track_caller]
     fn from_blocks(&self, bytes: &[u8], shape: Shape, dtype: DType) -> Result<Tensor<Self>> {

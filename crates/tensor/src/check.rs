@@ -578,19 +578,19 @@ pub fn upload(verb: &str, len: usize, shape: &Shape) {
     assert_eq!(len, shape.numel(), "{verb}: {len} values for shape {shape}");
 }
 
-/// `from_blocks`: a block format, a matrix of whole blocks per row, and exactly its bytes.
+/// `from_blocks`: a block format, a matrix (or a stack of matrices, [E, N, K]) of whole
+/// blocks per row, and exactly its bytes.
 #[track_caller]
 pub fn from_blocks(len: usize, shape: &Shape, dtype: DType) {
     assert!(
         dtype.is_quantized(),
         "from_blocks: {dtype} is not a block format (use from_f32)"
     );
-    assert_eq!(
-        shape.rank(),
-        2,
-        "from_blocks: expected a matrix, got {shape}"
+    assert!(
+        matches!(shape.rank(), 2 | 3),
+        "from_blocks: expected a matrix or a stack of matrices, got {shape}"
     );
-    let k = shape.dims()[1];
+    let k = shape.dims()[shape.rank() - 1];
     assert!(
         k.is_multiple_of(dtype.block_size()),
         "from_blocks: rows of {k} elements are not whole {dtype} blocks of {}",

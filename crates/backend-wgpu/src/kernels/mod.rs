@@ -2,12 +2,13 @@
 //! `include_str!`), the pipeline cache built once when the backend opens, and one launcher
 //! module per family.
 //!
-//! Families that read weights (embedding, matmul) are compiled once per weight dtype: the
-//! family's file is prefixed with a `dtype_*.wgsl` snippet that defines the storage element
-//! type `WData` and `load_w(i) -> f32` (dense matmul also gets `matmul_wide.wgsl`, its
-//! 16-byte-load GEMVs), or, for a GGUF block format the backend keeps (`blocks.rs`), with
-//! `quant_<format>.wgsl` + `quant.wgsl` (the same `load_w`, and the sub-block decoding
-//! that `matmul_q.wgsl`'s `gemv_q`, appended in place of the wide GEMVs, uses); the
+//! Families that read weights (embedding, matmul, the MoE projection) are compiled once per
+//! weight dtype: the family's file is prefixed with a `dtype_*.wgsl` snippet that defines
+//! the storage element type `WData` and `load_w(i) -> f32` (dense matmul also gets
+//! `matmul_wide.wgsl`, its 16-byte-load GEMVs; moe `moe_dense.wgsl`), or, for a GGUF block
+//! format the backend keeps (`blocks.rs`), with `quant_<format>.wgsl` + `quant.wgsl` (the
+//! same `load_w`, and the sub-block decoding that `matmul_q.wgsl`'s `gemv_q`, appended in
+//! place of the wide GEMVs, and `moe_blocks.wgsl` use); the
 //! KV-cache families likewise get a `kv_*.wgsl` snippet per cache dtype (rope_kv also
 //! `rope_angle.wgsl`, the cos/sin it shares with rope), and the token-choosing families
 //! (argmax, sample, top_logprobs) share `rank.wgsl` (integer order keys and the fixed-tree best-of-256). The families that
@@ -63,6 +64,8 @@ const ARGMAX: &str = include_str!("../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../shaders/sample.wgsl");
 const TOP_LOGPROBS: &str = include_str!("../shaders/top_logprobs.wgsl");
 const MOE: &str = include_str!("../shaders/moe.wgsl");
+const MOE_DENSE: &str = include_str!("../shaders/moe_dense.wgsl");
+const MOE_BLOCKS: &str = include_str!("../shaders/moe_blocks.wgsl");
 const MASK: &str = include_str!("../shaders/mask.wgsl");
 
 /// One complete WGSL module as compiled, and its entry points.
@@ -121,7 +124,7 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
         };
         v.push(ShaderModuleSource {
             name: format!("moe_{dtype}"),
-            source: format!("{snippet}\n{MOE}"),
+            source: format!("{snippet}\n{MOE_DENSE}\n{MOE}"),
             entry_points: moe_entries,
         });
     }
@@ -190,8 +193,9 @@ pub fn shader_modules() -> Vec<ShaderModuleSource> {
     v
 }
 
-/// The embedding and matmul modules of block format `qi` (`QUANT_DTYPES` order).
-fn quant_modules(qi: usize) -> [ShaderModuleSource; 2] {
+/// The embedding, matmul and MoE projection modules of block format `qi` (`QUANT_DTYPES`
+/// order).
+fn quant_modules(qi: usize) -> [ShaderModuleSource; 3] {
     let (dtype, snippet) = QUANT_DTYPES[qi];
     [
         ShaderModuleSource {
@@ -203,6 +207,11 @@ fn quant_modules(qi: usize) -> [ShaderModuleSource; 2] {
             name: format!("matmul_{dtype}"),
             source: format!("{snippet}\n{QUANT}\n{MATMUL}\n{MATMUL_Q}"),
             entry_points: vec!["gemv_q", "gemm", "gemm_big"],
+        },
+        ShaderModuleSource {
+            name: format!("moe_{dtype}"),
+            source: format!("{snippet}\n{QUANT}\n{MOE_BLOCKS}\n{MOE}"),
+            entry_points: vec!["moe_project"],
         },
     ]
 }
@@ -272,6 +281,8 @@ pub(crate) struct QuantPipelines {
     pub gemv_q: wgpu::ComputePipeline,
     pub gemm: wgpu::ComputePipeline,
     pub gemm_big: wgpu::ComputePipeline,
+    /// `moe_experts_add`'s projections over expert stacks in this format.
+    pub moe_project: wgpu::ComputePipeline,
 }
 
 /// Every compute pipeline, created once.
@@ -419,7 +430,7 @@ pub(crate) fn u32_of(what: &str, n: usize) -> Result<u32> {
 impl Pipelines {
     /// The pipelines of block format `qi` (`QUANT_DTYPES` order), built the first time a
     /// weight of that format is uploaded (`from_blocks` calls this): a dense model does not
-    /// pay for 24 pipelines it never runs (pipeline creation takes 100-450 ms per matmul
+    /// pay for 30 pipelines it never runs (pipeline creation takes 100-450 ms per matmul
     /// pipeline on NVIDIA, GPU-NOTES), and a shader the driver rejects still fails at load,
     /// naming its module, never in the middle of a step.
     pub fn quant(&self, gpu: &Gpu, qi: usize) -> Result<&QuantPipelines> {
@@ -436,6 +447,7 @@ impl Pipelines {
             gemv_q: take(&mut built, &format!("matmul_{dtype}::gemv_q"))?,
             gemm: take(&mut built, &format!("matmul_{dtype}::gemm"))?,
             gemm_big: take(&mut built, &format!("matmul_{dtype}::gemm_big"))?,
+            moe_project: take(&mut built, &format!("moe_{dtype}::moe_project"))?,
         };
         Ok(self.quant[qi].get_or_init(|| q))
     }

@@ -2,13 +2,15 @@
 //! sequence of dispatches whose sizes come from shapes only, never from the routing, so
 //! nothing is read back: group the slots by expert, the gate/up projection with SiLU·mul
 //! (one dispatch per part of the stacked weights), the down projection (likewise), the
-//! weighted sum into the residual. Experts with no slots this step exit at once.
+//! weighted sum into the residual. Experts with no slots this step exit at once. Expert
+//! stacks are f32/f16/bf16 or GGUF blocks (each format's `moe_project` is built with its
+//! other pipelines, `Pipelines::quant`); a stack split into parts is split at whole experts.
 
 use ingot_tensor::backend::Result;
 use ingot_tensor::moe::MoeRouting;
 use ingot_tensor::{BackendError, DType, MoeExperts, MoeRoutes, MoeShared, Op, Shape};
 
-use super::{Pipelines, u32_of, weight_index};
+use super::{Pipelines, quant_index, u32_of, weight_index};
 use crate::params::MoeParams;
 use crate::{T, WgpuBackend};
 
@@ -66,12 +68,22 @@ pub(crate) fn experts_add(
     let gu = experts.gate_up.dims();
     let (e, inner, h) = (gu[0], gu[1] / 2, gu[2]);
     for w in [experts.gate_up, experts.down] {
-        if weight_index(w.dtype()).is_none() {
+        if weight_index(w.dtype()).is_none() && quant_index(w.dtype()).is_none() {
             return Err(BackendError::Unsupported {
                 op: Op::MoeExperts,
                 dtype: w.dtype(),
                 backend: "wgpu",
             });
+        }
+        // The launch binds one part per dispatch as whole experts (`expert_start`).
+        let rows: usize = w.storage().parts.iter().map(|p| p.rows).sum();
+        if rows != w.dims()[0] {
+            return Err(BackendError::Device(format!(
+                "moe_experts_add: an expert stack {} whose parts count {rows} rows, not its \
+                 {} experts (upload stacks with their three dimensions, [E, N, K])",
+                w.shape(),
+                w.dims()[0]
+            )));
         }
     }
     if t == 0 || h == 0 {
@@ -104,8 +116,13 @@ pub(crate) fn experts_add(
         if n_out == 0 {
             continue;
         }
-        let wi = weight_index(w.dtype()).expect("checked above");
-        let pipeline = &p.moe_project[wi];
+        let pipeline = match weight_index(w.dtype()) {
+            Some(wi) => &p.moe_project[wi],
+            None => {
+                let qi = quant_index(w.dtype()).expect("checked above");
+                &p.quant(gpu, qi)?.moe_project
+            }
+        };
         let ib = input.storage().buffer("moe projection input")?;
         let ob = output.storage().buffer("moe projection output")?;
         for part in &w.storage().parts {

@@ -1,5 +1,9 @@
 // Mixture of experts: routing, grouping by expert, the expert projections and the weighted
-// sum. Prefixed with a `dtype_*.wgsl` snippet (`load_w`) for the expert weights.
+// sum. Prefixed with the expert weights' access `w_quad(i)`: a `dtype_*.wgsl` snippet and
+// `moe_dense.wgsl` for f32/f16/bf16 stacks, or a GGUF block format's `quant_<format>.wgsl`,
+// `quant.wgsl` and `moe_blocks.wgsl` for stacks kept in blocks (decoded in registers to the
+// CPU dequantizer's exact values, so a projection over blocks gives the bits of the same
+// projection over the dequantized weights stored as f32).
 //
 // - `moe_route`: one invocation per token, `ingot_tensor::moe::route_row` line for line:
 //   slot j takes the largest logit ranking below slot j - 1's (ties to the lower expert),
@@ -214,16 +218,44 @@ fn moe_project(
             workgroupBarrier();
             if live {
                 let steps = min(PK, kk_len - k0);
-                for (var kk = 0u; kk < steps; kk++) {
-                    let wa = load_w(row_a * kk_len + k0 + kk);
-                    var wb = 0.0;
-                    if gated {
-                        wb = load_w(row_b * kk_len + k0 + kk);
+                if kk_len % 4u == 0u {
+                    // Four weights per load (always so for blocks: K is whole sub-blocks);
+                    // each row's chain still takes them one fma at a time, k ascending.
+                    for (var kk = 0u; kk < steps; kk += 4u) {
+                        let wa = w_quad(row_a * kk_len + k0 + kk);
+                        var wb = vec4<f32>(0.0);
+                        if gated {
+                            wb = w_quad(row_b * kk_len + k0 + kk);
+                        }
+                        for (var r = 0u; r < PM; r++) {
+                            let o = r * PK + kk;
+                            let xv = vec4<f32>(xs[o], xs[o + 1u], xs[o + 2u], xs[o + 3u]);
+                            var a = acc_a[r];
+                            a = fma(wa.x, xv.x, a);
+                            a = fma(wa.y, xv.y, a);
+                            a = fma(wa.z, xv.z, a);
+                            acc_a[r] = fma(wa.w, xv.w, a);
+                            if gated {
+                                var b = acc_b[r];
+                                b = fma(wb.x, xv.x, b);
+                                b = fma(wb.y, xv.y, b);
+                                b = fma(wb.z, xv.z, b);
+                                acc_b[r] = fma(wb.w, xv.w, b);
+                            }
+                        }
                     }
-                    for (var r = 0u; r < PM; r++) {
-                        let xv = xs[r * PK + kk];
-                        acc_a[r] = fma(wa, xv, acc_a[r]);
-                        acc_b[r] = fma(wb, xv, acc_b[r]);
+                } else {
+                    for (var kk = 0u; kk < steps; kk++) {
+                        let wa = load_w(row_a * kk_len + k0 + kk);
+                        var wb = 0.0;
+                        if gated {
+                            wb = load_w(row_b * kk_len + k0 + kk);
+                        }
+                        for (var r = 0u; r < PM; r++) {
+                            let xv = xs[r * PK + kk];
+                            acc_a[r] = fma(wa, xv, acc_a[r]);
+                            acc_b[r] = fma(wb, xv, acc_b[r]);
+                        }
                     }
                 }
             }

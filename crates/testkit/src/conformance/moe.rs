@@ -2,10 +2,10 @@
 //! ([`ingot_tensor::moe::route_row`]: ids exact, weights within 1e-5), `moe_experts_add`
 //! against an f64 reference of its definition (within 1e-4 of max(|ref|, 1): two chained
 //! f32 projections, a SiLU and a weighted sum), on random inputs, dense weights of every
-//! float dtype and, where the backend reads them, Q8_0 expert blocks; the routing edge cases
-//! (tied logits, every token to one expert, experts without tokens, empty slots, one
-//! expert); and batch invariance: a token's routes and output are the same bits alone and
-//! among others.
+//! float dtype and, where the backend reads them, Q8_0 and Q4_0 expert blocks; the routing
+//! edge cases (tied logits, every token to one expert, experts without tokens, empty slots,
+//! one expert); and batch invariance: a token's routes and output are the same bits alone
+//! and among others.
 
 use ingot_tensor::moe::{MoeRouting, MoeScoring, route_row};
 use ingot_tensor::{Backend, DType, MoeExperts, MoeRoutes, MoeShared, Op, Shape, Tensor};
@@ -302,25 +302,36 @@ pub fn moe_experts_add_matches_reference<B: Backend>(be: &B) {
     assert_eq!(be.to_u32(&routes.ids).unwrap(), p.ids, "tied routes");
     let (gu, down) = p.dense(be, DType::F32);
     assert_close(&p.run(be, &gu, &down), &p.reference(), 1e-4, "tied logits");
-    // Q8_0 expert blocks where the backend reads them, against the dequantized weights.
-    if be.supports(Op::MoeExperts, DType::Q8_0) {
+    // Expert blocks where the backend reads them (Q8_0, and Q4_0 for a 4-bit format),
+    // uploaded as stacks [E, N, K], against the dequantized weights.
+    for dtype in [DType::Q8_0, DType::Q4_0] {
+        if !be.supports(Op::MoeExperts, dtype) {
+            continue;
+        }
         let (h, i, e) = (64, 32, 4);
         let mut p = Problem::random(&mut rng, 9, h, i, e, 2);
-        let gu_bytes = q8_0_blocks(&mut rng, e * 2 * i * h);
-        let down_bytes = q8_0_blocks(&mut rng, e * h * i);
+        let (gu_bytes, down_bytes) = match dtype {
+            DType::Q8_0 => (
+                q8_0_blocks(&mut rng, e * 2 * i * h),
+                q8_0_blocks(&mut rng, e * h * i),
+            ),
+            _ => (
+                super::random_blocks(&mut rng, dtype, e * 2 * i, h),
+                super::random_blocks(&mut rng, dtype, e * h, i),
+            ),
+        };
         p.gate_up = vec![0.0; e * 2 * i * h];
         p.down = vec![0.0; e * h * i];
-        ingot_tensor::quant::dequantize(DType::Q8_0, &gu_bytes, &mut p.gate_up);
-        ingot_tensor::quant::dequantize(DType::Q8_0, &down_bytes, &mut p.down);
+        ingot_tensor::quant::dequantize(dtype, &gu_bytes, &mut p.gate_up);
+        ingot_tensor::quant::dequantize(dtype, &down_bytes, &mut p.down);
         let gu = be
-            .from_blocks(&gu_bytes, Shape::new([e * 2 * i, h]), DType::Q8_0)
-            .unwrap()
-            .reshape([e, 2 * i, h]);
+            .from_blocks(&gu_bytes, Shape::new([e, 2 * i, h]), dtype)
+            .unwrap();
         let down = be
-            .from_blocks(&down_bytes, Shape::new([e * h, i]), DType::Q8_0)
-            .unwrap()
-            .reshape([e, h, i]);
-        assert_close(&p.run(be, &gu, &down), &p.reference(), 1e-4, "Q8_0 experts");
+            .from_blocks(&down_bytes, Shape::new([e, h, i]), dtype)
+            .unwrap();
+        let what = format!("{dtype} experts");
+        assert_close(&p.run(be, &gu, &down), &p.reference(), 1e-4, &what);
     }
     be.sync().unwrap();
 }
