@@ -162,10 +162,11 @@ mod tests {
 
     #[test]
     fn mixed_prefill_and_decode() {
+        let tables = [[vec![3]], [vec![1, 0]], [vec![2]]];
         let seqs = [
-            seq(&[5, 6, 7], 0, &[vec![3]], true, false),
-            seq(&[9], 4, &[vec![1, 0]], true, false),
-            seq(&[1, 2], 2, &[vec![2]], false, false),
+            seq(&[5, 6, 7], 0, &tables[0], true, false),
+            seq(&[9], 4, &tables[1], true, false),
+            seq(&[1, 2], 2, &tables[2], false, false),
         ];
         let b = InputBatch::build(&seqs, 4);
         assert_eq!(b.token_ids, [5, 6, 7, 9, 1, 2]);
@@ -187,9 +188,10 @@ mod tests {
 
     #[test]
     fn all_logits_rows_for_prompt_logprobs() {
+        let tables = [[vec![1, 0]], [vec![2, 5]]];
         let seqs = [
-            seq(&[9], 4, &[vec![1, 0]], true, false),
-            seq(&[1, 2, 3], 2, &[vec![2, 5]], false, true),
+            seq(&[9], 4, &tables[0], true, false),
+            seq(&[1, 2, 3], 2, &tables[1], false, true),
         ];
         let b = InputBatch::build(&seqs, 4);
         assert_eq!(b.logits_indices, [0, 1, 2, 3]);
