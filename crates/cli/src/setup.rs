@@ -158,41 +158,71 @@ pub fn build_core<B: Backend>(args: &EngineArgs, backend: B) -> Result<EngineCor
         "--kv-cache-dtype {kv_dtype} is not supported on the {} backend",
         backend.name()
     );
-    let per_block = model.kv_bytes_per_block(BLOCK_SIZE, kv_dtype) as u64;
-    let mut num_blocks = (budget / per_block) as usize;
-    anyhow::ensure!(
-        num_blocks > 0,
-        "--kv-cache-memory {budget} bytes is less than one KV block ({per_block} bytes)"
-    );
-    // Each layer's K (and V) cache is one tensor: it must fit the backend's largest.
-    let per_block_tensor = model
-        .kv_layout()
-        .iter()
-        .map(|l| l.bytes_per_block(BLOCK_SIZE, kv_dtype) as u64)
-        .max()
-        .unwrap_or(1);
-    let max_blocks = (backend.max_tensor_bytes() / per_block_tensor) as usize;
-    if num_blocks > max_blocks {
-        tracing::warn!(
-            "KV cache capped at {max_blocks} blocks: one layer's cache may not exceed the \
-             {} backend's {} MiB tensor limit",
-            backend.name(),
-            backend.max_tensor_bytes() >> 20
-        );
-        num_blocks = max_blocks;
-    }
     let model_len = model.config().max_position_embeddings;
     let max_model_len = args.max_model_len.unwrap_or(model_len).min(model_len);
-    tracing::info!(
-        blocks = num_blocks,
-        block_size = BLOCK_SIZE,
-        bytes = num_blocks as u64 * per_block,
-        max_tokens = num_blocks * BLOCK_SIZE,
-        dtype = %kv_dtype,
-        "KV cache"
+    // One KV cache group per attention type (full, each sliding window): each gets its
+    // share of the budget and its own pool (engine::config::split_kv_budget says how).
+    let layout = model.kv_layout();
+    let groups = ingot_models::kv_groups(&layout);
+    let group_bytes: Vec<(Option<usize>, u64)> = groups
+        .iter()
+        .map(|g| {
+            let bytes = g.bytes_per_block(&layout, BLOCK_SIZE, kv_dtype) as u64;
+            (g.sliding_window, bytes)
+        })
+        .collect();
+    let sizing = config::KvSizing {
+        budget,
+        block_size: BLOCK_SIZE,
+        max_num_seqs: args.max_num_seqs,
+        max_num_batched_tokens: args.max_num_batched_tokens,
+        max_model_len,
+    };
+    let mut blocks = config::split_kv_budget(&group_bytes, &sizing);
+    let per_block: u64 = group_bytes.iter().map(|g| g.1).sum();
+    anyhow::ensure!(
+        blocks.iter().all(|&n| n > 0),
+        "--kv-cache-memory {budget} bytes is less than one KV block ({per_block} bytes)"
     );
+    for ((group, n), (window, bytes)) in groups.iter().zip(&mut blocks).zip(&group_bytes) {
+        // Each layer's K (and V) cache is one tensor: it must fit the backend's largest.
+        let per_block_tensor = group
+            .layers
+            .iter()
+            .map(|&l| layout[l].bytes_per_block(BLOCK_SIZE, kv_dtype) as u64)
+            .max()
+            .unwrap_or(1);
+        let max_blocks = (backend.max_tensor_bytes() / per_block_tensor) as usize;
+        if *n > max_blocks {
+            tracing::warn!(
+                "KV cache group capped at {max_blocks} blocks: one layer's cache may not \
+                 exceed the {} backend's {} MiB tensor limit",
+                backend.name(),
+                backend.max_tensor_bytes() >> 20
+            );
+            *n = max_blocks;
+        }
+        tracing::info!(
+            sliding_window = ?window,
+            layers = group.layers.len(),
+            blocks = *n,
+            block_size = BLOCK_SIZE,
+            bytes = *n as u64 * bytes,
+            max_tokens = *n * BLOCK_SIZE,
+            dtype = %kv_dtype,
+            "KV cache group"
+        );
+    }
+    let num_blocks = blocks[0];
     let eos = tokenizer.eos_token_ids().to_vec();
-    let runner = ModelRunner::with_kv_dtype(backend, model, num_blocks, BLOCK_SIZE, eos, kv_dtype)?;
+    let runner = ModelRunner::with_kv_groups(
+        backend,
+        model,
+        groups.into_iter().zip(blocks).collect(),
+        BLOCK_SIZE,
+        eos,
+        kv_dtype,
+    )?;
     let cfg = EngineConfig {
         max_num_seqs: args.max_num_seqs,
         max_num_batched_tokens: args.max_num_batched_tokens,

@@ -69,8 +69,14 @@ pub struct EngineStats {
     pub num_running: usize,
     pub num_waiting: usize,
     pub kv_usage: f64,
+    /// Blocks of KV cache group 0 (full attention, or the only group).
     pub num_free_blocks: usize,
     pub num_blocks: usize,
+    /// Blocks of the sliding-window groups, summed (0 without them).
+    pub num_free_sliding_blocks: usize,
+    pub num_sliding_blocks: usize,
+    /// Tokens per KV cache block.
+    pub block_size: usize,
     pub prefix_cache_queries: u64,
     pub prefix_cache_hits: u64,
     pub prompt_tokens_total: u64,
@@ -125,14 +131,19 @@ pub struct EngineCore<B: Backend> {
 
 impl<B: Backend> EngineCore<B> {
     pub fn new(runner: ModelRunner<B>, tokenizer: Arc<Tokenizer>, cfg: EngineConfig) -> Self {
-        let scheduler = Scheduler::new(SchedulerConfig {
-            max_num_seqs: cfg.max_num_seqs,
-            max_num_batched_tokens: cfg.max_num_batched_tokens,
-            max_model_len: cfg.max_model_len,
-            num_blocks: cfg.num_blocks,
-            block_size: cfg.block_size,
-            enable_prefix_caching: cfg.enable_prefix_caching,
-        });
+        // The runner's caches are the truth about each KV cache group's size.
+        let groups = runner.kv_group_specs();
+        let scheduler = Scheduler::with_kv_groups(
+            SchedulerConfig {
+                max_num_seqs: cfg.max_num_seqs,
+                max_num_batched_tokens: cfg.max_num_batched_tokens,
+                max_model_len: cfg.max_model_len,
+                num_blocks: groups[0].num_blocks,
+                block_size: cfg.block_size,
+                enable_prefix_caching: cfg.enable_prefix_caching,
+            },
+            &groups,
+        );
         let grammars = GrammarCell::new(tokenizer.clone(), runner.vocab_size());
         Self {
             grammars,
@@ -181,6 +192,9 @@ impl<B: Backend> EngineCore<B> {
             kv_usage: kv.usage(),
             num_free_blocks: kv.num_free_blocks,
             num_blocks: kv.num_blocks,
+            num_free_sliding_blocks: kv.num_free_sliding_blocks,
+            num_sliding_blocks: kv.num_sliding_blocks,
+            block_size: self.cfg.block_size,
             prefix_cache_queries: kv.prefix_cache_queries,
             prefix_cache_hits: kv.prefix_cache_hits,
             computed_tokens_total: self.scheduler.num_computed_total,

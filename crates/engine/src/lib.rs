@@ -18,7 +18,7 @@ pub use ingot_api::{
     TokenLogprobs,
 };
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, KvSizing, split_kv_budget};
 pub use core::{EngineCore, EngineRequest, EngineStats, SubmitError};
 pub use handle::{EngineHandle, RequestStream};
 /// KV cache events (blocks cached and evicted), for publishers.

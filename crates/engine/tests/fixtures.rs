@@ -28,11 +28,11 @@ use ingot_testkit::fixtures::{References, argmax, max_rel_error, references, sca
 
 /// Logits at every position of `ids`, computed in one prefill through a shuffled block table.
 fn all_logits<B: Backend>(runner: &mut ModelRunner<B>, ids: &[u32]) -> Vec<f32> {
-    let blocks = scattered_blocks(ids.len(), 16);
+    let blocks = [scattered_blocks(ids.len(), 16)];
     let seq = ScheduledSeq {
         new_tokens: ids,
         num_computed: 0,
-        block_table: &blocks,
+        block_tables: &blocks,
         sample: true,
         all_logits: true,
     };

@@ -121,8 +121,12 @@ fn greedy_where_clear<B: Backend>(backend: B, on: &str, file: &str, arbiter: Opt
         keep_blocks: true,
     };
     let model = files.load_model_as(&backend, format).expect("weights load");
+    // The KV cache as `ingot serve` builds it: a full-attention group and a sliding group.
+    let groups = ingot_models::kv_groups(&model.kv_layout());
+    assert_eq!(groups.len(), 2, "gemma3-270m has full and sliding layers");
+    let sized = groups.into_iter().map(|g| (g, 64)).collect();
     let runner =
-        ModelRunner::with_kv_dtype(backend, model, 64, 16, vec![], DType::F32).expect("runner");
+        ModelRunner::with_kv_groups(backend, model, sized, 16, vec![], DType::F32).expect("runner");
     let cfg = EngineConfig {
         max_num_seqs: 8,
         max_num_batched_tokens: 1024,

@@ -20,5 +20,7 @@ pub use bundle::{LoadFormat, ModelFiles};
 pub use config::ModelConfig;
 pub use error::{ModelError, Result};
 pub use loader::WeightFormat;
-pub use model::{ForwardBatch, LayerCache, LayerKv, Model};
+pub use model::{
+    ForwardBatch, KvGroup, KvGroupBatch, LayerCache, LayerKv, Model, kv_groups, single_kv_group,
+};
 pub use spec::ModelSource;

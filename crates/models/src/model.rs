@@ -2,6 +2,10 @@
 //! family. A model runs one forward pass over a step's flat, paged batch (any mix of prefill
 //! chunks and decode rows, DESIGN.md §2) and says what KV cache each of its layers needs.
 //!
+//! Layers of one attention type form a KV cache group ([`kv_groups`]): each group has its
+//! own number of cache blocks, and each step its own slot mapping and block tables
+//! ([`KvGroupBatch`]); a layer finds its group's by its sliding window.
+//!
 //! The weight table of a family ([`crate::weights::WeightTable`]) is needed before a model
 //! exists (to load it, or to generate `--load-format dummy` weights), so it is reached through
 //! the registry ([`crate::registry::Arch::weight_table`]), as is the constructor
@@ -16,9 +20,76 @@ use crate::error::Result;
 pub struct ForwardBatch<'a, B: Backend> {
     pub token_ids: &'a Tensor<B>,      // [T] u32
     pub positions: &'a Tensor<B>,      // [T] u32
-    pub slot_mapping: &'a Tensor<B>,   // [T] u32
     pub logits_indices: &'a Tensor<B>, // [S'] u32: rows to sample
-    pub attn: AttentionMeta<'a, B>,
+    /// One per KV cache group, in the order of the runner's groups.
+    pub kv: Vec<KvGroupBatch<'a, B>>,
+}
+
+/// Where one KV cache group's layers write and read this step.
+pub struct KvGroupBatch<'a, B: Backend> {
+    /// The attention type the group serves (see [`KvGroup::sliding_window`]).
+    pub sliding_window: Option<usize>,
+    pub slot_mapping: &'a Tensor<B>, // [T] u32: cache slot of each new token
+    pub attn: AttentionMeta<'a, B>,  // block tables [S, max_blocks] of this group
+}
+
+impl<'a, B: Backend> ForwardBatch<'a, B> {
+    /// The group serving layers of sliding window `window` (None: full attention). A single
+    /// group serves every layer: the cache then keeps every block for every layer.
+    pub fn kv_group(&self, window: Option<usize>) -> Result<&KvGroupBatch<'a, B>> {
+        if let [only] = self.kv.as_slice() {
+            return Ok(only);
+        }
+        self.kv
+            .iter()
+            .find(|g| g.sliding_window == window)
+            .ok_or_else(|| {
+                crate::ModelError::Resolve(format!("no KV cache group for window {window:?}"))
+            })
+    }
+}
+
+/// The layers of one attention type, which share a KV cache group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvGroup {
+    /// None: full attention; Some(w): the layers attend to the last `w` positions.
+    pub sliding_window: Option<usize>,
+    pub layers: Vec<usize>,
+}
+
+/// The KV cache groups of `layout`: full-attention layers first (the group whose prefix-cache
+/// events are published), then one group per sliding window, smallest window first.
+pub fn kv_groups(layout: &[LayerKv]) -> Vec<KvGroup> {
+    let mut windows: Vec<Option<usize>> = layout.iter().map(|l| l.sliding_window).collect();
+    windows.sort();
+    windows.dedup();
+    windows
+        .into_iter()
+        .map(|w| KvGroup {
+            sliding_window: w,
+            layers: (0..layout.len())
+                .filter(|&l| layout[l].sliding_window == w)
+                .collect(),
+        })
+        .collect()
+}
+
+/// One full-attention group holding every layer: no block is ever freed early.
+pub fn single_kv_group(layout: &[LayerKv]) -> Vec<KvGroup> {
+    vec![KvGroup {
+        sliding_window: None,
+        layers: (0..layout.len()).collect(),
+    }]
+}
+
+impl KvGroup {
+    /// Bytes one block takes across the group's layers (K and V).
+    pub fn bytes_per_block(&self, layout: &[LayerKv], block_size: usize, dtype: DType) -> usize {
+        self.layers
+            .iter()
+            .map(|&l| 2 * layout[l].bytes_per_block(block_size, dtype))
+            .sum()
+    }
 }
 
 /// The paged KV cache of one layer.
@@ -71,18 +142,21 @@ pub trait Model<B: Backend>: Send + Sync {
         caches: &mut [LayerCache<B>],
     ) -> Result<Tensor<B>>;
 
-    /// Allocates a zeroed paged KV cache of `num_blocks` blocks per layer.
+    /// Allocates a zeroed paged KV cache of `num_blocks[l]` blocks for each layer `l`.
     fn alloc_kv_cache(
         &self,
         b: &B,
-        num_blocks: usize,
+        num_blocks: &[usize],
         block_size: usize,
         dtype: DType,
     ) -> Result<Vec<LayerCache<B>>> {
-        self.kv_layout()
+        let layout = self.kv_layout();
+        check_caches_len(num_blocks.len(), layout.len())?;
+        layout
             .iter()
-            .map(|l| {
-                let shape = Shape::new([num_blocks, l.num_kv_heads, block_size, l.head_dim]);
+            .zip(num_blocks)
+            .map(|(l, &n)| {
+                let shape = Shape::new([n, l.num_kv_heads, block_size, l.head_dim]);
                 Ok(LayerCache {
                     k: b.zeros(shape.clone(), dtype)?,
                     v: b.zeros(shape, dtype)?,
@@ -102,10 +176,13 @@ pub trait Model<B: Backend>: Send + Sync {
 
 /// Checks that the runner handed one cache per layer.
 pub(crate) fn check_caches<B: Backend>(caches: &[LayerCache<B>], layers: usize) -> Result<()> {
-    if caches.len() != layers {
+    check_caches_len(caches.len(), layers)
+}
+
+fn check_caches_len(caches: usize, layers: usize) -> Result<()> {
+    if caches != layers {
         return Err(crate::ModelError::Resolve(format!(
-            "KV cache has {} layers, model has {layers}",
-            caches.len()
+            "KV cache has {caches} layers, model has {layers}"
         )));
     }
     Ok(())

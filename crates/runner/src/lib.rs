@@ -8,6 +8,6 @@ mod sample_plan;
 pub mod sampler;
 
 pub use ingot_scheduler::SamplingParams;
-pub use input_batch::{InputBatch, ScheduledSeq};
+pub use input_batch::{GroupInput, InputBatch, ScheduledSeq};
 pub use model_runner::{MaskStats, ModelRunner};
 pub use sampler::{Sampled, Sampler, TokenLogprobs};

@@ -3,7 +3,12 @@
 //! [`InputBatch`], upload it, run one forward pass, then let a [`SamplePlan`] choose where
 //! each row's token comes from (device verbs or the host sampler, all following one
 //! definition) and read back only what the host needs. It knows nothing of queues or block
-//! allocation: block ids arrive in the output.
+//! allocation: block ids arrive in the output, one table per KV cache group.
+//!
+//! KV cache groups: the runner is built either with one group serving every layer (each
+//! layer's cache has `num_blocks` blocks and keeps all of them) or with the model's groups
+//! ([`ingot_models::kv_groups`]: full attention, and one group per sliding window), each
+//! with its own number of blocks; every layer's cache is sized by its group.
 //!
 //! Structured output: a constrained request's grammar (`ingot_structured::Constraint`,
 //! handed over by the engine with [`ModelRunner::constrain`]) computes its mask on the host
@@ -24,8 +29,8 @@
 
 use std::collections::HashMap;
 
-use ingot_models::{ForwardBatch, LayerCache, Model, Result};
-use ingot_scheduler::{RequestId, SchedulerOutput};
+use ingot_models::{ForwardBatch, KvGroup, KvGroupBatch, LayerCache, Model, Result};
+use ingot_scheduler::{KvGroupSpec, RequestId, SchedulerOutput};
 use ingot_structured::{Constraint, Next};
 use ingot_tensor::sampling::mask_words;
 use ingot_tensor::{AttentionMeta, Backend, DType, Shape, Tensor};
@@ -39,7 +44,10 @@ pub struct ModelRunner<B: Backend> {
     pub model: Box<dyn Model<B>>,
     caches: Vec<LayerCache<B>>,
     pub block_size: usize,
+    /// Blocks of KV cache group 0.
     pub num_blocks: usize,
+    /// The KV cache groups with their blocks, in the scheduler's group order.
+    kv_groups: Vec<(KvGroup, usize)>,
     eos_token_ids: Vec<u32>,
     states: HashMap<RequestId, SamplingState>,
     sampler: Sampler,
@@ -106,13 +114,51 @@ impl<B: Backend> ModelRunner<B> {
         eos_token_ids: Vec<u32>,
         kv_dtype: DType,
     ) -> Result<Self> {
-        let caches = model.alloc_kv_cache(&backend, num_blocks, block_size, kv_dtype)?;
+        let groups = ingot_models::single_kv_group(&model.kv_layout());
+        Self::with_kv_groups(
+            backend,
+            model,
+            groups.into_iter().map(|g| (g, num_blocks)).collect(),
+            block_size,
+            eos_token_ids,
+            kv_dtype,
+        )
+    }
+
+    /// A runner whose KV cache has the given groups, each with its number of blocks (every
+    /// layer in exactly one group).
+    pub fn with_kv_groups(
+        backend: B,
+        model: Box<dyn Model<B>>,
+        kv_groups: Vec<(KvGroup, usize)>,
+        block_size: usize,
+        eos_token_ids: Vec<u32>,
+        kv_dtype: DType,
+    ) -> Result<Self> {
+        let layers = model.kv_layout().len();
+        let mut blocks_per_layer = vec![None; layers];
+        for (g, n) in &kv_groups {
+            for &l in &g.layers {
+                let slot = blocks_per_layer.get_mut(l).filter(|s| s.is_none());
+                *slot.ok_or_else(|| {
+                    ingot_models::ModelError::Resolve(format!(
+                        "layer {l} is in two KV groups or none"
+                    ))
+                })? = Some(*n);
+            }
+        }
+        let blocks_per_layer: Vec<usize> = blocks_per_layer
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| ingot_models::ModelError::Resolve("a layer in no KV group".into()))?;
+        let caches = model.alloc_kv_cache(&backend, &blocks_per_layer, block_size, kv_dtype)?;
         Ok(Self {
             backend,
             model,
             caches,
             block_size,
-            num_blocks,
+            num_blocks: kv_groups[0].1,
+            kv_groups,
             eos_token_ids,
             states: HashMap::new(),
             sampler: Sampler::default(),
@@ -121,6 +167,17 @@ impl<B: Backend> ModelRunner<B> {
             mask_stats: MaskStats::default(),
             jump_forward: true,
         })
+    }
+
+    /// The KV cache groups as the scheduler's cache manager needs them, in order.
+    pub fn kv_group_specs(&self) -> Vec<KvGroupSpec> {
+        self.kv_groups
+            .iter()
+            .map(|(g, n)| KvGroupSpec {
+                sliding_window: g.sliding_window,
+                num_blocks: *n,
+            })
+            .collect()
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -238,27 +295,49 @@ impl<B: Backend> ModelRunner<B> {
         let b = &self.backend;
         let t = batch.num_tokens();
         let s = batch.num_seqs();
+        if batch.groups.len() != self.kv_groups.len() {
+            return Err(ingot_models::ModelError::Resolve(format!(
+                "the batch has {} KV cache groups, the runner {}",
+                batch.groups.len(),
+                self.kv_groups.len()
+            )));
+        }
         let token_ids = b.from_u32(&batch.token_ids, Shape::new([t]))?;
         let positions = b.from_u32(&batch.positions, Shape::new([t]))?;
-        let slot_mapping = b.from_u32(&batch.slot_mapping, Shape::new([t]))?;
         let logits_indices = b.from_u32(
             &batch.logits_indices,
             Shape::new([batch.logits_indices.len()]),
         )?;
-        let block_tables = b.from_u32(&batch.block_tables, Shape::new([s, batch.max_blocks]))?;
         let seq_lens = b.from_u32(&batch.seq_lens, Shape::new([s]))?;
         let query_start_loc = b.from_u32(&batch.query_start_loc, Shape::new([s + 1]))?;
+        let group_tensors = batch
+            .groups
+            .iter()
+            .map(|g| {
+                Ok((
+                    b.from_u32(&g.slot_mapping, Shape::new([t]))?, // [T]
+                    b.from_u32(&g.block_tables, Shape::new([s, g.max_blocks]))?, // [S, max_blocks]
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let fb = ForwardBatch {
             token_ids: &token_ids,
             positions: &positions,
-            slot_mapping: &slot_mapping,
             logits_indices: &logits_indices,
-            attn: AttentionMeta {
-                block_tables: &block_tables,
-                seq_lens: &seq_lens,
-                query_start_loc: &query_start_loc,
-                max_seq_len: batch.max_seq_len,
-            },
+            kv: group_tensors
+                .iter()
+                .zip(&self.kv_groups)
+                .map(|((slot_mapping, block_tables), (group, _))| KvGroupBatch {
+                    sliding_window: group.sliding_window,
+                    slot_mapping,
+                    attn: AttentionMeta {
+                        block_tables,
+                        seq_lens: &seq_lens,
+                        query_start_loc: &query_start_loc,
+                        max_seq_len: batch.max_seq_len,
+                    },
+                })
+                .collect(),
         };
         self.model.forward(b, &fb, &mut self.caches)
     }
@@ -279,20 +358,14 @@ impl<B: Backend> ModelRunner<B> {
         if out.scheduled.is_empty() {
             return Ok(sampled);
         }
-        let block_ids: Vec<&[u32]> = out
-            .scheduled
-            .iter()
-            .map(|r| r.block_ids.as_slice())
-            .collect();
         let states = &self.states;
         let seqs: Vec<ScheduledSeq> = out
             .scheduled
             .iter()
-            .zip(&block_ids)
-            .map(|(r, blocks)| ScheduledSeq {
+            .map(|r| ScheduledSeq {
                 new_tokens: &r.new_token_ids,
                 num_computed: r.num_computed_tokens,
-                block_table: blocks,
+                block_tables: &r.block_ids,
                 sample: r.sample,
                 all_logits: states
                     .get(&r.id)

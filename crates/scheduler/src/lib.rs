@@ -6,6 +6,7 @@ pub mod request;
 pub mod scheduler;
 
 pub use ingot_api::{AddError, MAX_LOGPROBS, SamplingParams, SamplingParamsError};
+pub use ingot_kv_cache::KvGroupSpec;
 pub use output::{NewRequest, ScheduledRequest, SchedulerOutput};
 pub use request::{FinishReason, Request, RequestId, RequestStatus};
 pub use scheduler::{Scheduler, SchedulerConfig, StepResult};

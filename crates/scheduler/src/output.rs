@@ -11,8 +11,9 @@ pub struct ScheduledRequest {
     pub new_token_ids: Vec<u32>,
     /// Tokens already in the KV cache; the new ones follow them.
     pub num_computed_tokens: usize,
-    /// The request's whole block table, in logical order.
-    pub block_ids: Vec<u32>,
+    /// The request's block table in each KV cache group, in logical order:
+    /// `[groups][logical blocks]`, `u32::MAX` where a sliding window's block was freed.
+    pub block_ids: Vec<Vec<u32>>,
     /// Whether this step completes the request's known tokens, so its last row is sampled.
     pub sample: bool,
 }

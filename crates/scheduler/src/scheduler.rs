@@ -10,10 +10,14 @@
 //! its blocks are freed and it goes back to the waiting queue to be recomputed later (its
 //! full blocks usually still sit in the prefix cache). No request is ever dropped; while a
 //! step preempts, no waiting request is admitted.
+//!
+//! The KV cache may have several groups (full attention, sliding windows; see
+//! `ingot_kv_cache::groups`): a request runs only if every group has room for it, and its
+//! sliding-window blocks are returned as soon as its computed tokens leave them behind.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use ingot_kv_cache::{KvCacheEvent, KvCacheManager, KvCacheStats};
+use ingot_kv_cache::{KvCacheEvent, KvCacheManager, KvCacheStats, KvGroupSpec};
 
 use crate::output::{NewRequest, ScheduledRequest, SchedulerOutput};
 use crate::request::{FinishReason, Request, RequestId, RequestStatus};
@@ -24,6 +28,8 @@ pub struct SchedulerConfig {
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
     pub max_model_len: usize,
+    /// Blocks of the first KV cache group (the only one unless built with
+    /// [`Scheduler::with_kv_groups`]).
     pub num_blocks: usize,
     pub block_size: usize,
     pub enable_prefix_caching: bool,
@@ -57,8 +63,22 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// One full-attention KV cache group of `cfg.num_blocks` blocks.
     pub fn new(cfg: SchedulerConfig) -> Self {
-        let kv = KvCacheManager::new(cfg.num_blocks, cfg.block_size, cfg.enable_prefix_caching);
+        let group = KvGroupSpec {
+            sliding_window: None,
+            num_blocks: cfg.num_blocks,
+        };
+        Self::with_kv_groups(cfg, &[group])
+    }
+
+    /// A KV cache of the given groups (group 0's size must be `cfg.num_blocks`).
+    pub fn with_kv_groups(cfg: SchedulerConfig, groups: &[KvGroupSpec]) -> Self {
+        assert_eq!(
+            groups[0].num_blocks, cfg.num_blocks,
+            "group 0 is cfg.num_blocks"
+        );
+        let kv = KvCacheManager::with_groups(groups, cfg.block_size, cfg.enable_prefix_caching);
         Self {
             cfg,
             kv,
@@ -127,12 +147,13 @@ impl Scheduler {
             });
         }
         let tokens = total.min(self.cfg.max_model_len);
-        let needed = self.kv.blocks_for(tokens);
-        if needed > self.cfg.num_blocks {
+        if let Some((needed, available)) =
+            self.kv.never_fits(tokens, self.cfg.max_num_batched_tokens)
+        {
             return Err(AddError::CannotFit {
                 tokens,
                 needed,
-                available: self.cfg.num_blocks,
+                available,
             });
         }
         req.arrival = self.next_arrival;
@@ -196,11 +217,12 @@ impl Scheduler {
             let id = self.running[i];
             let req = &self.requests[&id];
             let num_new = (req.num_tokens() - req.num_computed).min(budget);
-            let target = req.num_computed + num_new;
+            let computed = req.num_computed;
+            let target = computed + num_new;
             loop {
                 let req = self.requests.get_mut(&id).expect("running request exists");
                 let blocks = req.blocks.as_mut().expect("running request has blocks");
-                if self.kv.allocate_slots(blocks, target) {
+                if self.kv.allocate_slots(blocks, computed, target) {
                     chosen.push((id, num_new));
                     budget -= num_new;
                     i += 1;
@@ -235,7 +257,7 @@ impl Scheduler {
             };
             let (mut blocks, hit) = self.kv.admit(cacheable, req.cache_key);
             let num_new = (req.tokens.len() - hit).min(budget);
-            if !self.kv.allocate_slots(&mut blocks, hit + num_new) {
+            if !self.kv.allocate_slots(&mut blocks, hit, hit + num_new) {
                 self.kv.free(blocks);
                 break;
             }
@@ -263,12 +285,12 @@ impl Scheduler {
                 id,
                 new_token_ids: req.tokens[start..start + num_new].to_vec(),
                 num_computed_tokens: start,
-                block_ids: req
-                    .blocks
-                    .as_ref()
-                    .expect("scheduled request has blocks")
-                    .ids()
-                    .collect(),
+                block_ids: {
+                    let blocks = req.blocks.as_ref().expect("scheduled request has blocks");
+                    (0..blocks.num_groups())
+                        .map(|g| blocks.group_ids(g).collect())
+                        .collect()
+                },
                 sample: start + num_new == req.num_tokens(),
             });
             out.num_batched_tokens += num_new;
@@ -298,6 +320,7 @@ impl Scheduler {
             let blocks = req.blocks.as_mut().expect("scheduled request has blocks");
             self.kv
                 .cache_full_blocks(blocks, &req.tokens, req.num_computed, req.cache_key);
+            self.kv.free_out_of_window(blocks, req.num_computed);
             if !s.sample {
                 continue;
             }
@@ -327,11 +350,20 @@ impl Scheduler {
         results
     }
 
-    /// Bookkeeping invariants, for tests: every block reference is held by exactly one
-    /// running request's table (shared blocks once per holder); waiting requests hold none;
-    /// free + referenced blocks account for the whole pool.
+    /// Bookkeeping invariants, for tests: in every KV cache group, every block reference is
+    /// held by exactly one running request's table (shared blocks once per holder), and a
+    /// sliding group's table holds blocks exactly from the window of the request's next token
+    /// on; waiting requests hold none; free + referenced blocks account for each whole pool.
     pub fn check_invariants(&self) {
-        let pool = self.kv.pool();
+        for g in 0..self.kv.num_groups() {
+            self.check_group(g);
+        }
+        assert!(self.running.len() <= self.cfg.max_num_seqs);
+    }
+
+    fn check_group(&self, g: usize) {
+        let pool = self.kv.group_pool(g);
+        let spec = self.kv.group_spec(g);
         let mut refs: HashMap<u32, u32> = HashMap::new();
         for (id, req) in &self.requests {
             match req.status {
@@ -341,10 +373,20 @@ impl Scheduler {
                         "request {id} runs but is not in the running list"
                     );
                     let blocks = req.blocks.as_ref().expect("running request has blocks");
+                    let skip = spec.num_skipped(req.num_computed, self.cfg.block_size);
                     let mut seen = HashSet::new();
-                    for b in blocks.ids() {
-                        assert!(seen.insert(b), "request {id} holds block {b} twice");
-                        *refs.entry(b).or_default() += 1;
+                    for (j, b) in blocks.table(g).iter().enumerate() {
+                        assert_eq!(
+                            b.is_null(),
+                            j < skip,
+                            "request {id}, group {g}: entry {j} with {} computed",
+                            req.num_computed
+                        );
+                        if b.is_null() {
+                            continue;
+                        }
+                        assert!(seen.insert(b.0), "request {id} holds block {} twice", b.0);
+                        *refs.entry(b.0).or_default() += 1;
                     }
                     assert!(blocks.len() * self.cfg.block_size >= req.num_computed);
                 }
@@ -361,7 +403,11 @@ impl Scheduler {
         let mut in_use = 0;
         for b in 0..pool.num_blocks() as u32 {
             let rc = pool.ref_cnt(ingot_kv_cache::BlockId(b));
-            assert_eq!(rc, refs.get(&b).copied().unwrap_or(0), "block {b} refcount");
+            assert_eq!(
+                rc,
+                refs.get(&b).copied().unwrap_or(0),
+                "group {g} block {b} refcount"
+            );
             if rc > 0 {
                 in_use += 1;
             }
@@ -369,8 +415,7 @@ impl Scheduler {
         assert_eq!(
             in_use + pool.num_free(),
             pool.num_blocks(),
-            "free + used != total"
+            "group {g}: free + used != total"
         );
-        assert!(self.running.len() <= self.cfg.max_num_seqs);
     }
 }

@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ingot_scheduler::{FinishReason, Request, SamplingParams, Scheduler, SchedulerConfig};
+use ingot_scheduler::{
+    FinishReason, KvGroupSpec, Request, SamplingParams, Scheduler, SchedulerConfig,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -57,6 +59,7 @@ proptest! {
         block_size in prop_oneof![Just(4usize), Just(16)],
         budget in prop_oneof![Just(8usize), Just(32), Just(512)],
         max_num_seqs in 1usize..12,
+        window in proptest::option::weighted(0.5, (1usize..40, 4usize..40)),
     ) {
         let cfg = SchedulerConfig {
             max_num_seqs,
@@ -66,7 +69,12 @@ proptest! {
             block_size,
             enable_prefix_caching: true,
         };
-        let mut s = Scheduler::new(cfg);
+        // Optionally a second KV cache group: a sliding window of `w` over `blocks` blocks.
+        let mut groups = vec![KvGroupSpec { sliding_window: None, num_blocks }];
+        if let Some((w, blocks)) = window {
+            groups.push(KvGroupSpec { sliding_window: Some(w), num_blocks: blocks });
+        }
+        let mut s = Scheduler::with_kv_groups(cfg, &groups);
         let mut accepted = HashSet::new();
         let mut finished: HashMap<u64, FinishReason> = HashMap::new();
         let mut aborts: HashMap<usize, Vec<u64>> = HashMap::new();
@@ -99,20 +107,33 @@ proptest! {
             prop_assert_eq!(total, out.num_batched_tokens);
             s.check_invariants();
             // No block in two requests' tables unless it is a shared (prefix-cached) block:
-            // each block's refcount is the number of live requests holding it (a running
-            // request may sit out a step whose budget went to others' chunks).
-            let mut owners: HashMap<u32, usize> = HashMap::new();
-            for id in &accepted {
-                if let Some(blocks) = s.request(*id).and_then(|r| r.blocks.as_ref()) {
-                    for b in blocks.ids() {
-                        *owners.entry(b).or_default() += 1;
+            // in each group, a block's refcount is the number of live requests holding it (a
+            // running request may sit out a step whose budget went to others' chunks); every
+            // position a scheduled chunk reads is in a block it holds.
+            for (g, spec) in groups.iter().enumerate() {
+                let mut owners: HashMap<u32, usize> = HashMap::new();
+                for id in &accepted {
+                    if let Some(blocks) = s.request(*id).and_then(|r| r.blocks.as_ref()) {
+                        for b in blocks.group_ids(g).filter(|&b| b != u32::MAX) {
+                            *owners.entry(b).or_default() += 1;
+                        }
                     }
                 }
-            }
-            for r in &out.scheduled {
-                prop_assert!(r.block_ids.len() * block_size >= r.num_computed_tokens + r.new_token_ids.len());
-                for &b in &r.block_ids {
-                    prop_assert_eq!(owners[&b] as u32, s.kv().pool().ref_cnt(ingot_kv_cache::BlockId(b)));
+                for r in &out.scheduled {
+                    let table = &r.block_ids[g];
+                    let end = r.num_computed_tokens + r.new_token_ids.len();
+                    prop_assert!(table.len() * block_size >= end);
+                    let first = spec.sliding_window.map_or(0, |w| (r.num_computed_tokens + 1).saturating_sub(w));
+                    for p in first..end {
+                        prop_assert!(table[p / block_size] != u32::MAX, "position {} freed", p);
+                    }
+                    if let Some(w) = spec.sliding_window {
+                        let held = table.iter().filter(|&&b| b != u32::MAX).count();
+                        prop_assert!(held <= (w - 1 + r.new_token_ids.len()).div_ceil(block_size) + 1);
+                    }
+                }
+                for (b, n) in owners {
+                    prop_assert_eq!(n as u32, s.kv().group_pool(g).ref_cnt(ingot_kv_cache::BlockId(b)));
                 }
             }
             let sampled: HashMap<u64, Vec<u32>> = out
@@ -151,7 +172,9 @@ proptest! {
         }
         // Every accepted request finished exactly once; every block is free again.
         prop_assert_eq!(finished.keys().copied().collect::<HashSet<_>>(), accepted);
-        prop_assert_eq!(s.kv().num_free_blocks(), num_blocks);
+        for (g, spec) in groups.iter().enumerate() {
+            prop_assert_eq!(s.kv().group_pool(g).num_free(), spec.num_blocks);
+        }
     }
 }
 

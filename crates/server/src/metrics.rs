@@ -210,8 +210,20 @@ impl Metrics {
         sample(
             "num_kv_cache_blocks",
             g,
-            "KV cache blocks in the pool.",
+            "KV cache blocks of the full-attention layers (of every layer without sliding-window groups).",
             stats.num_blocks.to_string(),
+        );
+        sample(
+            "num_kv_cache_sliding_blocks",
+            g,
+            "KV cache blocks of the sliding-window layers' groups (0 without them).",
+            stats.num_sliding_blocks.to_string(),
+        );
+        sample(
+            "kv_cache_capacity_tokens",
+            g,
+            "Tokens the full-attention KV cache holds (over all requests).",
+            (stats.num_blocks * stats.block_size).to_string(),
         );
         sample(
             "prefix_cache_queries_total",

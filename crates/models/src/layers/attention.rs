@@ -135,6 +135,7 @@ impl<B: Backend> Attention<B> {
     ) -> Result<Tensor<B>> {
         let t = x.dims()[0];
         let (hq, hk, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = batch.kv_group(self.params.sliding_window)?;
         let q = match &self.qkv {
             Qkv::Stacked(proj) => {
                 let qkv = proj.forward(b, x)?; // [T, (Hq + 2Hk) D]
@@ -151,7 +152,7 @@ impl<B: Backend> Attention<B> {
                     self.rope.style,
                     &mut cache.k,
                     &mut cache.v,
-                    batch.slot_mapping,
+                    group.slot_mapping,
                 )? // [T, Hq, D]
             }
             Qkv::Split { q, k, v } => {
@@ -161,11 +162,11 @@ impl<B: Backend> Attention<B> {
                 let mut q = qk_norm(b, q, self.q_norm.as_ref())?.reshape([t, hq, d]);
                 let mut k = qk_norm(b, k, self.k_norm.as_ref())?.reshape([t, hk, d]);
                 self.rope.apply(b, &mut q, &mut k, batch.positions)?;
-                b.kv_write(&k, &v, &mut cache.k, &mut cache.v, batch.slot_mapping)?;
+                b.kv_write(&k, &v, &mut cache.k, &mut cache.v, group.slot_mapping)?;
                 q
             }
         };
-        let o = b.paged_attention(&q, &cache.k, &cache.v, &batch.attn, self.params)?;
+        let o = b.paged_attention(&q, &cache.k, &cache.v, &group.attn, self.params)?;
         Ok(o.reshape([t, hq * d]))
     }
 }
