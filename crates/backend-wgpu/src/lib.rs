@@ -290,7 +290,10 @@ impl Backend for WgpuBackend {
         };
         // The format's pipelines, built on its first upload (a rejected shader fails here).
         self.pipelines.quant(&self.gpu, qi)?;
+        // Parts are whole rows of a matrix [N, K] or whole experts of a stack [E, N, K]; each
+        // part is repacked as a matrix of rows of K weights (an expert's N rows in a row).
         let (rows, per_row) = storage::rows_of(&shape);
+        let k = *shape.dims().last().expect("checked: a matrix or a stack");
         let row_bytes = dtype
             .storage_bytes(per_row)
             .expect("checked: whole blocks per row");
