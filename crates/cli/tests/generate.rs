@@ -133,5 +133,5 @@ fn gpu_kv_budget_is_capped_to_the_tensor_limit() {
         return;
     }
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("KV cache capped"), "{stderr}");
+    assert!(stderr.contains("KV cache group capped"), "{stderr}");
 }
