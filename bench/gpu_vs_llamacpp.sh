@@ -16,8 +16,9 @@
 # under models/, the second for bench/gpu_moe_vs_peers.sh, run after this in one call);
 # mkqwen_gguf.py (../shared/peers), mkqwen_q4_0.py and this script.
 #
-# `run`, in one call: llama.cpp is built with CUDA for sm_90 (llama-bench, llama-batched-bench)
-# on cores 0-12 while cores 13-15 make the F16 and Q4_0 files (Qwen2-0.5B's shapes, 24
+# `run`, in one call: llama.cpp is built with CUDA for sm_90 (llama-bench, llama-batched-bench,
+# llama-quantize; with LLAMA_SAVE=1 the stripped bin/ comes back as $OUT/llama-bin.tar.xz.part*,
+# and a kit holding those parts skips the ~5 minute build) on cores 0-12 while cores 13-15 make the F16 and Q4_0 files (Qwen2-0.5B's shapes, 24
 # layers, the same random weights, the real Qwen2 vocabulary), run the kit's test binaries,
 # check that greedy tokens from the Q4_0 file's blocks equal those from its exact f32 copy,
 # and time Ingot (after, then before; decode = S_TG of 128-token prompts and 128 new tokens
@@ -111,14 +112,29 @@ run() {
   for f in "$kit"/bin/*.xz; do xz -dc "$f" >"$work/bin/$(basename "$f" .xz)"; done
   chmod +x "$work"/bin/*
   tar xJf "$kit/llama.cpp.tar.xz" -C "$work"
-  (
-    taskset -c 0-12 cmake -S "$work/llama.cpp" -B "$work/llb" -G Ninja -DGGML_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release \
-      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >"$work/cmake.log" 2>&1 &&
-      taskset -c 0-12 cmake --build "$work/llb" -j13 --target llama-bench llama-batched-bench \
-        >>"$work/cmake.log" 2>&1
-  ) &
+  if compgen -G "$kit/llama-bin.tar.xz.part*" >/dev/null; then
+    # A build an earlier call returned (LLAMA_SAVE=1): unpacked where it was built, so the
+    # binaries' RPATH finds their libraries.
+    log "llama.cpp: the carried build"
+    mkdir -p "$work/llb"
+    cat "$kit"/llama-bin.tar.xz.part* | tar xJf - -C "$work/llb"
+    true &
+  else
+    (
+      taskset -c 0-12 cmake -S "$work/llama.cpp" -B "$work/llb" -G Ninja -DGGML_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release \
+        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+        -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >"$work/cmake.log" 2>&1 &&
+        taskset -c 0-12 cmake --build "$work/llb" -j13 \
+          --target llama-bench llama-batched-bench llama-quantize >>"$work/cmake.log" 2>&1 &&
+        if [ "${LLAMA_SAVE:-0}" = 1 ] && [ -n "${OUT:-}" ]; then
+          # Hand the build back (parts of 15 MiB: what a call may return per file) so a later
+          # call carries it as $KIT/llama-bin.tar.xz.part* instead of building again.
+          strip --strip-unneeded "$work"/llb/bin/* 2>/dev/null || true
+          tar cf - -C "$work/llb" bin | xz -T4 -6 | split -b 15M -d - "$OUT/llama-bin.tar.xz.part"
+        fi
+    ) &
+  fi
   local build=$!
   local t0=$SECONDS
 
